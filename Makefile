@@ -1,0 +1,60 @@
+# qhybrid: `make demo` sets up and runs the bundled promotion; `make test` sets up and runs the tests.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(CURDIR)/$(VENV)/bin
+
+export PATH := $(BIN):$(PATH)
+export PREFECT_HOME ?= $(CURDIR)/.prefect
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
+export MLFLOW_DISABLE_TELEMETRY := true
+export MLFLOW_LOGGING_LEVEL ?= WARNING
+export DVC_NO_ANALYTICS := 1
+export QHYBRID_PROJECT_ROOT ?= $(CURDIR)
+
+.PHONY: setup data demo test test-all bench lint lock schema ui-prefect ui-mlflow clean
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[test]"
+	touch $@
+
+setup: $(VENV)/.installed
+
+# Generate the pinned problem instances (same bytes as dvc.lock) and push them to the local remote.
+data: setup
+	$(BIN)/dvc repro --pull --quiet
+	$(BIN)/dvc push --quiet
+
+demo: data
+	$(BIN)/qhybrid promote specs/qaoa-maxcut.yaml
+	$(BIN)/qhybrid experiments
+
+test: data
+	$(BIN)/lint-imports
+	$(BIN)/python -m pytest -m "not slow and not ibm"
+
+test-all: data
+	$(BIN)/lint-imports
+	$(BIN)/python -m pytest -m "not ibm"
+
+bench: data
+	$(BIN)/python -m pytest benchmarks --benchmark-enable --benchmark-only \
+		--benchmark-columns=min,mean,max,rounds --benchmark-sort=name -p no:randomly
+
+schema: setup
+	$(BIN)/python -m qhybrid.schema docs/schema
+
+lock: setup
+	$(BIN)/python -m pip freeze --exclude-editable | sed '/^-e /d' > constraints.txt
+
+ui-prefect: setup
+	$(BIN)/prefect server start --host 127.0.0.1 --port 4200
+
+ui-mlflow: setup
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlruns/mlflow.db --host 127.0.0.1 --port 5000
+
+clean:
+	rm -rf mlruns .prefect

@@ -1,0 +1,37 @@
+"""Open a backend by its one-string name."""
+
+from __future__ import annotations
+
+from backends._aer import AerBackend
+from backends._ibm import IbmBackend
+from qhybrid.core import Settings, parse_backend_name
+
+
+def open_backend(
+    text: str, settings: Settings, *, transpiler_seed: int, field: str = "backend"
+) -> AerBackend | IbmBackend:
+    """Open the backend named ``text``.
+
+    Args:
+        text: ``aer``, ``aer-noisy:<fake device>`` or ``ibm:<device>``.
+        settings: Supplies the IBM token and channel for real devices.
+        transpiler_seed: Seed of the device transpilation, recorded with the run.
+        field: The field to name in errors.
+
+    Raises:
+        BackendNameError: Unknown backend or device, or a real device without a token.
+    """
+    name = parse_backend_name(text, field=field)
+    if name.kind == "ibm":
+        return IbmBackend(
+            name,
+            transpiler_seed=transpiler_seed,
+            token=settings.ibm_token,
+            channel=settings.ibm_channel,
+            instance=settings.ibm_instance,
+        )
+    if name.device is not None:
+        from backends._devices import fake_device
+
+        fake_device(name.device, field=field)
+    return AerBackend(name, transpiler_seed=transpiler_seed)

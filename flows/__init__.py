@@ -1,0 +1,6 @@
+"""Prefect flows: orchestration wiring only."""
+
+from flows.promotion import promote_experiment
+from flows.run import run_experiment
+
+__all__ = ["promote_experiment", "run_experiment"]

@@ -1,0 +1,344 @@
+"""The ``qhybrid`` command line.
+
+Exit codes: 0 done (or promoted); 2 invalid input (spec, flag, data); 3 the gates refused
+promotion; 4 backend failure; 5 post-processing failure; 6 tracking failure; 7 replay mismatch;
+1 anything unexpected. With ``--json`` exactly one JSON document goes to stdout; logs, progress
+and errors go to stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.console import Console
+
+from qhybrid.core import (
+    InvalidInputError,
+    QhybridError,
+    RunReport,
+    Settings,
+    TrackingError,
+    load_spec,
+)
+
+if TYPE_CHECKING:
+    from tasks._replay import ReplayResult
+
+EXIT_REFUSED = 3
+
+app = typer.Typer(
+    name="qhybrid",
+    help="Versioned hybrid quantum-classical experiments, promoted through staged gates.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+data_app = typer.Typer(help="Generate the problem instances that dvc.yaml pins.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+err = Console(stderr=True)
+out = Console(width=None if sys.stdout.isatty() else 120)
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
+AllowUnpinned = Annotated[
+    bool,
+    typer.Option("--allow-unpinned-data",
+                 help="Run on data that does not match dvc.lock (recorded on the run)."),
+]
+
+
+def _fail(exc: QhybridError, as_json: bool) -> typer.Exit:
+    if as_json:
+        print(json.dumps({"error": exc.to_dict()}))
+    err.print(f"[bold red]error[/] ({exc.layer}): {exc}")
+    return typer.Exit(exc.exit_code)
+
+
+def _settings() -> Settings:
+    try:
+        return Settings()
+    except ValueError as exc:
+        raise InvalidInputError(f"invalid QHYBRID_* setting: {exc}", field="settings") from exc
+
+
+def _prefect_home() -> str:
+    from prefect.settings import get_current_settings
+
+    return str(get_current_settings().home)
+
+
+def _wait_for_records(flow_run_id: str | None) -> None:
+    # The ephemeral Prefect server records task runs asynchronously and stops with this process;
+    # wait until every task run it knows is final so the UI shows the whole run.
+    if flow_run_id is None:
+        return
+    import time
+    from uuid import UUID
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    deadline = time.monotonic() + 15
+    with get_client(sync_client=True) as client:
+        while time.monotonic() < deadline:
+            runs = client.read_task_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[UUID(flow_run_id)]))
+            )
+            if runs and all(r.state is not None and r.state.is_final() for r in runs):
+                return
+            time.sleep(0.2)
+
+
+def _run_flow(title: str, call):  # noqa: ANN001, ANN202
+    with err.status(f"[bold]{title}[/] (Prefect flow; first start of its local server takes ~10 s)"):
+        report = call()
+    _wait_for_records(report.prefect_flow_run_id)
+    return report
+
+
+def _print_report(report: RunReport, settings: Settings) -> None:
+    from rich.table import Table
+
+    out.print(f"\n[bold]{report.experiment} {report.version}[/] ({report.family}), "
+              f"objective [bold]{report.objective}[/] ({report.direction})")
+    if report.data_overrides:
+        out.print(f"[yellow]ran on unpinned data:[/] {'; '.join(report.data_overrides)}")
+    if report.gates:
+        table = Table(title="Gates", show_lines=False)
+        for col in ("gate", "verdict", "backend", "key metrics", "seconds"):
+            table.add_column(col)
+        for g in report.gates:
+            keys = [c.name for c in g.criteria] or list(g.metrics)[:3]
+            shown = ", ".join(f"{k}={(g.metrics.get(k) if k in g.metrics else next(c.value for c in g.criteria if c.name == k)):.4g}" for k in keys)
+            verdict = "[green]pass[/]" if g.passed else "[red]FAIL[/]"
+            table.add_row(g.gate, verdict, g.backend, shown, f"{g.seconds:.1f}")
+        out.print(table)
+        for g in report.gates:
+            for r in g.reasons:
+                out.print(f"  [red]{g.gate}[/]: {r}")
+    else:
+        out.print(f"backend [bold]{report.backend}[/]")
+        for k, v in sorted(report.metrics.items()):
+            out.print(f"  {k:24s} {v:.6g}")
+    if report.baselines:
+        table = Table(title="Classical baselines vs quantum")
+        for col in ("solver", "objective", "quality", "seconds", "exact"):
+            table.add_column(col)
+        for b in report.baselines:
+            table.add_row(b.solver, f"{b.objective:.6g}", f"{b.quality:.4f}", f"{b.seconds:.4f}",
+                          str(b.exact))
+        out.print(table)
+    params = ", ".join(f"{k}={v:.4f}" for k, v in report.parameters.items())
+    out.print(f"parameters: {params}")
+    if report.decision is not None:
+        d = report.decision
+        head = "[bold green]PROMOTED[/]" if d.promote else "[bold red]REFUSED[/]"
+        aliases = f" as version {report.registered_version} -> {', '.join(d.aliases)}" if d.promote else ""
+        out.print(f"decision: {head}{aliases}")
+        for r in d.reasons:
+            out.print(f"  - {r}")
+    out.print(f"MLflow run: {report.mlflow_run_id}")
+    out.print(f"manifest:   {report.manifest}")
+    if report.prefect_flow_run_id:
+        out.print(f"Prefect flow run: {report.prefect_flow_run_id}")
+    out.print("\nOpen the UIs on this data:")
+    out.print(f"  Prefect: PREFECT_HOME={_prefect_home()} prefect server start   "
+              f"# then http://127.0.0.1:4200/runs/flow-run/{report.prefect_flow_run_id}")
+    out.print(f"  MLflow:  mlflow ui --backend-store-uri {settings.tracking_uri} --port 5000   "
+              "# then http://127.0.0.1:5000")
+
+
+@app.command()
+def run(
+    spec: Annotated[Path, typer.Argument(help="Experiment spec (YAML).")],
+    backend: Annotated[str | None, typer.Option(help="aer, aer-noisy:<fake>, ibm:<device>; "
+                                                "default: the spec's ideal backend.")] = None,
+    as_json: JsonFlag = False,
+    allow_unpinned_data: AllowUnpinned = False,
+) -> None:
+    """One run of one experiment on one backend, tracked in MLflow, without gates."""
+    try:
+        settings = _settings()
+        parsed = load_spec(spec)
+        target = backend or parsed.gates.ideal.backend
+        from backends import open_backend
+
+        open_backend(target, settings, transpiler_seed=parsed.seeds.transpiler, field="--backend")
+        from flows import run_experiment
+
+        report = _run_flow(f"running {parsed.name} on {target}",
+                           lambda: run_experiment(parsed, settings, target, allow_unpinned_data))
+    except QhybridError as exc:
+        raise _fail(exc, as_json) from exc
+    if as_json:
+        print(report.model_dump_json(indent=1))
+    else:
+        _print_report(report, settings)
+
+
+@app.command()
+def promote(
+    spec: Annotated[Path, typer.Argument(help="Experiment spec (YAML).")],
+    as_json: JsonFlag = False,
+    allow_unpinned_data: AllowUnpinned = False,
+) -> None:
+    """Run every gate and promote the experiment if all pass (exit 3 if refused)."""
+    try:
+        settings = _settings()
+        parsed = load_spec(spec)
+        from backends import open_backend
+
+        for field, name in (("gates.ideal.backend", parsed.gates.ideal.backend),
+                            ("gates.hardware.backend", parsed.gates.hardware.backend)):
+            open_backend(name, settings, transpiler_seed=parsed.seeds.transpiler, field=field)
+        from flows import promote_experiment
+
+        report = _run_flow(f"promoting {parsed.name} {parsed.version} through 4 gates",
+                           lambda: promote_experiment(parsed, settings, allow_unpinned_data))
+    except QhybridError as exc:
+        raise _fail(exc, as_json) from exc
+    if as_json:
+        print(report.model_dump_json(indent=1))
+    else:
+        _print_report(report, settings)
+    if report.decision is not None and not report.decision.promote:
+        raise typer.Exit(EXIT_REFUSED)
+
+
+@app.command()
+def experiments(as_json: JsonFlag = False) -> None:
+    """Registered experiments, their versions, and which version holds each alias."""
+    try:
+        settings = _settings()
+        from registry import Tracker
+
+        registered = Tracker(settings.tracking_uri, settings.artifact_root,
+                             settings.mlflow_experiment).registered()
+    except QhybridError as exc:
+        raise _fail(exc, as_json) from exc
+    if as_json:
+        print(json.dumps([{"name": name, "versions": [v.model_dump() for v in versions]}
+                          for name, versions in registered], indent=1))
+        return
+    from rich.table import Table
+
+    if not registered:
+        out.print("no registered experiments yet: run `qhybrid promote SPEC`")
+        return
+    table = Table(title="Registered experiments")
+    for col in ("experiment", "model version", "spec version", "aliases", "score", "run"):
+        table.add_column(col)
+    for name, versions in registered:
+        for v in versions:
+            table.add_row(name, v.version, v.tags.get("qhybrid.version", "?"),
+                          ", ".join(v.aliases), v.tags.get("qhybrid.score", ""), v.run_id or "")
+    out.print(table)
+
+
+@app.command()
+def show(
+    target: Annotated[str, typer.Argument(help="NAME@ALIAS (e.g. qaoa-maxcut-3reg@champion) or an MLflow run id.")],
+    as_json: JsonFlag = False,
+) -> None:
+    """What a promoted version or a run is, with its evidence (gates, metrics, tags)."""
+    try:
+        settings = _settings()
+        from registry import Tracker
+
+        tracker = Tracker(settings.tracking_uri, settings.artifact_root, settings.mlflow_experiment)
+        version = None
+        if "@" in target:
+            name, alias = target.split("@", 1)
+            version = tracker.version_by_alias(name, alias)
+            if version is None:
+                raise InvalidInputError(f"no version of '{name}' holds alias '{alias}'", field="TARGET")
+            run_id = version.run_id or ""
+        else:
+            run_id = target
+        try:
+            run_info = tracker.get_run(run_id)
+        except TrackingError as exc:
+            raise InvalidInputError(f"no run '{run_id}' in {settings.tracking_uri}", field="TARGET") from exc
+        gates = tracker.child_runs(run_id)
+    except QhybridError as exc:
+        raise _fail(exc, as_json) from exc
+    doc = {"version": version.model_dump() if version else None, "run": run_info,
+           "gates": sorted(gates, key=lambda g: g["start_time"] or 0)}
+    if as_json:
+        print(json.dumps(doc, indent=1, default=str))
+        return
+    if version:
+        out.print(f"[bold]{version.name}[/] version {version.version} aliases {list(version.aliases)}")
+    out.print(f"run {run_info['run_id']} ({run_info['name']}, {run_info['status']})")
+    for key in sorted(run_info["tags"]):
+        if key.startswith(("qhybrid.", "dvc.")):
+            out.print(f"  {key} = {run_info['tags'][key]}")
+    for key, value in sorted(run_info["metrics"].items()):
+        out.print(f"  metric {key} = {value:.6g}")
+    for g in doc["gates"]:
+        out.print(f"  gate {g['tags'].get('qhybrid.gate')}: {g['tags'].get('qhybrid.verdict')}")
+
+
+@app.command()
+def replay(
+    manifest: Annotated[Path, typer.Argument(help="A run manifest (mlruns/manifests/<run>.json).")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Rerun the simulator part of a recorded run; exit 0 if counts are bit-identical, else 7."""
+    try:
+        settings = _settings()
+        from registry import read_manifest
+        from tasks._replay import replay as replay_run
+
+        result: ReplayResult = replay_run(read_manifest(manifest), settings)
+    except QhybridError as exc:
+        raise _fail(exc, as_json) from exc
+    if as_json:
+        print(json.dumps(result.to_dict(), indent=1))
+    else:
+        word = "[green]bit-identical[/]" if result.identical else "[red]DIFFERENT[/]"
+        out.print(f"counts {word} ({result.differing_outcomes} outcomes differ); "
+                  f"circuit {'identical' if result.circuit_identical else 'DIFFERENT'}")
+    if not (result.identical and result.circuit_identical):
+        raise typer.Exit(7)
+
+
+@data_app.command("maxcut")
+def data_maxcut(
+    out_path: Annotated[Path, typer.Option("--out", help="Output JSON file.")],
+    nodes: Annotated[int, typer.Option(min=3, max=24)] = 10,
+    degree: Annotated[int, typer.Option(min=1, max=23)] = 3,
+    seed: int = 7,
+    weighted: bool = False,
+    triangle_free: Annotated[bool, typer.Option("--triangle-free/--any")] = True,
+) -> None:
+    """A random regular graph (deterministic for a seed)."""
+    from qhybrid.experiments import random_regular_graph, write_instance
+
+    try:
+        graph = random_regular_graph(nodes, degree, seed, triangle_free=triangle_free, weighted=weighted)
+    except ValueError as exc:
+        err.print(f"[bold red]error[/]: {exc}")
+        raise typer.Exit(2) from exc
+    write_instance(graph, out_path)
+
+
+@data_app.command("h2")
+def data_h2(out_path: Annotated[Path, typer.Option("--out", help="Output JSON file.")]) -> None:
+    """The H2 (STO-3G, 0.735 Angstrom) two-qubit Hamiltonian."""
+    from qhybrid.experiments import h2_hamiltonian, write_instance
+
+    write_instance(h2_hamiltonian(), out_path)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,69 @@
+"""The one-string backend names users type: ``aer``, ``aer-noisy:<device>``, ``ibm:<device>``."""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from qhybrid.core._errors import BackendNameError
+
+BackendKind = Literal["aer", "aer-noisy", "ibm"]
+_DEVICE = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+class BackendName(BaseModel):
+    """A parsed backend name.
+
+    Attributes:
+        kind: ``aer`` (ideal), ``aer-noisy`` (Aer with a fake device's noise model) or ``ibm``
+            (qiskit-ibm-runtime: local testing mode for ``fake_*`` devices, real hardware else).
+        device: The device after the colon, e.g. ``fake_manila``; None for ``aer``.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: BackendKind
+    device: str | None = None
+
+    @property
+    def is_fake(self) -> bool:
+        """True when the device is a snapshot shipped with qiskit-ibm-runtime."""
+        return self.device is not None and self.device.startswith("fake_")
+
+    @property
+    def is_real_hardware(self) -> bool:
+        """True only for a real IBM device, which needs a token and costs QPU time."""
+        return self.kind == "ibm" and not self.is_fake
+
+    def __str__(self) -> str:
+        return self.kind if self.device is None else f"{self.kind}:{self.device}"
+
+
+def parse_backend_name(text: str, *, field: str = "backend") -> BackendName:
+    """Parse a backend string.
+
+    Args:
+        text: e.g. ``aer``, ``aer-noisy:fake_manila``, ``ibm:fake_manila``, ``ibm:ibm_torino``.
+        field: The field name to report on error.
+
+    Returns:
+        The parsed name. Whether the device exists is checked by the backends layer.
+
+    Raises:
+        BackendNameError: The string does not follow the grammar.
+    """
+    kind, sep, device = text.strip().partition(":")
+    if kind == "aer" and not sep:
+        return BackendName(kind="aer")
+    if kind == "aer-noisy" and not device.startswith("fake_"):
+        raise BackendNameError(
+            f"'{text}': aer-noisy needs a fake device, e.g. aer-noisy:fake_manila", field=field
+        )
+    if kind in ("aer-noisy", "ibm") and _DEVICE.match(device):
+        return BackendName(kind=kind, device=device)  # type: ignore[arg-type]
+    raise BackendNameError(
+        f"unknown backend '{text}'; expected aer, aer-noisy:<fake device> or ibm:<device>",
+        field=field,
+    )

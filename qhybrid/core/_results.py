@@ -1,0 +1,146 @@
+"""Result contracts: gate outcomes, decisions, reports and the run manifest."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+REPORT_SCHEMA_VERSION = 1
+MANIFEST_SCHEMA_VERSION = 1
+
+GateName = Literal["ideal", "statistical", "hardware", "baseline"]
+Direction = Literal["maximise", "minimise"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class CriterionResult(_Model):
+    """One explicit criterion of a verdict: ``value op limit``."""
+
+    name: str
+    value: float
+    op: Literal[">=", "<=", "=="]
+    limit: float
+    passed: bool
+
+
+class GateResult(_Model):
+    """The outcome of one gate."""
+
+    gate: GateName
+    passed: bool
+    backend: str
+    metrics: dict[str, float]
+    criteria: tuple[CriterionResult, ...] = ()
+    reasons: tuple[str, ...] = ()
+    seconds: float = 0.0
+    mlflow_run_id: str | None = None
+
+
+class BaselineResult(_Model):
+    """One classical solver's answer on the same instance."""
+
+    solver: str
+    objective: float
+    quality: float = Field(description="Solution quality on the family's primary scale.")
+    seconds: float
+    exact: bool
+
+
+class PromotionDecision(_Model):
+    """What the gates' evidence means for the registry."""
+
+    promote: bool
+    aliases: tuple[Literal["challenger", "champion"], ...] = ()
+    reasons: tuple[str, ...]
+    score: float | None = Field(default=None, description="Primary metric compared to champion.")
+    champion_score: float | None = None
+
+
+class ModelVersionRecord(_Model):
+    """A registered model version and the aliases it holds."""
+
+    name: str
+    version: str
+    run_id: str | None
+    aliases: tuple[str, ...] = ()
+    tags: dict[str, str] = {}
+
+
+class PromotionLogRecord(_Model):
+    """One line of the append-only promotion log (aliases keep no history)."""
+
+    schema_version: Literal[1] = 1
+    timestamp: str
+    experiment: str
+    version: str
+    spec_sha256: str
+    mlflow_run_id: str
+    promote: bool
+    registered_version: str | None
+    aliases: tuple[str, ...]
+    reasons: tuple[str, ...]
+    score: float | None
+    champion_score: float | None
+
+
+class CircuitRecord(_Model):
+    """A circuit as executed: its OpenQASM 3 hash and where its files are."""
+
+    role: str
+    sha256: str
+    num_qubits: int
+    depth: int
+    qasm3_path: str | None = None
+    qpy_path: str | None = None
+
+
+class RunManifest(_Model):
+    """Everything needed to rerun a run."""
+
+    schema_version: Literal[1] = MANIFEST_SCHEMA_VERSION
+    kind: Literal["run", "promotion"]
+    experiment: str
+    version: str
+    spec: dict[str, object]
+    spec_sha256: str
+    parameters: tuple[float, ...]
+    parameter_names: tuple[str, ...]
+    seeds: dict[str, int]
+    shots: int
+    backends: dict[str, dict[str, object]]
+    circuits: tuple[CircuitRecord, ...]
+    ideal_counts: dict[str, int]
+    ideal_counts_sha256: str
+    data: dict[str, dict[str, object]]
+    packages: dict[str, str]
+    git_commit: str | None
+    prefect_flow_run_id: str | None
+    mlflow_run_id: str | None
+    created: str
+
+
+class RunReport(_Model):
+    """The ``--json`` document of ``qhybrid run`` and ``qhybrid promote``."""
+
+    schema_version: Literal[1] = REPORT_SCHEMA_VERSION
+    kind: Literal["run", "promotion"]
+    experiment: str
+    version: str
+    family: str
+    objective: str
+    direction: Direction
+    backend: str = Field(description="Where the recorded execution ran.")
+    metrics: dict[str, float] = Field(description="The recorded execution's metrics.")
+    parameters: dict[str, float] = Field(description="Final parameters by name.")
+    gates: tuple[GateResult, ...] = ()
+    baselines: tuple[BaselineResult, ...] = ()
+    decision: PromotionDecision | None = None
+    registered_version: str | None = None
+    mlflow_run_id: str | None
+    prefect_flow_run_id: str | None
+    manifest: str | None
+    data_overrides: tuple[str, ...] = ()

@@ -1,0 +1,56 @@
+"""Process-wide settings, read once at the edge (CLI, flow entry) and passed down."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Where qhybrid keeps its records and how it reaches providers.
+
+    Every field can be set from the environment with the ``QHYBRID_`` prefix, e.g.
+    ``QHYBRID_IBM_TOKEN``. Relative paths resolve against ``project_root``.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="QHYBRID_", extra="forbid", frozen=True)
+
+    project_root: Path = Field(default_factory=Path.cwd, description="Folder holding dvc.lock.")
+    mlflow_tracking_uri: str = Field(
+        default="", description="MLflow store; empty means sqlite:///<project_root>/mlruns/mlflow.db."
+    )
+    mlflow_artifact_root: Path = Field(default=Path("mlruns/artifacts"))
+    mlflow_experiment: str = Field(default="qhybrid")
+    promotion_log: Path = Field(default=Path("mlruns/promotion-log.jsonl"))
+    manifests_dir: Path = Field(default=Path("mlruns/manifests"))
+    ibm_token: SecretStr | None = Field(default=None, description="IBM Quantum API key.")
+    ibm_channel: str = Field(default="ibm_quantum_platform")
+    ibm_instance: str | None = Field(default=None)
+
+    def resolve(self, path: Path) -> Path:
+        """Resolve a path against the project root."""
+        return path if path.is_absolute() else (self.project_root / path).resolve()
+
+    @property
+    def tracking_uri(self) -> str:
+        """The MLflow tracking URI, defaulting to SQLite under the project's mlruns/."""
+        if self.mlflow_tracking_uri:
+            return self.mlflow_tracking_uri
+        return f"sqlite:///{self.resolve(Path('mlruns/mlflow.db'))}"
+
+    @property
+    def artifact_root(self) -> Path:
+        """Absolute folder for MLflow artifacts."""
+        return self.resolve(self.mlflow_artifact_root)
+
+    @property
+    def promotion_log_path(self) -> Path:
+        """Absolute path of the append-only promotion log."""
+        return self.resolve(self.promotion_log)
+
+    @property
+    def manifests_path(self) -> Path:
+        """Absolute folder for local copies of run manifests."""
+        return self.resolve(self.manifests_dir)

@@ -1,0 +1,232 @@
+"""The experiment spec: what a data scientist writes in YAML, validated at the edge."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from qhybrid.core._backend_name import parse_backend_name
+from qhybrid.core._errors import BackendNameError, SpecError
+
+SPEC_SCHEMA_VERSION = 1
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class QaoaMaxcutFamily(_Model):
+    """QAOA for weighted or unweighted MaxCut on a graph read from data."""
+
+    kind: Literal["qaoa-maxcut"] = "qaoa-maxcut"
+    reps: int = Field(default=1, ge=1, le=8, description="QAOA depth p.")
+
+
+class VqeFamily(_Model):
+    """VQE for a qubit Hamiltonian (Pauli sum) read from data."""
+
+    kind: Literal["vqe"] = "vqe"
+    ansatz: Literal["real-amplitudes", "efficient-su2"] = "real-amplitudes"
+    reps: int = Field(default=1, ge=1, le=8, description="Ansatz layers.")
+    entanglement: Literal["linear", "full", "circular"] = "linear"
+
+
+FamilySpec = Annotated[QaoaMaxcutFamily | VqeFamily, Field(discriminator="kind")]
+
+
+class DatasetSpec(_Model):
+    """An input file pinned by dvc.lock."""
+
+    path: str = Field(description="Path relative to the project root, an output of dvc.yaml.")
+
+    @field_validator("path")
+    @classmethod
+    def _relative(cls, value: str) -> str:
+        if Path(value).is_absolute() or ".." in Path(value).parts:
+            raise ValueError("must be a path inside the project, relative to its root")
+        return value
+
+
+class OptimiserSpec(_Model):
+    """The classical optimiser: scipy.optimize.minimize fed by batched evaluations.
+
+    Every gradient is one Estimator PUB holding the point and its finite-difference
+    neighbours; the multi-start screen is one PUB holding all start points.
+    """
+
+    method: Literal["L-BFGS-B", "SLSQP"] = "L-BFGS-B"
+    maxiter: int = Field(default=60, ge=1, le=10_000)
+    starts: int = Field(default=16, ge=1, le=4096, description="Random start points screened.")
+    finite_difference_step: float = Field(default=1e-3, gt=0, le=0.5)
+
+
+class SeedSpec(_Model):
+    """Every random source of a run."""
+
+    transpiler: int = Field(default=11, ge=0, le=2**31 - 1)
+    simulator: int = Field(default=12, ge=0, le=2**31 - 1)
+    optimiser: int = Field(default=13, ge=0, le=2**31 - 1)
+
+
+class IdealGateSpec(_Model):
+    """Gate 1: optimise on an ideal simulator."""
+
+    backend: str = "aer"
+
+    @field_validator("backend")
+    @classmethod
+    def _backend(cls, value: str) -> str:
+        _check_backend(value)
+        return value
+
+
+class StatisticalGateSpec(_Model):
+    """Gate 2: repeat with independent seeds; a confidence interval for the objective."""
+
+    repeats: int = Field(default=5, ge=2, le=100)
+    confidence: float = Field(default=0.95, gt=0.5, lt=1.0)
+    threshold: float = Field(description="The interval must beat this (objective's direction).")
+    tolerance: float = Field(gt=0, description="Largest acceptable interval half-width.")
+
+
+class HardwareGateSpec(_Model):
+    """Gate 3: the optimised circuit on the hardware target, compared with the ideal result."""
+
+    backend: str = "ibm:fake_manila"
+    max_degradation: float = Field(
+        default=0.25, ge=0, description="Largest acceptable relative loss of the objective."
+    )
+    max_distance: float = Field(
+        default=0.5, ge=0, le=1, description="Largest total variation distance from ideal counts."
+    )
+
+    @field_validator("backend")
+    @classmethod
+    def _backend(cls, value: str) -> str:
+        _check_backend(value)
+        return value
+
+
+class BaselineGateSpec(_Model):
+    """Gate 4: classical solvers on the same instance."""
+
+    solvers: tuple[Literal["brute-force", "one-exchange", "exact-diagonalisation"], ...] = Field(
+        min_length=1
+    )
+    min_relative_quality: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="Quantum objective must reach this fraction of the best baseline's quality.",
+    )
+
+
+class GatesSpec(_Model):
+    """The staged gates and their policies."""
+
+    ideal: IdealGateSpec = IdealGateSpec()
+    statistical: StatisticalGateSpec
+    hardware: HardwareGateSpec = HardwareGateSpec()
+    baseline: BaselineGateSpec
+
+
+class ExperimentSpec(_Model):
+    """A versioned experiment: circuit family, data, optimiser, seeds and gate policies."""
+
+    schema_version: Literal[1] = SPEC_SCHEMA_VERSION
+    name: str = Field(pattern=r"^[a-z][a-z0-9-]{1,62}$")
+    version: str = Field(pattern=r"^\d+\.\d+\.\d+$", description="Semantic version.")
+    description: str = ""
+    family: FamilySpec
+    dataset: DatasetSpec
+    optimiser: OptimiserSpec = OptimiserSpec()
+    parameters: tuple[float, ...] | None = Field(
+        default=None, description="Fixed parameters instead of optimising; family order."
+    )
+    shots: int = Field(default=4000, ge=1, le=1_000_000)
+    seeds: SeedSpec = SeedSpec()
+    gates: GatesSpec
+
+    @model_validator(mode="after")
+    def _baselines_fit_family(self) -> ExperimentSpec:
+        allowed = {"qaoa-maxcut": {"brute-force", "one-exchange"}, "vqe": {"exact-diagonalisation"}}
+        wrong = set(self.gates.baseline.solvers) - allowed[self.family.kind]
+        if wrong:
+            raise ValueError(
+                f"gates.baseline.solvers: {sorted(wrong)} do not apply to {self.family.kind}"
+            )
+        return self
+
+    def canonical_json(self) -> str:
+        """The spec as canonical JSON (sorted keys, no whitespace), the input of its hash."""
+        return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+
+    def sha256(self) -> str:
+        """SHA-256 of the canonical JSON."""
+        return hashlib.sha256(self.canonical_json().encode()).hexdigest()
+
+    def flat_params(self) -> dict[str, str]:
+        """The spec flattened to dotted keys, for MLflow params."""
+        out: dict[str, str] = {}
+
+        def walk(prefix: str, value: object) -> None:
+            if isinstance(value, dict):
+                for key, item in value.items():
+                    walk(f"{prefix}.{key}" if prefix else key, item)
+            else:
+                out[prefix] = json.dumps(value) if isinstance(value, list) else str(value)
+
+        walk("", self.model_dump(mode="json"))
+        return out
+
+
+def _check_backend(value: str) -> None:
+    try:
+        parse_backend_name(value)
+    except BackendNameError as exc:
+        raise ValueError(exc.message) from exc
+
+
+def _location(loc: tuple[int | str, ...]) -> str:
+    parts = [str(p) for p in loc if not (isinstance(p, str) and p in ("qaoa-maxcut", "vqe"))]
+    return ".".join(parts) or "<spec>"
+
+
+def spec_from_mapping(data: object, *, source: str = "<spec>") -> ExperimentSpec:
+    """Validate a parsed document as an :class:`ExperimentSpec`.
+
+    Raises:
+        SpecError: Naming the first offending field, with every problem in the message.
+    """
+    if not isinstance(data, dict):
+        raise SpecError(f"{source}: the document must be a mapping of spec fields", field="<spec>")
+    try:
+        return ExperimentSpec.model_validate(data)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False)
+        lines = [f"{_location(e['loc'])}: {e['msg']}" for e in errors]
+        raise SpecError(
+            f"{source}: invalid spec\n  " + "\n  ".join(lines), field=_location(errors[0]["loc"])
+        ) from exc
+
+
+def load_spec(path: Path) -> ExperimentSpec:
+    """Read and validate a YAML spec file.
+
+    Raises:
+        SpecError: The file is missing, is not YAML, or does not validate.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SpecError(f"cannot read spec file {path}: {exc.strerror}", field="SPEC") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise SpecError(f"{path}: malformed YAML: {exc}", field="SPEC") from exc
+    return spec_from_mapping(data, source=str(path))

@@ -1,0 +1,97 @@
+"""Problem instances read from data: weighted graphs and qubit Hamiltonians."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from qiskit.quantum_info import SparsePauliOp
+
+from qhybrid.core import DataError
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class GraphInstance(_Model):
+    """An undirected weighted graph; nodes are 0..num_nodes-1."""
+
+    kind: Literal["graph"] = "graph"
+    schema_version: Literal[1] = 1
+    num_nodes: int = Field(ge=2, le=24)
+    edges: tuple[tuple[int, int, float], ...] = Field(min_length=1)
+    provenance: dict[str, object] = {}
+
+    @model_validator(mode="after")
+    def _edges_valid(self) -> GraphInstance:
+        seen: set[tuple[int, int]] = set()
+        for i, j, _w in self.edges:
+            if not (0 <= i < self.num_nodes and 0 <= j < self.num_nodes) or i == j:
+                raise ValueError(f"edge ({i}, {j}) is not between two distinct nodes")
+            key = (min(i, j), max(i, j))
+            if key in seen:
+                raise ValueError(f"edge {key} appears twice")
+            seen.add(key)
+        return self
+
+    @property
+    def weights(self) -> np.ndarray:
+        """Symmetric weight matrix."""
+        w = np.zeros((self.num_nodes, self.num_nodes))
+        for i, j, weight in self.edges:
+            w[i, j] = w[j, i] = weight
+        return w
+
+
+class PauliSumInstance(_Model):
+    """A qubit Hamiltonian as a list of (Pauli label, real coefficient)."""
+
+    kind: Literal["pauli-sum"] = "pauli-sum"
+    schema_version: Literal[1] = 1
+    num_qubits: int = Field(ge=1, le=16)
+    terms: tuple[tuple[str, float], ...] = Field(min_length=1)
+    constant_offset: float = Field(default=0.0, description="E.g. nuclear repulsion, in Hartree.")
+    provenance: dict[str, object] = {}
+
+    @model_validator(mode="after")
+    def _labels_valid(self) -> PauliSumInstance:
+        for label, _c in self.terms:
+            if len(label) != self.num_qubits or set(label) - set("IXYZ"):
+                raise ValueError(f"Pauli label '{label}' is not {self.num_qubits} of I, X, Y, Z")
+        return self
+
+    def operator(self) -> SparsePauliOp:
+        """The Hamiltonian without the constant offset (Qiskit little-endian labels)."""
+        return SparsePauliOp.from_list([(label, coeff) for label, coeff in self.terms])
+
+
+Instance = Annotated[GraphInstance | PauliSumInstance, Field(discriminator="kind")]
+
+
+class _Envelope(_Model):
+    instance: Instance
+
+
+def load_instance(path: Path, *, field: str = "dataset.path") -> GraphInstance | PauliSumInstance:
+    """Read a problem instance from JSON.
+
+    Raises:
+        DataError: The file is missing, not JSON, or not a valid instance.
+    """
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise DataError(
+            f"{path} does not exist; run `dvc repro` (or `dvc pull`) to create it", field=field
+        ) from exc
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path} is not readable JSON: {exc}", field=field) from exc
+    try:
+        return _Envelope.model_validate({"instance": raw}).instance
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        raise DataError(f"{path}: {first['msg']} at {first['loc'][1:]}", field=field) from exc

@@ -1,0 +1,190 @@
+"""Gate verdicts and the promotion decision: pure functions of evidence and policy."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+from scipy import stats
+
+from qhybrid.core import (
+    BaselineGateSpec,
+    BaselineResult,
+    CriterionResult,
+    Direction,
+    GateResult,
+    HardwareGateSpec,
+    PromotionDecision,
+    StatisticalGateSpec,
+)
+from qhybrid.experiments._executor import Counts
+
+
+def _criterion(name: str, value: float, op: str, limit: float) -> CriterionResult:
+    if op == ">=":
+        passed = value >= limit
+    elif op == "<=":
+        passed = value <= limit
+    else:
+        passed = value == limit
+    passed = passed and math.isfinite(value)
+    return CriterionResult(name=name, value=value, op=op, limit=limit, passed=passed)  # type: ignore[arg-type]
+
+
+def _reasons(criteria: Sequence[CriterionResult]) -> tuple[str, ...]:
+    return tuple(
+        f"{c.name} = {c.value:.6g} is not {c.op} {c.limit:.6g}" for c in criteria if not c.passed
+    )
+
+
+def _beats(direction: Direction) -> str:
+    return ">=" if direction == "maximise" else "<="
+
+
+def confidence_interval(values: Sequence[float], confidence: float) -> tuple[float, float, float]:
+    """Student-t interval for the mean of independent repeats.
+
+    Returns:
+        (mean, low, high). With zero spread the interval collapses onto the mean.
+    """
+    data = np.asarray(values, dtype=float)
+    mean = float(data.mean())
+    sem = float(stats.sem(data)) if len(data) > 1 else 0.0
+    if sem == 0.0 or not math.isfinite(sem):
+        return mean, mean, mean
+    low, high = stats.t.interval(confidence, df=len(data) - 1, loc=mean, scale=sem)
+    return mean, float(low), float(high)
+
+
+def ideal_verdict(
+    objective: str, value: float, threshold: float, direction: Direction, backend: str
+) -> GateResult:
+    """Gate 1: the optimised objective on the ideal simulator must beat the threshold."""
+    criteria = (_criterion(objective, value, _beats(direction), threshold),)
+    return GateResult(
+        gate="ideal", passed=all(c.passed for c in criteria), backend=backend,
+        metrics={objective: value}, criteria=criteria, reasons=_reasons(criteria),
+    )
+
+
+def statistical_verdict(
+    objective: str,
+    values: Sequence[float],
+    policy: StatisticalGateSpec,
+    direction: Direction,
+    backend: str,
+) -> GateResult:
+    """Gate 2: the interval's worse end must beat the threshold, and it must be narrow enough."""
+    mean, low, high = confidence_interval(values, policy.confidence)
+    worse_end = low if direction == "maximise" else high
+    half_width = (high - low) / 2
+    criteria = (
+        _criterion(f"{objective}_ci_{'low' if direction == 'maximise' else 'high'}", worse_end,
+                   _beats(direction), policy.threshold),
+        _criterion("ci_half_width", half_width, "<=", policy.tolerance),
+    )
+    metrics = {
+        f"{objective}_mean": mean,
+        f"{objective}_ci_low": low,
+        f"{objective}_ci_high": high,
+        "ci_half_width": half_width,
+        "repeats": float(len(values)),
+        "confidence": policy.confidence,
+    }
+    return GateResult(
+        gate="statistical", passed=all(c.passed for c in criteria), backend=backend,
+        metrics=metrics, criteria=criteria, reasons=_reasons(criteria),
+    )
+
+
+def total_variation_distance(a: Counts, b: Counts) -> float:
+    """Total variation distance between two empirical distributions (0 = same, 1 = disjoint)."""
+    na, nb = sum(a.values()), sum(b.values())
+    keys = set(a) | set(b)
+    return 0.5 * sum(abs(a.get(k, 0) / na - b.get(k, 0) / nb) for k in keys)
+
+
+def hardware_verdict(
+    objective: str,
+    metrics: dict[str, float],
+    degradation: float,
+    distance: float,
+    policy: HardwareGateSpec,
+    backend: str,
+    *,
+    downgraded: bool = False,
+) -> GateResult:
+    """Gate 3: objective loss and distribution distance from ideal within policy.
+
+    A downgraded result (one that did not run on the target) can never pass.
+    """
+    criteria = [
+        _criterion("degradation", degradation, "<=", policy.max_degradation),
+        _criterion("total_variation_distance", distance, "<=", policy.max_distance),
+    ]
+    if downgraded:
+        criteria.append(_criterion("ran_on_target", 0.0, "==", 1.0))
+    return GateResult(
+        gate="hardware", passed=all(c.passed for c in criteria), backend=backend,
+        metrics={**metrics, "degradation": degradation, "total_variation_distance": distance},
+        criteria=tuple(criteria), reasons=_reasons(criteria),
+    )
+
+
+def baseline_verdict(
+    quantum_quality: float, baselines: Sequence[BaselineResult], policy: BaselineGateSpec,
+) -> GateResult:
+    """Gate 4: the quantum result against the best classical quality, scaled by policy."""
+    best = max(b.quality for b in baselines)
+    criteria = (
+        _criterion("quality_vs_best_baseline", quantum_quality / best if best else 0.0, ">=",
+                   policy.min_relative_quality),
+    )
+    metrics = {"quantum_quality": quantum_quality, "best_baseline_quality": best}
+    for b in baselines:
+        metrics[f"{b.solver}_quality"] = b.quality
+        metrics[f"{b.solver}_seconds"] = b.seconds
+    return GateResult(
+        gate="baseline", passed=all(c.passed for c in criteria), backend="classical",
+        metrics=metrics, criteria=criteria, reasons=_reasons(criteria),
+    )
+
+
+def decide(
+    gates: Sequence[GateResult],
+    score: float,
+    champion_score: float | None,
+    direction: Direction,
+) -> PromotionDecision:
+    """Promote only when every gate passed; take ``champion`` only by beating the holder.
+
+    Args:
+        gates: Every gate's result, in order.
+        score: The candidate's primary metric on the hardware gate.
+        champion_score: The current champion's score, or None if there is none.
+        direction: Whether larger or smaller scores are better.
+    """
+    failed = [g for g in gates if not g.passed]
+    if failed:
+        reasons = tuple(f"gate {g.gate} failed: {r}" for g in failed for r in (g.reasons or ("",)))
+        return PromotionDecision(
+            promote=False, reasons=reasons, score=score, champion_score=champion_score
+        )
+    if champion_score is None:
+        return PromotionDecision(
+            promote=True, aliases=("challenger", "champion"), score=score,
+            reasons=("every gate passed", "no champion yet"), champion_score=None,
+        )
+    better = score > champion_score if direction == "maximise" else score < champion_score
+    if better:
+        return PromotionDecision(
+            promote=True, aliases=("challenger", "champion"), score=score,
+            champion_score=champion_score,
+            reasons=("every gate passed", f"score {score:.6g} beats champion {champion_score:.6g}"),
+        )
+    return PromotionDecision(
+        promote=True, aliases=("challenger",), score=score, champion_score=champion_score,
+        reasons=("every gate passed",
+                 f"score {score:.6g} does not beat champion {champion_score:.6g}"),
+    )

@@ -1,0 +1,44 @@
+"""Run manifests on disk: written atomically, read back with validation."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from qhybrid.core import InvalidInputError, RunManifest, TrackingError
+
+
+def write_manifest(path: Path, manifest: RunManifest) -> Path:
+    """Write the manifest as JSON; a reader never sees a partial file.
+
+    Raises:
+        TrackingError: The file cannot be written.
+    """
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(manifest.model_dump_json(indent=1), encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise TrackingError(f"cannot write manifest {path}: {exc}") from exc
+    return path
+
+
+def read_manifest(path: Path) -> RunManifest:
+    """Read and validate a manifest.
+
+    Raises:
+        InvalidInputError: The file is missing or is not a valid manifest.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise InvalidInputError(f"cannot read manifest {path}: {exc.strerror}", field="MANIFEST") from exc
+    try:
+        return RunManifest.model_validate_json(text)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise InvalidInputError(f"{path}: {where}: {first['msg']}", field="MANIFEST") from exc

@@ -1,0 +1,215 @@
+"""MLflow as the system of record: runs, nested gate runs, the model registry and aliases.
+
+Uses ``MlflowClient`` with explicit run ids rather than the fluent API, whose active-run stack
+is per thread and would tangle with Prefect's task runners.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from qhybrid.core import ModelVersionRecord, TrackingError
+
+SCORE_TAG = "qhybrid.score"
+_MAX_PARAM = 6000
+
+
+def _mapped(action: str):  # noqa: ANN202 - decorator factory
+    def wrap(fn):  # noqa: ANN001, ANN202
+        def inner(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+            try:
+                return fn(*args, **kwargs)
+            except MlflowException as exc:
+                raise TrackingError(f"MLflow could not {action}: {exc.message}") from exc
+            except OSError as exc:
+                raise TrackingError(f"MLflow could not {action}: {exc}") from exc
+
+        inner.__doc__ = fn.__doc__
+        inner.__name__ = fn.__name__
+        return inner
+
+    return wrap
+
+
+class Tracker:
+    """Writes and reads qhybrid's records in one MLflow store.
+
+    Args:
+        tracking_uri: e.g. ``sqlite:///…/mlruns/mlflow.db``.
+        artifact_root: Folder under which the experiment keeps its artifacts.
+        experiment: MLflow experiment name.
+    """
+
+    def __init__(self, tracking_uri: str, artifact_root: Path, experiment: str) -> None:
+        self.tracking_uri = tracking_uri
+        self.artifact_root = artifact_root
+        self.experiment_name = experiment
+        self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+        self._experiment_id: str | None = None
+
+    @property
+    @_mapped("open the experiment")
+    def experiment_id(self) -> str:
+        """The experiment's id, created on first use with artifacts under ``artifact_root``."""
+        if self._experiment_id is None:
+            found = self.client.get_experiment_by_name(self.experiment_name)
+            if found is None:
+                self.artifact_root.mkdir(parents=True, exist_ok=True)
+                self._experiment_id = self.client.create_experiment(
+                    self.experiment_name, artifact_location=self.artifact_root.as_uri()
+                )
+            else:
+                self._experiment_id = found.experiment_id
+        return self._experiment_id
+
+    @_mapped("start a run")
+    def start_run(
+        self, name: str, tags: Mapping[str, str], parent_run_id: str | None = None
+    ) -> str:
+        """Create a run (nested under ``parent_run_id`` if given) and return its id."""
+        all_tags = dict(tags)
+        if parent_run_id is not None:
+            all_tags["mlflow.parentRunId"] = parent_run_id
+        run = self.client.create_run(self.experiment_id, tags=all_tags, run_name=name)
+        return run.info.run_id
+
+    @_mapped("end a run")
+    def end_run(self, run_id: str, status: str = "FINISHED") -> None:
+        """Mark a run FINISHED, FAILED or KILLED."""
+        self.client.set_terminated(run_id, status=status)
+
+    @_mapped("log params")
+    def log_params(self, run_id: str, params: Mapping[str, str]) -> None:
+        """Log params (values cut to MLflow's length limit)."""
+        items = [Param(k, str(v)[:_MAX_PARAM]) for k, v in sorted(params.items())]
+        for start in range(0, len(items), 100):
+            self.client.log_batch(run_id, params=items[start : start + 100])
+
+    @_mapped("log metrics")
+    def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int = 0) -> None:
+        """Log metrics at one step."""
+        now = int(time.time() * 1000)
+        items = [Metric(k, float(v), now, step) for k, v in sorted(metrics.items())]
+        for start in range(0, len(items), 500):
+            self.client.log_batch(run_id, metrics=items[start : start + 500])
+
+    @_mapped("log a metric series")
+    def log_series(self, run_id: str, key: str, values: Iterable[float]) -> None:
+        """Log one metric at steps 0, 1, 2, … (e.g. the objective per optimiser iteration)."""
+        now = int(time.time() * 1000)
+        items = [Metric(key, float(v), now, step) for step, v in enumerate(values)]
+        for start in range(0, len(items), 500):
+            self.client.log_batch(run_id, metrics=items[start : start + 500])
+
+    @_mapped("set tags")
+    def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
+        """Set tags on a run."""
+        self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in sorted(tags.items())])
+
+    @_mapped("log artifacts")
+    def log_artifacts(self, run_id: str, folder: Path, artifact_path: str | None = None) -> None:
+        """Upload every file under ``folder``."""
+        self.client.log_artifacts(run_id, str(folder), artifact_path)
+
+    @_mapped("log an artifact")
+    def log_dict(self, run_id: str, data: object, name: str) -> None:
+        """Store a JSON document as an artifact."""
+        self.client.log_text(run_id, json.dumps(data, indent=1, sort_keys=True), name)
+
+    @_mapped("read the artifact location")
+    def artifact_uri(self, run_id: str) -> str:
+        """The run's artifact root URI."""
+        return self.client.get_run(run_id).info.artifact_uri
+
+    @_mapped("read a run")
+    def get_run(self, run_id: str) -> dict[str, object]:
+        """A run's info, params, metrics and tags as plain data."""
+        run = self.client.get_run(run_id)
+        return {
+            "run_id": run.info.run_id,
+            "name": run.info.run_name,
+            "status": run.info.status,
+            "start_time": run.info.start_time,
+            "end_time": run.info.end_time,
+            "artifact_uri": run.info.artifact_uri,
+            "params": dict(run.data.params),
+            "metrics": dict(run.data.metrics),
+            "tags": {k: v for k, v in run.data.tags.items() if not k.startswith("mlflow.")},
+        }
+
+    @_mapped("list child runs")
+    def child_runs(self, run_id: str) -> list[dict[str, object]]:
+        """The runs nested under ``run_id``."""
+        runs = self.client.search_runs(
+            [self.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{run_id}'"
+        )
+        return [self.get_run(r.info.run_id) for r in runs]
+
+    # --- model registry ---------------------------------------------------------------------
+
+    @_mapped("register a model version")
+    def register_version(
+        self, name: str, run_id: str, artifact_path: str, tags: Mapping[str, str]
+    ) -> str:
+        """Register ``runs:/run_id/artifact_path`` as a new version of model ``name``."""
+        try:
+            self.client.get_registered_model(name)
+        except MlflowException:
+            self.client.create_registered_model(
+                name, description="A qhybrid experiment; versions are promoted runs."
+            )
+        source = f"{self.artifact_uri(run_id)}/{artifact_path}"
+        version = self.client.create_model_version(
+            name, source=source, run_id=run_id, tags=dict(tags)
+        )
+        return str(version.version)
+
+    @_mapped("move an alias")
+    def set_alias(self, name: str, alias: str, version: str) -> None:
+        """Point ``alias`` of model ``name`` at ``version``."""
+        self.client.set_registered_model_alias(name, alias, version)
+
+    @_mapped("read an alias")
+    def version_by_alias(self, name: str, alias: str) -> ModelVersionRecord | None:
+        """The version holding ``alias``, or None if no version holds it."""
+        try:
+            mv = self.client.get_model_version_by_alias(name, alias)
+        except MlflowException as exc:
+            if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+                return None
+            raise
+        return ModelVersionRecord(
+            name=name, version=str(mv.version), run_id=mv.run_id,
+            aliases=tuple(mv.aliases or ()), tags=dict(mv.tags or {}),
+        )
+
+    def champion_score(self, name: str) -> float | None:
+        """The score recorded on the version that holds ``champion``."""
+        champion = self.version_by_alias(name, "champion")
+        if champion is None or SCORE_TAG not in champion.tags:
+            return None
+        return float(champion.tags[SCORE_TAG])
+
+    @_mapped("list registered models")
+    def registered(self) -> list[tuple[str, list[ModelVersionRecord]]]:
+        """Every registered model with its versions, newest first."""
+        out: list[tuple[str, list[ModelVersionRecord]]] = []
+        for model in self.client.search_registered_models():
+            versions = self.client.search_model_versions(f"name = '{model.name}'")
+            records = [
+                ModelVersionRecord(
+                    name=model.name, version=str(v.version), run_id=v.run_id,
+                    aliases=tuple(v.aliases or ()), tags=dict(v.tags or {}),
+                )
+                for v in versions
+            ]
+            records.sort(key=lambda r: int(r.version), reverse=True)
+            out.append((model.name, records))
+        return sorted(out)
