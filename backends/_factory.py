@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from backends._aer import AerBackend
+from backends._devices import fake_device
 from backends._ibm import IbmBackend
 from qhybrid.core import Settings, parse_backend_name
 
@@ -22,6 +23,8 @@ def open_backend(
         BackendNameError: Unknown backend or device, or a real device without a token.
     """
     name = parse_backend_name(text, field=field)
+    if name.is_fake:
+        fake_device(name.device, field=field)  # type: ignore[arg-type]
     if name.kind == "ibm":
         return IbmBackend(
             name,
@@ -30,8 +33,4 @@ def open_backend(
             channel=settings.ibm_channel,
             instance=settings.ibm_instance,
         )
-    if name.device is not None:
-        from backends._devices import fake_device
-
-        fake_device(name.device, field=field)
     return AerBackend(name, transpiler_seed=transpiler_seed)

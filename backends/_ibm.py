@@ -14,8 +14,13 @@ from qiskit.circuit import QuantumCircuit
 from qiskit.providers import BackendV2
 from qiskit.quantum_info import SparsePauliOp
 from qiskit_ibm_runtime import QiskitRuntimeService
+import requests
 from qiskit_ibm_runtime.exceptions import (
     IBMAccountError,
+    IBMApiError,
+    IBMBackendError,
+    IBMBackendValueError,
+    IBMError,
     IBMBackendApiError,
     IBMBackendApiProtocolError,
     IBMInputValueError,
@@ -49,16 +54,25 @@ def map_runtime_error(exc: Exception, backend: str) -> QhybridError:
         return TransportError(message, provider_status=status)
     if isinstance(exc, RuntimeJobFailureError):
         return ExecutionError(message, provider_status=status)
-    if isinstance(exc, IBMInputValueError):
+    if isinstance(exc, IBMInputValueError | IBMBackendValueError):
         return SubmissionError(message, provider_status=status)
-    if isinstance(exc, IBMBackendApiProtocolError | IBMBackendApiError):
+    if isinstance(exc, IBMBackendApiProtocolError | IBMBackendApiError | IBMApiError):
         return TransportError(message, provider_status=status)
-    if isinstance(exc, IBMRuntimeError):
+    if isinstance(exc, requests.Timeout | requests.ConnectionError):
+        return TransportError(message, provider_status=status)
+    if isinstance(exc, requests.HTTPError):
+        code = exc.response.status_code if exc.response is not None else None
+        if code is not None and (code == 429 or code >= 500):
+            return BackendRejectedError(message, provider_status=str(code))
+        return SubmissionError(message, provider_status=str(code))
+    if isinstance(exc, IBMRuntimeError | IBMBackendError):
         return BackendRejectedError(message, provider_status=status)
     return ExecutionError(message, provider_status=status)
 
 
 _RUNTIME_ERRORS = (
+    IBMError,
+    requests.RequestException,
     IBMAccountError,
     IBMBackendApiError,
     IBMBackendApiProtocolError,

@@ -15,8 +15,10 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from qhybrid.core import (
+    ExperimentSpec,
     InvalidInputError,
     QhybridError,
     RunReport,
@@ -54,7 +56,7 @@ AllowUnpinned = Annotated[
 def _fail(exc: QhybridError, as_json: bool) -> typer.Exit:
     if as_json:
         print(json.dumps({"error": exc.to_dict()}))
-    err.print(f"[bold red]error[/] ({exc.layer}): {exc}")
+    err.print(f"[bold red]error[/] ({exc.layer}): {escape(str(exc))}", soft_wrap=True)
     return typer.Exit(exc.exit_code)
 
 
@@ -91,6 +93,17 @@ def _wait_for_records(flow_run_id: str | None) -> None:
             if runs and all(r.state is not None and r.state.is_final() for r in runs):
                 return
             time.sleep(0.2)
+
+
+def _preflight(spec: ExperimentSpec, settings: Settings, backends: dict[str, str],
+               allow_unpinned_data: bool) -> None:
+    """Everything that can be checked before a flow starts: backends, data pins, parameters."""
+    from backends import open_backend
+    from tasks._work import prepare_inputs
+
+    for field, name in backends.items():
+        open_backend(name, settings, transpiler_seed=spec.seeds.transpiler, field=field)
+    prepare_inputs(spec, settings, allow_unpinned_data=allow_unpinned_data)
 
 
 def _run_flow(title: str, call):  # noqa: ANN001, ANN202
@@ -165,9 +178,7 @@ def run(
         settings = _settings()
         parsed = load_spec(spec)
         target = backend or parsed.gates.ideal.backend
-        from backends import open_backend
-
-        open_backend(target, settings, transpiler_seed=parsed.seeds.transpiler, field="--backend")
+        _preflight(parsed, settings, {"--backend": target}, allow_unpinned_data)
         from flows import run_experiment
 
         report = _run_flow(f"running {parsed.name} on {target}",
@@ -190,11 +201,9 @@ def promote(
     try:
         settings = _settings()
         parsed = load_spec(spec)
-        from backends import open_backend
-
-        for field, name in (("gates.ideal.backend", parsed.gates.ideal.backend),
-                            ("gates.hardware.backend", parsed.gates.hardware.backend)):
-            open_backend(name, settings, transpiler_seed=parsed.seeds.transpiler, field=field)
+        _preflight(parsed, settings, {"gates.ideal.backend": parsed.gates.ideal.backend,
+                                      "gates.hardware.backend": parsed.gates.hardware.backend},
+                   allow_unpinned_data)
         from flows import promote_experiment
 
         report = _run_flow(f"promoting {parsed.name} {parsed.version} through 4 gates",

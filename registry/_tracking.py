@@ -203,10 +203,14 @@ class Tracker:
         out: list[tuple[str, list[ModelVersionRecord]]] = []
         for model in self.client.search_registered_models():
             versions = self.client.search_model_versions(f"name = '{model.name}'")
+            # search results carry no aliases; the registered model maps alias -> version.
+            holders: dict[str, list[str]] = {}
+            for alias, number in (self.client.get_registered_model(model.name).aliases or {}).items():
+                holders.setdefault(str(number), []).append(alias)
             records = [
                 ModelVersionRecord(
                     name=model.name, version=str(v.version), run_id=v.run_id,
-                    aliases=tuple(v.aliases or ()), tags=dict(v.tags or {}),
+                    aliases=tuple(sorted(holders.get(str(v.version), []))), tags=dict(v.tags or {}),
                 )
                 for v in versions
             ]

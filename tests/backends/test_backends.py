@@ -1,0 +1,83 @@
+"""Backends: Aer ideal and noisy, qiskit-ibm-runtime local testing mode, error mapping."""
+
+from __future__ import annotations
+
+import inspect
+
+import numpy as np
+import pytest
+from qiskit_ibm_runtime import exceptions as runtime_exceptions
+
+from backends import IbmBackend, map_runtime_error, open_backend
+from backends._ibm import _RUNTIME_ERRORS
+from qhybrid.core import BackendNameError, QhybridError, Settings, VqeFamily
+from qhybrid.experiments import build_workload, h2_hamiltonian
+
+
+@pytest.fixture(scope="module")
+def workload():
+    return build_workload(VqeFamily(), h2_hamiltonian())
+
+
+POINT = np.array([[0.1, 0.2, 0.3, 0.4]])
+
+
+@pytest.mark.parametrize("name", ["aer-noisy:fake_manila", "ibm:fake_manila"])
+def test_noisy_backends_are_seeded_and_describe_their_device(workload, name: str) -> None:
+    settings = Settings()
+    backend = open_backend(name, settings, transpiler_seed=5)
+    first = backend.sample(workload.measured, POINT, shots=500, seed=7)[0]
+    again = open_backend(name, settings, transpiler_seed=5).sample(workload.measured, POINT, shots=500, seed=7)[0]
+    assert first == again and sum(first.values()) == 500
+    info = backend.describe()
+    assert info["device"] == "fake_manila" and info["calibration"]["qubits"]
+    assert info["transpiler_seed"] == 5
+
+
+def test_ibm_local_estimator_is_close_to_exact(workload) -> None:
+    settings = Settings()
+    exact = open_backend("aer", settings, transpiler_seed=1).estimate(
+        workload.ansatz, workload.observable, POINT, seed=1)[0]
+    noisy = open_backend("ibm:fake_manila", settings, transpiler_seed=1).estimate(
+        workload.ansatz, workload.observable, POINT, seed=1)[0]
+    assert abs(noisy - exact) < 0.2 * abs(exact)
+
+
+def test_batched_pub_equals_one_call_per_point(workload) -> None:
+    aer = open_backend("aer", Settings(), transpiler_seed=1)
+    points = np.random.default_rng(0).uniform(-3, 3, size=(20, 4))
+    batched = aer.estimate(workload.ansatz, workload.observable, points, seed=1)
+    single = [aer.estimate(workload.ansatz, workload.observable, p[None, :], seed=1)[0] for p in points]
+    assert np.allclose(batched, single)
+
+
+def test_unknown_devices_and_missing_token_are_input_errors() -> None:
+    with pytest.raises(BackendNameError, match="unknown fake device"):
+        open_backend("aer-noisy:fake_nowhere", Settings(), transpiler_seed=1)
+    with pytest.raises(BackendNameError, match="QHYBRID_IBM_TOKEN") as info:
+        open_backend("ibm:ibm_torino", Settings(ibm_token=None), transpiler_seed=1)
+    assert info.value.exit_code == 2
+
+
+def test_every_runtime_exception_class_is_mapped() -> None:
+    classes = [c for _, c in inspect.getmembers(runtime_exceptions, inspect.isclass)
+               if issubclass(c, Exception) and c.__module__.startswith("qiskit_ibm_runtime")]
+    assert classes
+    unmapped = [c.__name__ for c in classes if not issubclass(c, _RUNTIME_ERRORS)]
+    assert unmapped == [], f"add these to backends._ibm mapping: {unmapped}"
+    for cls in classes:
+        try:
+            exc = cls("boom")
+        except TypeError:
+            continue
+        mapped = map_runtime_error(exc, "ibm:x")
+        assert isinstance(mapped, QhybridError) and "boom" in str(mapped)
+
+
+@pytest.mark.ibm
+def test_real_ibm_backend_describes_itself() -> None:
+    settings = Settings()
+    if settings.ibm_token is None:
+        pytest.skip("QHYBRID_IBM_TOKEN is not set")
+    backend = open_backend("ibm:ibm_brisbane", settings, transpiler_seed=1)
+    assert isinstance(backend, IbmBackend) and backend.describe()["num_qubits"] > 5

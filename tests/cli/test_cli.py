@@ -1,0 +1,120 @@
+"""The CLI as users run it: exit codes, one JSON document on stdout, nothing written on bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from qhybrid.cli import app
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    values = {
+        "QHYBRID_PROJECT_ROOT": str(REPO),
+        "QHYBRID_MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db",
+        "QHYBRID_MLFLOW_ARTIFACT_ROOT": str(tmp_path / "artifacts"),
+        "QHYBRID_PROMOTION_LOG": str(tmp_path / "log.jsonl"),
+        "QHYBRID_MANIFESTS_DIR": str(tmp_path / "manifests"),
+    }
+    for key, value in values.items():
+        monkeypatch.setenv(key, value)
+    return values
+
+
+def _spec(tmp_path: Path, name: str = "vqe-h2.yaml", **patch: object) -> Path:
+    data = yaml.safe_load((REPO / "specs" / name).read_text())
+    for dotted, value in patch.items():
+        node = data
+        *head, last = dotted.split("__")
+        for key in head:
+            node = node[key]
+        node[last] = value
+    path = tmp_path / f"spec-{len(list(tmp_path.glob('spec-*')))}.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("patch", "args", "field"),
+    [
+        ({"shots": -3}, [], "shots"),
+        ({"family": {"kind": "nope"}}, [], "family"),
+        ({"parameters": [0.1, 0.2]}, [], "parameters"),
+        ({"gates__hardware__backend": "ibm:fake_atlantis"}, [], "gates.hardware.backend"),
+        ({}, ["--backend", "aer-noisy:ibm_torino"], "--backend"),
+    ],
+)
+def test_bad_input_exits_2_and_writes_nothing(env, tmp_path, patch, args, field) -> None:  # noqa: ANN001
+    command = "run" if args else "promote"
+    result = CliRunner().invoke(app, [command, str(_spec(tmp_path, **patch)), "--json", *args])
+    assert result.exit_code == 2, result.output
+    error = json.loads(result.stdout)["error"]
+    assert error["field"].startswith(field)
+    assert not (tmp_path / "mlflow.db").exists()
+    assert not (tmp_path / "log.jsonl").exists()
+
+
+def test_malformed_yaml_and_tampered_data(env, tmp_path, project_copy, monkeypatch) -> None:  # noqa: ANN001
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: [oops\n")
+    result = CliRunner().invoke(app, ["promote", str(bad)])
+    assert result.exit_code == 2 and "malformed YAML" in result.stderr
+
+    monkeypatch.setenv("QHYBRID_PROJECT_ROOT", str(project_copy))
+    data = project_copy / "data" / "h2_sto3g_0735.json"
+    data.write_text(data.read_text().replace("0.39", "0.38"))
+    result = CliRunner().invoke(app, ["promote", str(REPO / "specs" / "vqe-h2.yaml"), "--json"])
+    assert result.exit_code == 2
+    assert json.loads(result.stdout)["error"]["field"] == "dataset.path"
+    assert "--allow-unpinned-data" in result.stderr
+    assert not (tmp_path / "mlflow.db").exists()
+
+
+def _cli(args: list[str], env: dict[str, str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    full = {**os.environ, **env, "PREFECT_HOME": str(tmp_path / "prefect"),
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "MLFLOW_DISABLE_TELEMETRY": "true",
+            "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120"}
+    full.pop("PREFECT_API_URL", None)
+    return subprocess.run([sys.executable, "-m", "qhybrid.cli", *args], env=full, text=True,
+                          capture_output=True, timeout=600, cwd=REPO)
+
+
+@pytest.mark.slow
+def test_promote_replay_show_and_refuse(env, tmp_path) -> None:  # noqa: ANN001
+    done = _cli(["promote", "specs/vqe-h2.yaml", "--json"], env, tmp_path)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)  # exactly one JSON document on stdout
+    assert report["decision"]["promote"] and report["registered_version"] == "1"
+    assert {g["gate"] for g in report["gates"]} == {"ideal", "statistical", "hardware", "baseline"}
+
+    replayed = _cli(["replay", report["manifest"], "--json"], env, tmp_path)
+    assert replayed.returncode == 0, replayed.stderr
+    assert json.loads(replayed.stdout)["identical"] is True
+
+    shown = _cli(["show", "vqe-h2@champion", "--json"], env, tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["run"]["run_id"] == report["mlflow_run_id"]
+
+    impossible = _spec(tmp_path, gates__statistical__threshold=1e-30)
+    refused = _cli(["promote", str(impossible), "--json"], env, tmp_path)
+    assert refused.returncode == 3, refused.stderr
+    assert not json.loads(refused.stdout)["decision"]["promote"]
+    listed = json.loads(_cli(["experiments", "--json"], env, tmp_path).stdout)
+    assert [v["version"] for v in listed[0]["versions"]] == ["1"]
+    log = [json.loads(line) for line in Path(env["QHYBRID_PROMOTION_LOG"]).read_text().splitlines()]
+    assert [entry["promote"] for entry in log] == [True, False]
+
+
+def test_replay_detects_a_changed_record(env, tmp_path) -> None:  # noqa: ANN001
+    result = CliRunner().invoke(app, ["replay", str(tmp_path / "absent.json")])
+    assert result.exit_code == 2

@@ -1,0 +1,109 @@
+"""The spec contract: validation names the field; round trips are lossless."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from hypothesis import given, settings as hsettings, strategies as st
+
+from qhybrid.core import (
+    BackendNameError,
+    ExperimentSpec,
+    SpecError,
+    load_spec,
+    parse_backend_name,
+    spec_from_mapping,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+BUNDLED = sorted((REPO / "specs").glob("*.yaml"))
+
+
+def _base() -> dict:
+    return yaml.safe_load((REPO / "specs" / "vqe-h2.yaml").read_text())
+
+
+@pytest.mark.parametrize("path", BUNDLED, ids=lambda p: p.name)
+def test_bundled_specs_validate_and_round_trip(path: Path) -> None:
+    spec = load_spec(path)
+    again = ExperimentSpec.model_validate_json(spec.model_dump_json())
+    assert again == spec
+    assert again.sha256() == spec.sha256()
+
+
+def test_hash_changes_with_any_field() -> None:
+    spec = spec_from_mapping(_base())
+    other = spec_from_mapping({**_base(), "shots": spec.shots + 1})
+    assert spec.sha256() != other.sha256()
+
+
+@pytest.mark.parametrize(
+    ("patch", "field"),
+    [
+        ({"shots": -5}, "shots"),
+        ({"shots": 10**9}, "shots"),
+        ({"family": {"kind": "grover"}}, "family"),
+        ({"gates": {"statistical": {"threshold": 1, "tolerance": 1},
+                    "baseline": {"solvers": ["exact-diagonalisation"]},
+                    "hardware": {"backend": "quantinuum:h1"}}}, "gates.hardware.backend"),
+        ({"dataset": {"path": "/etc/passwd"}}, "dataset.path"),
+        ({"version": "one"}, "version"),
+        ({"surprise": 1}, "surprise"),
+    ],
+)
+def test_bad_fields_are_named(patch: dict, field: str) -> None:
+    with pytest.raises(SpecError) as info:
+        spec_from_mapping({**_base(), **patch})
+    assert info.value.field is not None and info.value.field.startswith(field)
+    assert info.value.exit_code == 2
+
+
+def test_baseline_must_fit_family() -> None:
+    data = _base()
+    data["gates"]["baseline"]["solvers"] = ["brute-force"]
+    with pytest.raises(SpecError, match="do not apply to vqe"):
+        spec_from_mapping(data)
+
+
+def test_malformed_yaml_and_missing_file(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: [unclosed\n")
+    with pytest.raises(SpecError, match="malformed YAML"):
+        load_spec(bad)
+    with pytest.raises(SpecError, match="cannot read"):
+        load_spec(tmp_path / "absent.yaml")
+    bad.write_text("- just\n- a list\n")
+    with pytest.raises(SpecError, match="mapping"):
+        load_spec(bad)
+
+
+@hsettings(max_examples=60, deadline=None)
+@given(shots=st.integers())
+def test_shots_edges(shots: int) -> None:
+    data = {**_base(), "shots": shots}
+    if 1 <= shots <= 1_000_000:
+        assert spec_from_mapping(data).shots == shots
+    else:
+        with pytest.raises(SpecError):
+            spec_from_mapping(data)
+
+
+@hsettings(max_examples=80, deadline=None)
+@given(text=st.text(max_size=30))
+def test_backend_names_parse_or_fail_cleanly(text: str) -> None:
+    try:
+        name = parse_backend_name(text)
+    except BackendNameError as exc:
+        assert exc.field == "backend"
+    else:
+        assert str(name) == text.strip()
+
+
+def test_backend_grammar() -> None:
+    assert parse_backend_name("aer").kind == "aer"
+    assert parse_backend_name("ibm:fake_manila").is_fake
+    assert parse_backend_name("ibm:ibm_torino").is_real_hardware
+    with pytest.raises(BackendNameError):
+        parse_backend_name("aer-noisy:ibm_torino")

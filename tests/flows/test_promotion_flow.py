@@ -1,0 +1,88 @@
+"""The promotion flow end to end on real components: Prefect server, MLflow on SQLite, Aer,
+qiskit-ibm-runtime local mode."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from prefect import flow, task
+
+from flows import promote_experiment, run_experiment
+from qhybrid.core import SubmissionError, TransportError, load_spec
+from registry import Tracker, read_decisions, read_manifest
+from tasks import retry_if_transient
+
+
+def test_vqe_promotion_records_everything(prefect_server, settings, repo: Path) -> None:  # noqa: ANN001
+    spec = load_spec(repo / "specs" / "vqe-h2.yaml")
+    report = promote_experiment(spec, settings)
+    assert [g.gate for g in report.gates] == ["ideal", "statistical", "hardware", "baseline"]
+    assert all(g.passed for g in report.gates), [g.reasons for g in report.gates]
+    assert report.decision.promote and report.decision.aliases == ("challenger", "champion")
+
+    tracker = Tracker(settings.tracking_uri, settings.artifact_root, settings.mlflow_experiment)
+    parent = tracker.get_run(report.mlflow_run_id)
+    assert parent["status"] == "FINISHED"
+    assert parent["params"]["family.kind"] == "vqe" and parent["params"]["shots"] == "4000"
+    assert parent["tags"][f"dvc.md5.{spec.dataset.path}"] == json.loads(
+        (Path(report.manifest)).read_text())["data"][spec.dataset.path]["md5"]
+    assert parent["tags"]["qhybrid.prefect_flow_run_id"] == report.prefect_flow_run_id
+    children = tracker.child_runs(report.mlflow_run_id)
+    assert sorted(c["tags"]["qhybrid.gate"] for c in children) == sorted(
+        ["ideal", "statistical", "hardware", "baseline"])
+    ideal = next(c for c in children if c["tags"]["qhybrid.gate"] == "ideal")
+    history = tracker.client.get_metric_history(ideal["run_id"], "objective")
+    assert len(history) >= 2
+
+    artifacts = Path(parent["artifact_uri"].removeprefix("file://")) / "experiment"
+    for name in ("manifest.json", "spec.json", "circuits/final.qasm", "circuits/final.qpy",
+                 "circuits/ansatz.qasm", "plots/histogram.png", "plots/convergence.png"):
+        assert (artifacts / name).is_file(), name
+
+    manifest = read_manifest(Path(report.manifest))
+    assert manifest.mlflow_run_id == report.mlflow_run_id
+    assert manifest.prefect_flow_run_id == report.prefect_flow_run_id
+    assert manifest.spec_sha256 == spec.sha256()
+    assert manifest.backends["hardware"]["calibration"]["qubits"]
+    assert tracker.version_by_alias(spec.name, "champion").version == report.registered_version
+
+    # The same spec again passes but does not beat the champion: challenger only.
+    again = promote_experiment(spec, settings)
+    assert again.decision.aliases == ("challenger",)
+    assert tracker.version_by_alias(spec.name, "champion").version == report.registered_version
+    assert tracker.version_by_alias(spec.name, "challenger").version == again.registered_version
+    log = read_decisions(settings.promotion_log_path, spec.name)
+    assert [r.registered_version for r in log] == [report.registered_version, again.registered_version]
+
+
+def test_run_flow_on_a_noisy_backend(prefect_server, settings, repo: Path) -> None:  # noqa: ANN001
+    spec = load_spec(repo / "specs" / "vqe-h2.yaml")
+    report = run_experiment(spec, settings, "aer-noisy:fake_manila")
+    assert report.kind == "run" and report.backend == "aer-noisy:fake_manila"
+    assert report.gates == () and report.decision is None
+    assert report.metrics["energy_error"] < 0.2
+
+
+CALLS: dict[str, int] = {}
+
+
+@task(retries=2, retry_delay_seconds=0, retry_condition_fn=retry_if_transient)
+def flaky(kind: str) -> str:
+    CALLS[kind] = CALLS.get(kind, 0) + 1
+    if CALLS[kind] < 3:
+        raise TransportError("reset") if kind == "transport" else SubmissionError("bad request")
+    return "done"
+
+
+@flow
+def retry_probe(kind: str) -> str:
+    return flaky(kind)
+
+
+def test_retries_only_for_transient_errors(prefect_server) -> None:  # noqa: ANN001
+    assert retry_probe("transport") == "done" and CALLS["transport"] == 3
+    with pytest.raises(SubmissionError):
+        retry_probe("submission")
+    assert CALLS["submission"] == 1

@@ -1,0 +1,86 @@
+"""The system of record on real stores: DVC pins, the promotion log, MLflow on SQLite."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from qhybrid.core import DataError, PromotionLogRecord, RunManifest, InvalidInputError, TrackingError
+from registry import (
+    Tracker,
+    append_decision,
+    file_md5,
+    pin_inputs,
+    read_decisions,
+    read_manifest,
+)
+
+DATA = "data/h2_sto3g_0735.json"
+
+
+def test_pins_match_dvc_lock(repo: Path) -> None:
+    pins = pin_inputs([DATA], repo)
+    assert pins[DATA].matches and pins[DATA].stage == "h2-sto3g-0735"
+
+
+def test_tampered_data_is_refused_unless_allowed(project_copy: Path) -> None:
+    target = project_copy / DATA
+    target.write_text(target.read_text().replace("-1.05", "-1.06"))
+    with pytest.raises(DataError, match="dvc.lock pins") as info:
+        pin_inputs([DATA], project_copy)
+    assert info.value.field == "dataset.path" and info.value.exit_code == 2
+    pins = pin_inputs([DATA], project_copy, allow_unpinned=True)
+    assert not pins[DATA].matches and pins[DATA].md5 == file_md5(target)
+
+
+def test_missing_data_and_missing_lock(project_copy: Path) -> None:
+    (project_copy / DATA).unlink()
+    with pytest.raises(DataError, match="does not exist"):
+        pin_inputs([DATA], project_copy)
+    (project_copy / "dvc.lock").unlink()
+    with pytest.raises(DataError, match="dvc.lock"):
+        pin_inputs([DATA], project_copy)
+
+
+def test_promotion_log_appends_and_reads(tmp_path: Path) -> None:
+    log = tmp_path / "log.jsonl"
+    for promote in (True, False):
+        append_decision(log, PromotionLogRecord(
+            timestamp="t", experiment="e", version="1.0.0", spec_sha256="h", mlflow_run_id="r",
+            promote=promote, registered_version="1" if promote else None, aliases=(),
+            reasons=("r",), score=None, champion_score=None))
+    records = read_decisions(log)
+    assert [r.promote for r in records] == [True, False]
+    log.write_text(log.read_text() + "not json\n")
+    with pytest.raises(TrackingError, match=":3:"):
+        read_decisions(log)
+
+
+def test_registry_aliases_and_champion_score(tmp_path: Path) -> None:
+    tracker = Tracker(f"sqlite:///{tmp_path}/m.db", tmp_path / "artifacts", "t")
+    run = tracker.start_run("r", tags={"k": "v"})
+    nested = tracker.start_run("gate", tags={}, parent_run_id=run)
+    tracker.log_series(nested, "objective", [3.0, 2.0, 1.0])
+    assert tracker.champion_score("model") is None
+    v1 = tracker.register_version("model", run, "experiment", {"qhybrid.score": "0.5"})
+    tracker.set_alias("model", "champion", v1)
+    v2 = tracker.register_version("model", run, "experiment", {"qhybrid.score": "0.7"})
+    tracker.set_alias("model", "challenger", v2)
+    assert tracker.champion_score("model") == 0.5
+    [(name, versions)] = tracker.registered()
+    assert name == "model" and {v.version: v.aliases for v in versions} == {
+        "2": ("challenger",), "1": ("champion",)}
+    assert [c["run_id"] for c in tracker.child_runs(run)] == [nested]
+    assert tracker.version_by_alias("model", "nobody") is None
+
+
+def test_manifest_read_errors_name_the_file(tmp_path: Path) -> None:
+    bad = tmp_path / "m.json"
+    bad.write_text(json.dumps({"kind": "run"}))
+    with pytest.raises(InvalidInputError, match="m.json"):
+        read_manifest(bad)
+    with pytest.raises(InvalidInputError):
+        read_manifest(tmp_path / "absent.json")
+    assert RunManifest  # the contract read_manifest validates against
