@@ -13,7 +13,7 @@ export MLFLOW_LOGGING_LEVEL ?= WARNING
 export DVC_NO_ANALYTICS := 1
 export QHYBRID_PROJECT_ROOT ?= $(CURDIR)
 
-.PHONY: setup data demo test test-all bench lint lock schema ui-prefect ui-mlflow clean
+.PHONY: setup data demo test test-fast bench lock schema ui-prefect ui-mlflow clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -29,16 +29,16 @@ data: setup
 	$(BIN)/dvc push --quiet
 
 demo: data
-	$(BIN)/qhybrid promote specs/qaoa-maxcut.yaml
+	PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL=WARNING $(BIN)/qhybrid promote specs/qaoa-maxcut.yaml
 	$(BIN)/qhybrid experiments
 
+# Everything but the tests that need a real IBM token (about 2 minutes on 2 cores).
 test: data
 	$(BIN)/lint-imports
-	$(BIN)/python -m pytest -m "not slow and not ibm"
-
-test-all: data
-	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -m "not ibm"
+
+test-fast: data
+	$(BIN)/python -m pytest -m "not slow and not ibm"
 
 bench: data
 	$(BIN)/python -m pytest benchmarks --benchmark-enable --benchmark-only \

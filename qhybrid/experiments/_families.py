@@ -14,7 +14,7 @@ from qiskit.circuit import QuantumCircuit
 from qiskit.circuit.library import efficient_su2, qaoa_ansatz, real_amplitudes
 from qiskit.quantum_info import SparsePauliOp
 
-from qhybrid.core import Direction, QaoaMaxcutFamily, SpecError, VqeFamily
+from qhybrid.core import Direction, PostProcessingError, QaoaMaxcutFamily, SpecError, VqeFamily
 from qhybrid.experiments._baselines import brute_force_maxcut, cut_values, exact_ground_energy
 from qhybrid.experiments._executor import Counts
 from qhybrid.experiments._problems import GraphInstance, PauliSumInstance
@@ -163,6 +163,8 @@ def analyse(
         best_sampled_ratio, optimum_probability. For ``vqe``: energy, exact_energy,
         energy_error (Hartree when the data is in Hartree), quality.
     """
+    if not counts or sum(counts.values()) <= 0:
+        raise PostProcessingError(f"{workload.family}: no measured shots to analyse")
     if isinstance(instance, GraphInstance):
         bits, weights = counts_to_bits(counts, instance.num_nodes)
         values = cut_values(instance.weights, bits)
@@ -177,8 +179,8 @@ def analyse(
             "best_sampled_ratio": float(values.max()) / max_cut,
             "optimum_probability": float(weights[np.isclose(values, max_cut)].sum() / shots),
         }
-    if energy is None:
-        raise ValueError("a VQE analysis needs the estimated energy")
+    if energy is None or not np.isfinite(energy):
+        raise PostProcessingError(f"vqe: the estimated energy is missing or not finite ({energy})")
     exact = exact_ground_energy(instance)
     total = energy + instance.constant_offset
     error = abs(total - exact)

@@ -109,3 +109,14 @@ def test_bundled_instance_is_triangle_free_3_regular(repo: Path) -> None:
     degree = np.count_nonzero(graph.weights, axis=1)
     assert graph.num_nodes == 10 and set(degree) == {3}
     assert graph.provenance["triangle_free"] is True
+
+
+def test_empty_results_are_post_processing_errors(graph) -> None:
+    from qhybrid.core import PostProcessingError, VqeFamily
+    from qhybrid.experiments import h2_hamiltonian
+
+    with pytest.raises(PostProcessingError):
+        analyse(build_workload(QaoaMaxcutFamily(reps=1), graph), graph, {})
+    h2 = h2_hamiltonian()
+    with pytest.raises(PostProcessingError, match="not finite"):
+        analyse(build_workload(VqeFamily(), h2), h2, {"00": 1}, float("nan"))

@@ -86,3 +86,35 @@ def test_retries_only_for_transient_errors(prefect_server) -> None:  # noqa: ANN
     with pytest.raises(SubmissionError):
         retry_probe("submission")
     assert CALLS["submission"] == 1
+
+
+def test_unpinned_data_is_recorded_on_the_run(prefect_server, settings, project_copy: Path) -> None:  # noqa: ANN001
+    data = project_copy / "data" / "h2_sto3g_0735.json"
+    data.write_text(data.read_text().replace("0.18093119978423156", "0.18"))
+    local = settings.model_copy(update={"project_root": project_copy})
+    spec = load_spec(Path(__file__).resolve().parents[2] / "specs" / "vqe-h2.yaml")
+    report = run_experiment(spec, local, "aer", allow_unpinned_data=True)
+    assert report.data_overrides and "dvc.lock" in report.data_overrides[0]
+    tracker = Tracker(local.tracking_uri, local.artifact_root, local.mlflow_experiment)
+    assert "dvc.lock" in tracker.get_run(report.mlflow_run_id)["tags"]["qhybrid.data_overrides"]
+
+
+def test_failed_gate_leaves_run_failed_and_registry_untouched(
+    prefect_server, settings, repo: Path, monkeypatch: pytest.MonkeyPatch  # noqa: ANN001
+) -> None:
+    from backends import IbmBackend
+    from qhybrid.core import ExecutionError
+
+    def broken(*_args: object, **_kwargs: object) -> None:
+        raise ExecutionError("injected: device lost the job", provider_status="ERROR")
+
+    monkeypatch.setattr(IbmBackend, "sample", broken)
+    spec = load_spec(repo / "specs" / "vqe-h2.yaml")
+    with pytest.raises(ExecutionError, match="injected"):
+        promote_experiment(spec, settings)
+    tracker = Tracker(settings.tracking_uri, settings.artifact_root, settings.mlflow_experiment)
+    runs = tracker.client.search_runs([tracker.experiment_id],
+                                      filter_string="tags.`qhybrid.kind` = 'promotion'")
+    assert [r.info.status for r in runs] == ["FAILED"]
+    assert tracker.registered() == []
+    assert not settings.promotion_log_path.exists()
