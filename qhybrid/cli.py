@@ -225,8 +225,7 @@ def experiments(as_json: JsonFlag = False) -> None:
         settings = _settings()
         from registry import Tracker
 
-        registered = Tracker(settings.tracking_uri, settings.artifact_root,
-                             settings.mlflow_experiment).registered()
+        registered = Tracker.for_settings(settings).registered()
     except QhybridError as exc:
         raise _fail(exc, as_json) from exc
     if as_json:
@@ -258,7 +257,7 @@ def show(
         settings = _settings()
         from registry import Tracker
 
-        tracker = Tracker(settings.tracking_uri, settings.artifact_root, settings.mlflow_experiment)
+        tracker = Tracker.for_settings(settings)
         version = None
         if "@" in target:
             name, alias = target.split("@", 1)

@@ -15,7 +15,7 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from qhybrid.core import ModelVersionRecord, TrackingError
+from qhybrid.core import ModelVersionRecord, Settings, TrackingError
 
 SCORE_TAG = "qhybrid.score"
 _MAX_PARAM = 6000
@@ -53,6 +53,11 @@ class Tracker:
         self.experiment_name = experiment
         self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
         self._experiment_id: str | None = None
+
+    @classmethod
+    def for_settings(cls, settings: Settings) -> Tracker:
+        """The tracker of the store these settings name."""
+        return cls(settings.tracking_uri, settings.artifact_root, settings.mlflow_experiment)
 
     @property
     @_mapped("open the experiment")

@@ -37,7 +37,7 @@ from tasks._work import (
 
 def tracker_for(settings: Settings) -> Tracker:
     """The MLflow tracker for these settings."""
-    return Tracker(settings.tracking_uri, settings.artifact_root, settings.mlflow_experiment)
+    return Tracker.for_settings(settings)
 
 
 def open_session(

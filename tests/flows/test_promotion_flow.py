@@ -22,7 +22,7 @@ def test_vqe_promotion_records_everything(prefect_server, settings, repo: Path) 
     assert all(g.passed for g in report.gates), [g.reasons for g in report.gates]
     assert report.decision.promote and report.decision.aliases == ("challenger", "champion")
 
-    tracker = Tracker(settings.tracking_uri, settings.artifact_root, settings.mlflow_experiment)
+    tracker = Tracker.for_settings(settings)
     parent = tracker.get_run(report.mlflow_run_id)
     assert parent["status"] == "FINISHED"
     assert parent["params"]["family.kind"] == "vqe" and parent["params"]["shots"] == "4000"
@@ -95,7 +95,7 @@ def test_unpinned_data_is_recorded_on_the_run(prefect_server, settings, project_
     spec = load_spec(Path(__file__).resolve().parents[2] / "specs" / "vqe-h2.yaml")
     report = run_experiment(spec, local, "aer", allow_unpinned_data=True)
     assert report.data_overrides and "dvc.lock" in report.data_overrides[0]
-    tracker = Tracker(local.tracking_uri, local.artifact_root, local.mlflow_experiment)
+    tracker = Tracker.for_settings(local)
     assert "dvc.lock" in tracker.get_run(report.mlflow_run_id)["tags"]["qhybrid.data_overrides"]
 
 
@@ -112,7 +112,7 @@ def test_failed_gate_leaves_run_failed_and_registry_untouched(
     spec = load_spec(repo / "specs" / "vqe-h2.yaml")
     with pytest.raises(ExecutionError, match="injected"):
         promote_experiment(spec, settings)
-    tracker = Tracker(settings.tracking_uri, settings.artifact_root, settings.mlflow_experiment)
+    tracker = Tracker.for_settings(settings)
     runs = tracker.client.search_runs([tracker.experiment_id],
                                       filter_string="tags.`qhybrid.kind` = 'promotion'")
     assert [r.info.status for r in runs] == ["FAILED"]
