@@ -9,6 +9,7 @@ and errors go to stderr.
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -16,6 +17,15 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
 from qhybrid.core import (
     ExperimentSpec,
@@ -106,9 +116,32 @@ def _preflight(spec: ExperimentSpec, settings: Settings, backends: dict[str, str
     prepare_inputs(spec, settings, allow_unpinned_data=allow_unpinned_data)
 
 
-def _run_flow(title: str, call):  # noqa: ANN001, ANN202
-    with err.status(f"[bold]{title}[/] (Prefect flow; first start of its local server takes ~10 s)"):
-        report = call()
+class _TaskProgress(logging.Handler):
+    """Advances a rich progress bar each time a Prefect task run of the flow finishes."""
+
+    def __init__(self, progress: Progress, bar: TaskID) -> None:
+        super().__init__(level=logging.INFO)
+        self.progress, self.bar = progress, bar
+
+    def emit(self, record: logging.LogRecord) -> None:
+        name = record.__dict__.get("task_name")
+        if name and "Finished in state" in record.getMessage():
+            self.progress.update(self.bar, advance=1, description=f"{name} done")
+
+
+def _run_flow(title: str, steps: int, call):  # noqa: ANN001, ANN202
+    err.print(f"[bold]{title}[/] (a Prefect flow; its local server takes ~10 s to start)")
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+               MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=err, transient=True) as progress:
+        bar = progress.add_task("starting", total=steps)
+        handler = _TaskProgress(progress, bar)
+        logger = logging.getLogger("prefect.task_runs")
+        logger.addHandler(handler)
+        try:
+            report = call()
+        finally:
+            logger.removeHandler(handler)
     _wait_for_records(report.prefect_flow_run_id)
     return report
 
@@ -181,7 +214,7 @@ def run(
         _preflight(parsed, settings, {"--backend": target}, allow_unpinned_data)
         from flows import run_experiment
 
-        report = _run_flow(f"running {parsed.name} on {target}",
+        report = _run_flow(f"running {parsed.name} on {target}", 3,
                            lambda: run_experiment(parsed, settings, target, allow_unpinned_data))
     except QhybridError as exc:
         raise _fail(exc, as_json) from exc
@@ -206,7 +239,7 @@ def promote(
                    allow_unpinned_data)
         from flows import promote_experiment
 
-        report = _run_flow(f"promoting {parsed.name} {parsed.version} through 4 gates",
+        report = _run_flow(f"promoting {parsed.name} {parsed.version} through 4 gates", 7,
                            lambda: promote_experiment(parsed, settings, allow_unpinned_data))
     except QhybridError as exc:
         raise _fail(exc, as_json) from exc

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -96,6 +97,14 @@ def test_promote_replay_show_and_refuse(env, tmp_path) -> None:  # noqa: ANN001
     report = json.loads(done.stdout)  # exactly one JSON document on stdout
     assert report["decision"]["promote"] and report["registered_version"] == "1"
     assert {g["gate"] for g in report["gates"]} == {"ideal", "statistical", "hardware", "baseline"}
+    # The Prefect UI's store holds every task run as final, and one artifact per gate + decision.
+    with sqlite3.connect(tmp_path / "prefect" / "prefect.db") as db:
+        flow_run = report["prefect_flow_run_id"]
+        states = db.execute("select state_type from task_run where flow_run_id = ?", (flow_run,)).fetchall()
+        artifacts = db.execute("select count(*) from artifact a join task_run t on a.task_run_id = t.id "
+                               "where t.flow_run_id = ?", (flow_run,)).fetchone()[0]
+    assert [s for (s,) in states] == ["COMPLETED"] * 7
+    assert artifacts == 5
 
     replayed = _cli(["replay", report["manifest"], "--json"], env, tmp_path)
     assert replayed.returncode == 0, replayed.stderr
