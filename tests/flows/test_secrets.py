@@ -1,0 +1,47 @@
+"""The IBM token never reaches a log line, MLflow, a manifest, a report or Prefect's store."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr
+
+from flows import promote_experiment
+from qhybrid.core import load_spec
+
+SENTINEL = "sentinel-token-3f9c1e77d2"
+
+
+def _files_containing(root: Path, needle: bytes) -> list[Path]:
+    return [p for p in root.rglob("*") if p.is_file() and needle in p.read_bytes()]
+
+
+def test_sentinel_token_appears_nowhere(prefect_server, settings, repo: Path, tmp_path: Path,  # noqa: ANN001
+                                        caplog: pytest.LogCaptureFixture, capfd) -> None:  # noqa: ANN001
+    caplog.set_level(logging.DEBUG)
+    secret = settings.model_copy(update={"ibm_token": SecretStr(SENTINEL)})
+    report = promote_experiment(load_spec(repo / "specs" / "vqe-h2.yaml"), secret)
+    assert report.decision is not None
+
+    assert SENTINEL not in report.model_dump_json()
+    assert SENTINEL not in caplog.text
+    out, err = capfd.readouterr()
+    assert SENTINEL not in out + err
+    # MLflow store, artifacts, manifests and promotion log all live under tmp_path.
+    assert _files_containing(tmp_path, SENTINEL.encode()) == []
+    # Prefect's store: flow-run parameters, logs, artifacts.
+    from prefect.settings import get_current_settings
+
+    url = get_current_settings().server.database.connection_url.get_secret_value()
+    db_path = url.split("///", 1)[-1]
+    assert os.path.exists(db_path), url
+    with sqlite3.connect(db_path) as db:
+        params = db.execute("select parameters from flow_run").fetchall()
+        assert any("ibm_token" in repr(row) for row in params)  # the field is there, masked
+        for table in ("flow_run", "task_run", "log", "artifact"):
+            rows = db.execute(f"select * from {table}").fetchall()  # noqa: S608 - fixed names
+            assert SENTINEL not in repr(rows), table
