@@ -4,7 +4,7 @@ No qiskit-ibm-runtime type leaves this package; its exceptions are mapped into q
 """
 
 from backends._aer import AerBackend
-from backends._devices import calibration_snapshot, fake_device
+from backends._devices import calibration_snapshot, check_width, fake_device
 from backends._factory import open_backend
 from backends._ibm import IbmBackend, map_runtime_error
 
@@ -12,6 +12,7 @@ __all__ = [
     "AerBackend",
     "IbmBackend",
     "calibration_snapshot",
+    "check_width",
     "fake_device",
     "map_runtime_error",
     "open_backend",

@@ -6,12 +6,13 @@ import numpy as np
 from qiskit import transpile
 from qiskit.circuit import QuantumCircuit
 from qiskit.quantum_info import SparsePauliOp
+from qiskit.transpiler.exceptions import TranspilerError
 from qiskit_aer import AerError, AerSimulator
 from qiskit_aer.noise import NoiseModel
 from qiskit_aer.primitives import EstimatorV2, SamplerV2
 
 from qhybrid.core import BackendName, ExecutionError, SubmissionError
-from backends._devices import calibration_snapshot, fake_device
+from backends._devices import calibration_snapshot, check_width, fake_device
 
 # Up to this many active qubits a density matrix (cost independent of shots) beats
 # Monte Carlo trajectories for noisy sampling; measured at 10 qubits: ~10 s vs ~40 s/4000 shots.
@@ -33,6 +34,11 @@ class AerBackend:
         self._noise = NoiseModel.from_backend(self._device) if self._device else None
         self._isa: dict[int, tuple[QuantumCircuit, QuantumCircuit]] = {}
 
+    @property
+    def num_qubits(self) -> int | None:
+        """Qubits of the emulated device; None for the ideal simulator (memory is the limit)."""
+        return self._device.num_qubits if self._device is not None else None
+
     def describe(self) -> dict[str, object]:
         """Name, simulator version, device and its calibration snapshot."""
         import qiskit_aer
@@ -53,12 +59,16 @@ class AerBackend:
         cached = self._isa.get(id(circuit))
         if cached is not None and cached[0] is circuit:
             return cached[1]
-        if self._device is None:
-            isa = transpile(circuit, AerSimulator(), optimization_level=0)
-        else:
-            isa = transpile(
-                circuit, self._device, optimization_level=1, seed_transpiler=self.transpiler_seed
-            )
+        check_width(self.name, circuit, self.num_qubits)
+        try:
+            if self._device is None:
+                isa = transpile(circuit, AerSimulator(), optimization_level=0)
+            else:
+                isa = transpile(
+                    circuit, self._device, optimization_level=1, seed_transpiler=self.transpiler_seed
+                )
+        except TranspilerError as exc:
+            raise SubmissionError(f"{self.name}: cannot transpile: {exc}") from exc
         self._isa[id(circuit)] = (circuit, isa)
         return isa
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import math
 
+from qiskit.circuit import QuantumCircuit
 from qiskit.transpiler import Target
 from qiskit_ibm_runtime import fake_provider
 
@@ -52,3 +53,17 @@ def calibration_snapshot(target: Target) -> dict[str, object]:
                 if props is not None and props.error is not None and math.isfinite(props.error):
                     two_qubit[f"{name}{list(qargs)}"] = props.error
     return {"qubits": qubits, "two_qubit_errors": two_qubit}
+
+
+def check_width(backend: str, circuit: QuantumCircuit, num_qubits: int | None, *,
+                field: str = "backend") -> None:
+    """Refuse a circuit wider than the device before anything is submitted.
+
+    Raises:
+        BackendNameError: The device has fewer qubits than the circuit.
+    """
+    if num_qubits is not None and circuit.num_qubits > num_qubits:
+        raise BackendNameError(
+            f"{backend} has {num_qubits} qubits; the circuit needs {circuit.num_qubits}",
+            field=field,
+        )

@@ -13,6 +13,7 @@ from qiskit import transpile
 from qiskit.circuit import QuantumCircuit
 from qiskit.providers import BackendV2
 from qiskit.quantum_info import SparsePauliOp
+from qiskit.transpiler.exceptions import TranspilerError
 from qiskit_ibm_runtime import QiskitRuntimeService
 import requests
 from qiskit_ibm_runtime.exceptions import (
@@ -32,7 +33,7 @@ from qiskit_ibm_runtime.exceptions import (
 from qiskit_ibm_runtime.executor_estimator import Estimator
 from qiskit_ibm_runtime.executor_sampler import Sampler
 
-from backends._devices import calibration_snapshot, fake_device
+from backends._devices import calibration_snapshot, check_width, fake_device
 from qhybrid.core import (
     BackendName,
     BackendNameError,
@@ -127,6 +128,11 @@ class IbmBackend:
             except _RUNTIME_ERRORS as exc:
                 raise map_runtime_error(exc, self.name) from exc
 
+    @property
+    def num_qubits(self) -> int:
+        """Qubits of the device."""
+        return self._device.num_qubits
+
     def describe(self) -> dict[str, object]:
         """Name, device version and calibration snapshot."""
         import qiskit_ibm_runtime
@@ -147,9 +153,13 @@ class IbmBackend:
         cached = self._isa.get(id(circuit))
         if cached is not None and cached[0] is circuit:
             return cached[1]
-        isa = transpile(
-            circuit, self._device, optimization_level=1, seed_transpiler=self.transpiler_seed
-        )
+        check_width(self.name, circuit, self.num_qubits)
+        try:
+            isa = transpile(
+                circuit, self._device, optimization_level=1, seed_transpiler=self.transpiler_seed
+            )
+        except TranspilerError as exc:
+            raise SubmissionError(f"{self.name}: cannot transpile: {exc}") from exc
         self._isa[id(circuit)] = (circuit, isa)
         return isa
 

@@ -108,12 +108,15 @@ def _wait_for_records(flow_run_id: str | None) -> None:
 def _preflight(spec: ExperimentSpec, settings: Settings, backends: dict[str, str],
                allow_unpinned_data: bool) -> None:
     """Everything that can be checked before a flow starts: backends, data pins, parameters."""
-    from backends import open_backend
+    from backends import check_width, open_backend
     from tasks._work import prepare_inputs
 
-    for field, name in backends.items():
-        open_backend(name, settings, transpiler_seed=spec.seeds.transpiler, field=field)
-    prepare_inputs(spec, settings, allow_unpinned_data=allow_unpinned_data)
+    opened = {field: open_backend(name, settings, transpiler_seed=spec.seeds.transpiler, field=field)
+              for field, name in backends.items()}
+    _instance, workload, _pins, _overrides = prepare_inputs(
+        spec, settings, allow_unpinned_data=allow_unpinned_data)
+    for field, backend in opened.items():
+        check_width(backend.name, workload.ansatz, backend.num_qubits, field=field)
 
 
 class _TaskProgress(logging.Handler):

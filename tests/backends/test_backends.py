@@ -81,3 +81,15 @@ def test_real_ibm_backend_describes_itself() -> None:
         pytest.skip("QHYBRID_IBM_TOKEN is not set")
     backend = open_backend("ibm:ibm_brisbane", settings, transpiler_seed=1)
     assert isinstance(backend, IbmBackend) and backend.describe()["num_qubits"] > 5
+
+
+def test_too_wide_circuit_is_refused_at_the_seam() -> None:
+    from qhybrid.core import QaoaMaxcutFamily
+    from qhybrid.experiments import random_regular_graph
+
+    wide = build_workload(QaoaMaxcutFamily(), random_regular_graph(10, 3, 7, triangle_free=True,
+                                                                   weighted=False))
+    for name in ("ibm:fake_manila", "aer-noisy:fake_manila"):
+        backend = open_backend(name, Settings(), transpiler_seed=1)
+        with pytest.raises(BackendNameError, match="5 qubits"):
+            backend.sample(wide.measured, np.array([[0.1, 0.2]]), shots=10, seed=1)

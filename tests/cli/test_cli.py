@@ -127,3 +127,12 @@ def test_promote_replay_show_and_refuse(env, tmp_path) -> None:  # noqa: ANN001
 def test_replay_detects_a_changed_record(env, tmp_path) -> None:  # noqa: ANN001
     result = CliRunner().invoke(app, ["replay", str(tmp_path / "absent.json")])
     assert result.exit_code == 2
+
+
+def test_circuit_wider_than_device_is_refused_before_running(env, tmp_path) -> None:  # noqa: ANN001
+    spec = _spec(tmp_path, "qaoa-maxcut.yaml", gates__hardware__backend="ibm:fake_lima")
+    result = CliRunner().invoke(app, ["promote", str(spec), "--json"])
+    assert result.exit_code == 2
+    error = json.loads(result.stdout)["error"]
+    assert error["field"] == "gates.hardware.backend" and "5 qubits" in error["message"]
+    assert not (tmp_path / "mlflow.db").exists()
