@@ -17,6 +17,7 @@ from qhybrid.core._errors import (
     TransportError,
     is_transient,
 )
+from qhybrid.core._faults import FaultPlan, parse_faults
 from qhybrid.core._results import (
     BaselineResult,
     CircuitRecord,
@@ -63,6 +64,7 @@ __all__ = [
     "Direction",
     "ExecutionError",
     "ExperimentSpec",
+    "FaultPlan",
     "FamilySpec",
     "GateName",
     "GateResult",
@@ -91,5 +93,6 @@ __all__ = [
     "is_transient",
     "load_spec",
     "parse_backend_name",
+    "parse_faults",
     "spec_from_mapping",
 ]

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from qhybrid.core._faults import FaultPlan, parse_faults
 
 
 class Settings(BaseSettings):
@@ -28,6 +30,21 @@ class Settings(BaseSettings):
     ibm_token: SecretStr | None = Field(default=None, description="IBM Quantum API key.")
     ibm_channel: str = Field(default="ibm_quantum_platform")
     ibm_instance: str | None = Field(default=None)
+    faults: str = Field(
+        default="",
+        description="Faults to inject on purpose, e.g. transport=0.3,execution=0.02,seed=7.",
+    )
+
+    @field_validator("faults")
+    @classmethod
+    def _faults_parse(cls, value: str) -> str:
+        parse_faults(value)
+        return value
+
+    @property
+    def fault_plan(self) -> FaultPlan:
+        """The parsed fault plan (inactive when ``faults`` is empty)."""
+        return parse_faults(self.faults)
 
     def resolve(self, path: Path) -> Path:
         """Resolve a path against the project root."""

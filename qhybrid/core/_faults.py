@@ -1,0 +1,55 @@
+"""Fault plans: which failures to inject on purpose, and how often (``QHYBRID_FAULTS``)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from qhybrid.core._errors import InvalidInputError
+
+
+class FaultPlan(BaseModel):
+    """Per-call probabilities of each injected failure class, and the seed that draws them.
+
+    Parsed from text like ``transport=0.3,timeout=0.05,rejection=0.05,execution=0.02,seed=7``.
+    ``transport`` and ``timeout`` raise TransportError, ``rejection`` BackendRejectedError (all
+    transient); ``execution`` raises ExecutionError (not transient).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    transport: float = Field(default=0.0, ge=0, le=1)
+    timeout: float = Field(default=0.0, ge=0, le=1)
+    rejection: float = Field(default=0.0, ge=0, le=1)
+    execution: float = Field(default=0.0, ge=0, le=1)
+    seed: int = Field(default=0, ge=0)
+
+    @property
+    def active(self) -> bool:
+        """Whether any fault can be injected."""
+        return self.total > 0
+
+    @property
+    def total(self) -> float:
+        """Probability that a call fails."""
+        return self.transport + self.timeout + self.rejection + self.execution
+
+
+def parse_faults(text: str, *, field: str = "QHYBRID_FAULTS") -> FaultPlan:
+    """Parse a fault plan.
+
+    Raises:
+        InvalidInputError: Unknown keys, non-numbers, rates outside [0, 1] or summing above 1.
+    """
+    values: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise InvalidInputError(f"'{item}' is not key=value", field=field)
+        values[key.strip()] = value.strip()
+    try:
+        plan = FaultPlan.model_validate(values)
+    except ValueError as exc:
+        raise InvalidInputError(f"invalid fault plan '{text}': {exc}", field=field) from exc
+    if plan.total > 1:
+        raise InvalidInputError(f"fault rates sum to {plan.total:.3g} > 1", field=field)
+    return plan

@@ -1,0 +1,80 @@
+"""Faults on purpose: classified, reproducible, at the configured rates."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from backends import INJECTED, FaultyBackend, open_backend
+from qhybrid.core import (
+    BackendRejectedError,
+    ExecutionError,
+    InvalidInputError,
+    Settings,
+    TransportError,
+    VqeFamily,
+    is_transient,
+    parse_faults,
+)
+from qhybrid.experiments import build_workload, h2_hamiltonian
+
+POINT = np.array([[0.1, 0.2, 0.3, 0.4]])
+
+
+@pytest.fixture(scope="module")
+def workload():
+    return build_workload(VqeFamily(), h2_hamiltonian())
+
+
+@pytest.mark.parametrize("text", ["transport=2", "transport=0.6,execution=0.6", "bogus=0.1",
+                                  "transport", "seed=-1", "transport=abc"])
+def test_bad_plans_name_the_setting(text: str) -> None:
+    with pytest.raises(InvalidInputError) as info:
+        parse_faults(text)
+    assert info.value.field == "QHYBRID_FAULTS" and info.value.exit_code == 2
+
+
+def test_no_plan_means_no_wrapper() -> None:
+    assert not isinstance(open_backend("aer", Settings(), transpiler_seed=1), FaultyBackend)
+
+
+@pytest.mark.parametrize(("key", "cls"), [("transport", TransportError), ("timeout", TransportError),
+                                          ("rejection", BackendRejectedError),
+                                          ("execution", ExecutionError)])
+def test_each_class_is_raised_and_classified(workload, key: str, cls: type) -> None:  # noqa: ANN001
+    backend = open_backend("aer", Settings(faults=f"{key}=1,seed=3"), transpiler_seed=1)
+    with pytest.raises(cls) as info:
+        backend.sample(workload.measured, POINT, shots=10, seed=1)
+    assert info.value.provider_status.startswith("INJECTED")
+    assert is_transient(info.value) is (key != "execution")
+
+
+def test_rates_and_results_under_faults(workload) -> None:  # noqa: ANN001
+    clean = open_backend("aer", Settings(), transpiler_seed=1)
+    expected = clean.estimate(workload.ansatz, workload.observable, POINT, seed=1)
+    faulty = open_backend("aer", Settings(faults="transport=0.2,rejection=0.1,seed=11"),
+                          transpiler_seed=1)
+    before = INJECTED.copy()
+    failures = 0
+    for _ in range(400):
+        try:
+            value = faulty.estimate(workload.ansatz, workload.observable, POINT, seed=1)
+        except (TransportError, BackendRejectedError):
+            failures += 1
+        else:
+            assert np.allclose(value, expected)
+    injected = INJECTED - before
+    assert sum(injected.values()) == failures
+    assert 0.22 < failures / 400 < 0.38
+    assert faulty.describe()["faults"]["transport"] == 0.2
+
+
+def test_a_non_transient_fault_fails_the_flow_without_retry(prefect_server, settings, repo) -> None:  # noqa: ANN001
+    from flows import promote_experiment
+    from qhybrid.core import load_spec
+
+    faulty = settings.model_copy(update={"faults": "execution=1,seed=5"})
+    before = INJECTED["ExecutionError"]
+    with pytest.raises(ExecutionError, match="injected"):
+        promote_experiment(load_spec(repo / "specs" / "vqe-h2.yaml"), faulty)
+    assert INJECTED["ExecutionError"] - before == 1
