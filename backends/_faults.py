@@ -18,7 +18,6 @@ from qhybrid.core import (
     BackendRejectedError,
     ExecutionError,
     FaultPlan,
-    QhybridError,
     TransportError,
 )
 
@@ -57,25 +56,20 @@ class FaultyBackend:
         return {**self.inner.describe(), "faults": self.plan.model_dump()}
 
     def _maybe_fail(self, call: str) -> None:
-        x = _draw(self.plan)
-        edges = np.cumsum([self.plan.transport, self.plan.timeout, self.plan.rejection,
-                           self.plan.execution])
-        error: QhybridError | None = None
-        if x < edges[0]:
-            error = TransportError(f"{self.name}: injected connection reset during {call}",
-                                   provider_status="INJECTED_TRANSPORT")
-        elif x < edges[1]:
-            error = TransportError(f"{self.name}: injected timeout during {call}",
-                                   provider_status="INJECTED_TIMEOUT")
-        elif x < edges[2]:
-            error = BackendRejectedError(f"{self.name}: injected maintenance rejection of {call}",
-                                         provider_status="INJECTED_REJECTION")
-        elif x < edges[3]:
-            error = ExecutionError(f"{self.name}: injected job failure in {call}",
-                                   provider_status="INJECTED_EXECUTION")
-        if error is not None:
-            INJECTED[type(error).__name__] += 1
-            raise error
+        # One draw per call; the classes own consecutive slices of [0, 1) by their rates.
+        kinds = (
+            (self.plan.transport, TransportError, "connection reset during", "TRANSPORT"),
+            (self.plan.timeout, TransportError, "timeout during", "TIMEOUT"),
+            (self.plan.rejection, BackendRejectedError, "maintenance rejection of", "REJECTION"),
+            (self.plan.execution, ExecutionError, "job failure in", "EXECUTION"),
+        )
+        x, edge = _draw(self.plan), 0.0
+        for rate, cls, what, status in kinds:
+            edge += rate
+            if x < edge:
+                INJECTED[cls.__name__] += 1
+                raise cls(f"{self.name}: injected {what} {call}",
+                          provider_status=f"INJECTED_{status}")
 
     def estimate(
         self, circuit: QuantumCircuit, observable: SparsePauliOp, points: np.ndarray, *, seed: int
