@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import numpy as np
-from qiskit import transpile
 from qiskit.circuit import QuantumCircuit
 from qiskit.quantum_info import SparsePauliOp
-from qiskit.transpiler.exceptions import TranspilerError
 from qiskit_aer import AerError, AerSimulator
 from qiskit_aer.noise import NoiseModel
 from qiskit_aer.primitives import EstimatorV2, SamplerV2
 
 from qhybrid.core import BackendName, ExecutionError, SubmissionError
-from backends._devices import calibration_snapshot, check_width, fake_device
+from backends._devices import calibration_snapshot, fake_device
+from backends._isa import IsaCache, counts_by_row
 
 # Up to this many active qubits a density matrix (cost independent of shots) beats
 # Monte Carlo trajectories for noisy sampling; measured at 10 qubits: ~10 s vs ~40 s/4000 shots.
@@ -32,7 +31,10 @@ class AerBackend:
         self.transpiler_seed = transpiler_seed
         self._device = fake_device(name.device) if name.device else None
         self._noise = NoiseModel.from_backend(self._device) if self._device else None
-        self._isa: dict[int, tuple[QuantumCircuit, QuantumCircuit]] = {}
+        self._transpiled = IsaCache(
+            self.name, self._device or AerSimulator(), num_qubits=self.num_qubits,
+            optimization_level=1 if self._device else 0, seed=transpiler_seed,
+        )
 
     @property
     def num_qubits(self) -> int | None:
@@ -56,21 +58,7 @@ class AerBackend:
 
     def prepare(self, circuit: QuantumCircuit) -> QuantumCircuit:
         """The circuit as this backend executes it (transpiled for the device, if any)."""
-        cached = self._isa.get(id(circuit))
-        if cached is not None and cached[0] is circuit:
-            return cached[1]
-        check_width(self.name, circuit, self.num_qubits)
-        try:
-            if self._device is None:
-                isa = transpile(circuit, AerSimulator(), optimization_level=0)
-            else:
-                isa = transpile(
-                    circuit, self._device, optimization_level=1, seed_transpiler=self.transpiler_seed
-                )
-        except TranspilerError as exc:
-            raise SubmissionError(f"{self.name}: cannot transpile: {exc}") from exc
-        self._isa[id(circuit)] = (circuit, isa)
-        return isa
+        return self._transpiled(circuit)
 
     def _backend_options(self, active_qubits: int) -> dict[str, object]:
         if self._noise is None:
@@ -114,5 +102,4 @@ class AerBackend:
             raise ExecutionError(f"{self.name}: {exc}", provider_status="ERROR") from exc
         except (ValueError, TypeError) as exc:
             raise SubmissionError(f"{self.name}: {exc}") from exc
-        data = getattr(result[0].data, circuit.cregs[0].name)
-        return [dict(sorted(data.get_counts(i).items())) for i in range(points.shape[0])]
+        return counts_by_row(result[0], circuit, points)

@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 from pydantic import SecretStr
-from qiskit import transpile
 from qiskit.circuit import QuantumCircuit
 from qiskit.providers import BackendV2
 from qiskit.quantum_info import SparsePauliOp
-from qiskit.transpiler.exceptions import TranspilerError
 from qiskit_ibm_runtime import QiskitRuntimeService
 import requests
 from qiskit_ibm_runtime.exceptions import (
@@ -33,7 +31,8 @@ from qiskit_ibm_runtime.exceptions import (
 from qiskit_ibm_runtime.executor_estimator import Estimator
 from qiskit_ibm_runtime.executor_sampler import Sampler
 
-from backends._devices import calibration_snapshot, check_width, fake_device
+from backends._devices import calibration_snapshot, fake_device
+from backends._isa import IsaCache, counts_by_row
 from qhybrid.core import (
     BackendName,
     BackendNameError,
@@ -111,7 +110,6 @@ class IbmBackend:
         self.name = str(name)
         self.transpiler_seed = transpiler_seed
         self.precision = precision
-        self._isa: dict[int, tuple[QuantumCircuit, QuantumCircuit]] = {}
         if name.is_fake:
             self._device: BackendV2 = fake_device(name.device)
         else:
@@ -127,6 +125,8 @@ class IbmBackend:
                 self._device = service.backend(name.device)
             except _RUNTIME_ERRORS as exc:
                 raise map_runtime_error(exc, self.name) from exc
+        self._transpiled = IsaCache(self.name, self._device, num_qubits=self._device.num_qubits,
+                                    optimization_level=1, seed=transpiler_seed)
 
     @property
     def num_qubits(self) -> int:
@@ -150,18 +150,7 @@ class IbmBackend:
 
     def prepare(self, circuit: QuantumCircuit) -> QuantumCircuit:
         """The circuit transpiled for the device with the recorded seed."""
-        cached = self._isa.get(id(circuit))
-        if cached is not None and cached[0] is circuit:
-            return cached[1]
-        check_width(self.name, circuit, self.num_qubits)
-        try:
-            isa = transpile(
-                circuit, self._device, optimization_level=1, seed_transpiler=self.transpiler_seed
-            )
-        except TranspilerError as exc:
-            raise SubmissionError(f"{self.name}: cannot transpile: {exc}") from exc
-        self._isa[id(circuit)] = (circuit, isa)
-        return isa
+        return self._transpiled(circuit)
 
     def estimate(
         self, circuit: QuantumCircuit, observable: SparsePauliOp, points: np.ndarray, *, seed: int
@@ -195,5 +184,4 @@ class IbmBackend:
             result = sampler.run([(isa, points)], shots=shots).result()
         except _RUNTIME_ERRORS as exc:
             raise map_runtime_error(exc, self.name) from exc
-        data = getattr(result[0].data, circuit.cregs[0].name)
-        return [dict(sorted(data.get_counts(i).items())) for i in range(points.shape[0])]
+        return counts_by_row(result[0], circuit, points)

@@ -161,8 +161,7 @@ def _print_report(report: RunReport, settings: Settings) -> None:
         for col in ("gate", "verdict", "backend", "key metrics", "seconds"):
             table.add_column(col)
         for g in report.gates:
-            keys = [c.name for c in g.criteria] or list(g.metrics)[:3]
-            shown = ", ".join(f"{k}={(g.metrics.get(k) if k in g.metrics else next(c.value for c in g.criteria if c.name == k)):.4g}" for k in keys)
+            shown = ", ".join(f"{c.name}={c.value:.4g}" for c in g.criteria)
             verdict = "[green]pass[/]" if g.passed else "[red]FAIL[/]"
             table.add_row(g.gate, verdict, g.backend, shown, f"{g.seconds:.1f}")
         out.print(table)

@@ -6,10 +6,12 @@ is per thread and would tangle with Prefect's task runners.
 
 from __future__ import annotations
 
+import functools
 import json
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
+from typing import ParamSpec, TypeVar
 
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
@@ -21,9 +23,16 @@ SCORE_TAG = "qhybrid.score"
 _MAX_PARAM = 6000
 
 
-def _mapped(action: str):  # noqa: ANN202 - decorator factory
-    def wrap(fn):  # noqa: ANN001, ANN202
-        def inner(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _mapped(action: str) -> Callable[[Callable[_P, _R]], Callable[_P, _R]]:
+    """Translate MLflow's and the file system's errors into TrackingError, naming ``action``."""
+
+    def wrap(fn: Callable[_P, _R]) -> Callable[_P, _R]:
+        @functools.wraps(fn)
+        def inner(*args: _P.args, **kwargs: _P.kwargs) -> _R:
             try:
                 return fn(*args, **kwargs)
             except MlflowException as exc:
@@ -31,8 +40,6 @@ def _mapped(action: str):  # noqa: ANN202 - decorator factory
             except OSError as exc:
                 raise TrackingError(f"MLflow could not {action}: {exc}") from exc
 
-        inner.__doc__ = fn.__doc__
-        inner.__name__ = fn.__name__
         return inner
 
     return wrap

@@ -132,7 +132,7 @@ def close_session(
     spec = session.spec
     tracker = session.tracker
     write_artifacts(session, execution, title=f"{spec.name} {spec.version}")
-    counts = ideal_counts(session, execution.parameters)
+    counts = ideal_counts(session, execution, backend)
     manifest = RunManifest(
         kind=kind,  # type: ignore[arg-type]
         experiment=spec.name, version=spec.version, spec=spec.model_dump(mode="json"),

@@ -109,16 +109,12 @@ def _record_execution(session: RunSession, run_id: str, execution: Execution) ->
     })
 
 
-def _threshold(spec: ExperimentSpec) -> float:
-    return spec.gates.statistical.threshold
-
-
 def ideal_gate(session: RunSession) -> tuple[GateResult, Execution]:
     """Gate 1: optimise on the ideal simulator as the spec says."""
     spec = session.spec
     execution, seconds = run_execution_on(session, spec.gates.ideal.backend, "ideal")
     objective = execution.metrics[session.workload.objective]
-    result = ideal_verdict(session.workload.objective, objective, _threshold(spec),
+    result = ideal_verdict(session.workload.objective, objective, spec.gates.statistical.threshold,
                            session.workload.direction, spec.gates.ideal.backend)
     result = result.model_copy(update={"metrics": {**execution.metrics, "shots": float(spec.shots)},
                                        "seconds": seconds})
@@ -217,9 +213,16 @@ def write_artifacts(session: RunSession, execution: Execution, title: str) -> No
                         else "energy (Hamiltonian units)")
 
 
-def ideal_counts(session: RunSession, parameters: np.ndarray) -> dict[str, int]:
-    """The simulator part of a run: ideal Aer counts at the final parameters (replayable)."""
+def ideal_counts(session: RunSession, execution: Execution, backend: str) -> dict[str, int]:
+    """The simulator part of a run: ideal Aer counts at the final parameters (replayable).
+
+    An execution that ran on ``aer`` sampled exactly these (same circuit, parameters, shots and
+    seed), so its counts are taken as they are; any other backend's are sampled anew on Aer.
+    """
+    if backend == "aer":
+        return execution.counts
     spec = session.spec
+    parameters = execution.parameters
     backend = open_backend("aer", session.settings, transpiler_seed=spec.seeds.transpiler)
     return backend.sample(session.workload.measured, session.workload.circuit_points(parameters),
                           shots=spec.shots, seed=spec.seeds.simulator)[0]

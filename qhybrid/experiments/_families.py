@@ -35,6 +35,8 @@ class Workload:
         bounds: Box bounds per parameter, in family order.
         objective: Name of the primary metric gates judge.
         direction: Whether larger or smaller ``objective`` is better.
+        reference: The instance's exact optimum (maximum cut, or ground energy with its
+            offset), computed once here so that every analysis can score against it.
     """
 
     family: str
@@ -47,6 +49,7 @@ class Workload:
     bounds: tuple[tuple[float, float], ...]
     objective: str
     direction: Direction
+    reference: float
 
     def circuit_points(self, points: np.ndarray) -> np.ndarray:
         """Reorder (n, k) points from family order to ``circuit.parameters`` order.
@@ -110,6 +113,7 @@ def _qaoa_workload(family: QaoaMaxcutFamily, graph: GraphInstance) -> Workload:
         bounds=((0.0, np.pi),) * family.reps + ((0.0, np.pi / 2),) * family.reps,
         objective="approximation_ratio",
         direction="maximise",
+        reference=brute_force_maxcut(graph)[0],
     )
 
 
@@ -128,6 +132,7 @@ def _vqe_workload(family: VqeFamily, hamiltonian: PauliSumInstance) -> Workload:
         bounds=((-np.pi, np.pi),) * len(names),
         objective="energy_error",
         direction="minimise",
+        reference=exact_ground_energy(hamiltonian),
     )
 
 
@@ -168,7 +173,7 @@ def analyse(
     if isinstance(instance, GraphInstance):
         bits, weights = counts_to_bits(counts, instance.num_nodes)
         values = cut_values(instance.weights, bits)
-        max_cut, _ = brute_force_maxcut(instance)
+        max_cut = workload.reference
         shots = weights.sum()
         expected = float(values @ weights / shots)
         return {
@@ -181,7 +186,7 @@ def analyse(
         }
     if energy is None or not np.isfinite(energy):
         raise PostProcessingError(f"vqe: the estimated energy is missing or not finite ({energy})")
-    exact = exact_ground_energy(instance)
+    exact = workload.reference
     total = energy + instance.constant_offset
     error = abs(total - exact)
     return {

@@ -1,0 +1,57 @@
+"""What every backend does the same way: transpile once per circuit, read counts per row."""
+
+from __future__ import annotations
+
+import numpy as np
+from qiskit import transpile
+from qiskit.circuit import QuantumCircuit
+from qiskit.primitives import SamplerPubResult
+from qiskit.providers import BackendV2
+from qiskit.transpiler.exceptions import TranspilerError
+
+from backends._devices import check_width
+from qhybrid.core import SubmissionError
+
+
+class IsaCache:
+    """Transpiles each logical circuit once for one target, with a recorded seed.
+
+    Args:
+        backend: Backend name, for errors.
+        target: What to transpile for (a device, or Aer itself).
+        num_qubits: The device's qubits; None when unbounded.
+        optimization_level: Qiskit preset level.
+        seed: ``seed_transpiler``.
+    """
+
+    def __init__(self, backend: str, target: BackendV2, *, num_qubits: int | None,
+                 optimization_level: int, seed: int) -> None:
+        self.backend, self.target, self.num_qubits = backend, target, num_qubits
+        self.optimization_level, self.seed = optimization_level, seed
+        # Keyed by id(); the circuit is kept alive with its ISA so the id cannot be reused.
+        self._isa: dict[int, tuple[QuantumCircuit, QuantumCircuit]] = {}
+
+    def __call__(self, circuit: QuantumCircuit) -> QuantumCircuit:
+        """The circuit as the target executes it.
+
+        Raises:
+            BackendNameError: The circuit is wider than the device.
+            SubmissionError: The transpiler cannot map it.
+        """
+        cached = self._isa.get(id(circuit))
+        if cached is not None and cached[0] is circuit:
+            return cached[1]
+        check_width(self.backend, circuit, self.num_qubits)
+        try:
+            isa = transpile(circuit, self.target, optimization_level=self.optimization_level,
+                            seed_transpiler=self.seed)
+        except TranspilerError as exc:
+            raise SubmissionError(f"{self.backend}: cannot transpile: {exc}") from exc
+        self._isa[id(circuit)] = (circuit, isa)
+        return isa
+
+
+def counts_by_row(result: SamplerPubResult, circuit: QuantumCircuit, points: np.ndarray) -> list[dict[str, int]]:
+    """Counts of the circuit's register, one sorted dict per row of ``points``."""
+    data = getattr(result.data, circuit.cregs[0].name)
+    return [dict(sorted(data.get_counts(i).items())) for i in range(points.shape[0])]
