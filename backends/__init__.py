@@ -1,22 +1,60 @@
-"""The execution seam: every backend estimates and samples batched PUBs behind one interface.
+"""The execution seam: one backend protocol (submit, status, result, cancel, estimate) over
+Aer, qiskit-ibm-runtime's local testing mode and real IBM devices, with idempotent submission,
+circuit breakers, leases and fault injection.
 
-No qiskit-ibm-runtime type leaves this package; its exceptions are mapped into qhybrid's tree.
+No qiskit-ibm-runtime or Aer type leaves this package; its exceptions are mapped into qhybrid's
+tree.
 """
 
 from backends._aer import AerBackend
+from backends._breaker import CircuitBreaker, is_maintenance
 from backends._devices import calibration_snapshot, check_width, fake_device
-from backends._factory import open_backend
+from backends._factory import memory_store, open_backend, open_engine, open_executor
 from backends._faults import INJECTED, FaultyBackend
-from backends._ibm import IbmBackend, map_runtime_error
+from backends._ibm import IbmBackend, map_runtime_error, mitigation_options
+from backends._jobs import LocalJobs
+from backends._leases import release_leases
+from backends._protocol import (
+    Backend,
+    BackendLimits,
+    Pub,
+    Submission,
+    SubmissionResult,
+    idempotency_key,
+    split,
+)
+from backends._store import StateStore
+from backends._submit import BackendExecutor, ExecutionLog, Runner, Submitter, attempt_once
 
 __all__ = [
     "INJECTED",
     "AerBackend",
+    "Backend",
+    "BackendExecutor",
+    "BackendLimits",
+    "CircuitBreaker",
+    "ExecutionLog",
     "FaultyBackend",
     "IbmBackend",
+    "LocalJobs",
+    "Pub",
+    "Runner",
+    "StateStore",
+    "Submission",
+    "SubmissionResult",
+    "Submitter",
+    "attempt_once",
     "calibration_snapshot",
     "check_width",
     "fake_device",
+    "idempotency_key",
+    "is_maintenance",
     "map_runtime_error",
+    "memory_store",
+    "mitigation_options",
     "open_backend",
+    "open_engine",
+    "open_executor",
+    "release_leases",
+    "split",
 ]

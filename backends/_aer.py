@@ -12,6 +12,7 @@ from qiskit_aer.primitives import EstimatorV2, SamplerV2
 from qhybrid.core import BackendName, ExecutionError, SubmissionError
 from backends._devices import calibration_snapshot, fake_device
 from backends._isa import IsaCache, counts_by_row
+from backends._protocol import BackendLimits, Submission, SubmissionResult
 
 # Up to this many active qubits a density matrix (cost independent of shots) beats
 # Monte Carlo trajectories for noisy sampling; measured at 10 qubits: ~10 s vs ~40 s/4000 shots.
@@ -29,6 +30,8 @@ class AerBackend:
     def __init__(self, name: BackendName, *, transpiler_seed: int = 0) -> None:
         self.name = str(name)
         self.transpiler_seed = transpiler_seed
+        self.remote = False
+        self.limits = BackendLimits()
         self._device = fake_device(name.device) if name.device else None
         self._noise = NoiseModel.from_backend(self._device) if self._device else None
         self._transpiled = IsaCache(
@@ -66,40 +69,53 @@ class AerBackend:
         method = "density_matrix" if active_qubits <= _DENSITY_MATRIX_MAX_QUBITS else "automatic"
         return {"noise_model": self._noise, "method": method}
 
-    def estimate(
-        self, circuit: QuantumCircuit, observable: SparsePauliOp, points: np.ndarray, *, seed: int
-    ) -> np.ndarray:
-        """Expectation values for every row of ``points``, in one PUB (exact when ideal)."""
-        isa = self.prepare(circuit)
-        mapped = observable.apply_layout(isa.layout) if isa.layout is not None else observable
-        estimator = EstimatorV2(
-            options={
-                "backend_options": self._backend_options(circuit.num_qubits),
-                "run_options": {"seed_simulator": seed},
-            }
-        )
-        try:
-            result = estimator.run([(isa, mapped, np.asarray(points))]).result()
-        except AerError as exc:
-            raise ExecutionError(f"{self.name}: {exc}", provider_status="ERROR") from exc
-        except (ValueError, TypeError) as exc:
-            raise SubmissionError(f"{self.name}: {exc}") from exc
-        return np.asarray(result[0].data.evs, dtype=float).reshape(-1)
+    def refused_options(self, submission: Submission) -> list[str]:
+        """Aer applies no error mitigation: refused, never silently dropped."""
+        return ["mitigation"] if submission.mitigation is not None else []
 
-    def sample(
-        self, circuit: QuantumCircuit, points: np.ndarray, *, shots: int, seed: int
-    ) -> list[dict[str, int]]:
-        """Counts for every row of ``points``, in one PUB; the same seed gives the same counts."""
-        isa = self.prepare(circuit)
-        sampler = SamplerV2(
-            seed=seed,
-            options={"backend_options": self._backend_options(circuit.num_qubits)},
-        )
-        points = np.asarray(points)
+    def estimate_qpu_seconds(self, submission: Submission) -> float:
+        """Simulators use no QPU time."""
+        return 0.0
+
+    def run(self, submission: Submission) -> SubmissionResult:
+        """Execute every PUB of the submission in one primitive call, synchronously.
+
+        Raises:
+            SubmissionError: Refused options, or PUBs the primitive rejects as formed.
+            ExecutionError: The simulator failed.
+        """
+        if self.refused_options(submission):
+            raise SubmissionError(f"{self.name} cannot apply error mitigation", field="mitigation")
+        width = max(pub.circuit.num_qubits for pub in submission.pubs)
+        backend_options = self._backend_options(width)
         try:
-            result = sampler.run([(isa, points)], shots=shots).result()
+            if submission.kind == "estimate":
+                estimator = EstimatorV2(options={
+                    "backend_options": backend_options,
+                    "run_options": {"seed_simulator": submission.seed},
+                })
+                pubs = []
+                for pub in submission.pubs:
+                    isa = self.prepare(pub.circuit)
+                    observable = pub.observable
+                    mapped = observable.apply_layout(isa.layout) if isa.layout is not None else observable
+                    pubs.append((isa, mapped, np.asarray(pub.points)))
+                results = estimator.run(pubs, precision=submission.precision or 0.0).result()
+                return SubmissionResult(
+                    evs=[np.asarray(r.data.evs, dtype=float).reshape(-1) for r in results],
+                    stds=[np.asarray(r.data.stds, dtype=float).reshape(-1) for r in results],
+                    metadata={"simulator": "aer", "mitigation": None},
+                )
+            sampler = SamplerV2(seed=submission.seed, options={"backend_options": backend_options})
+            results = sampler.run(
+                [(self.prepare(pub.circuit), np.asarray(pub.points)) for pub in submission.pubs],
+                shots=submission.shots,
+            ).result()
+            return SubmissionResult(
+                counts=[counts_by_row(r) for r in results],
+                metadata={"simulator": "aer", "mitigation": None},
+            )
         except AerError as exc:
             raise ExecutionError(f"{self.name}: {exc}", provider_status="ERROR") from exc
         except (ValueError, TypeError) as exc:
             raise SubmissionError(f"{self.name}: {exc}") from exc
-        return counts_by_row(result[0], circuit, points)

@@ -1,4 +1,4 @@
-"""Open a backend by its one-string name."""
+"""Open a backend by its one-string name, wired to the state store and the fault plan."""
 
 from __future__ import annotations
 
@@ -6,31 +6,21 @@ from backends._aer import AerBackend
 from backends._devices import fake_device
 from backends._faults import FaultyBackend
 from backends._ibm import IbmBackend
-from qhybrid.core import Settings, parse_backend_name
+from backends._jobs import LocalJobs
+from backends._protocol import Backend
+from backends._store import StateStore
+from backends._submit import BackendExecutor, ExecutionLog, Runner, Submitter, attempt_once
+from qhybrid.core import MitigationSpec, Settings, parse_backend_name
 
 
-def open_backend(
+def open_engine(
     text: str, settings: Settings, *, transpiler_seed: int, field: str = "backend"
-) -> AerBackend | IbmBackend | FaultyBackend:
-    """Open the backend named ``text``.
-
-    Args:
-        text: ``aer``, ``aer-noisy:<fake device>`` or ``ibm:<device>``.
-        settings: Supplies the IBM token and channel for real devices.
-        transpiler_seed: Seed of the device transpilation, recorded with the run.
-        field: The field to name in errors.
-
-    With ``settings.faults`` set, the backend comes wrapped in a :class:`FaultyBackend`.
+) -> AerBackend | IbmBackend:
+    """The provider-side object for ``text``, without job service, store or faults.
 
     Raises:
         BackendNameError: Unknown backend or device, or a real device without a token.
     """
-    backend = _open(text, settings, transpiler_seed=transpiler_seed, field=field)
-    plan = settings.fault_plan
-    return FaultyBackend(backend, plan) if plan.active else backend
-
-
-def _open(text: str, settings: Settings, *, transpiler_seed: int, field: str) -> AerBackend | IbmBackend:
     name = parse_backend_name(text, field=field)
     if name.is_fake:
         fake_device(name.device, field=field)  # type: ignore[arg-type]
@@ -43,3 +33,58 @@ def _open(text: str, settings: Settings, *, transpiler_seed: int, field: str) ->
             instance=settings.ibm_instance,
         )
     return AerBackend(name, transpiler_seed=transpiler_seed)
+
+
+def open_backend(
+    text: str, settings: Settings, *, transpiler_seed: int, store: StateStore | None = None,
+    field: str = "backend",
+) -> Backend:
+    """The backend named ``text``: ``aer``, ``aer-noisy:<fake device>`` or ``ibm:<device>``.
+
+    Local providers (Aer, IBM fake devices) keep their jobs in ``store`` (an in-memory store
+    when None); real IBM devices keep theirs at IBM. With ``settings.faults`` set, the backend
+    comes wrapped in a :class:`FaultyBackend`.
+
+    Raises:
+        BackendNameError: Unknown backend or device, or a real device without a token.
+    """
+    engine = open_engine(text, settings, transpiler_seed=transpiler_seed, field=field)
+    backend: Backend = engine if engine.remote else LocalJobs(engine, store or memory_store())
+    plan = settings.fault_plan
+    return FaultyBackend(backend, plan) if plan.applies_to(backend.name) else backend
+
+
+def open_executor(
+    text: str, settings: Settings, *, transpiler_seed: int, store: StateStore | None = None,
+    log: ExecutionLog | None = None, runner: Runner = attempt_once, flow_run_id: str | None = None,
+    precision: float | None = None, mitigation: MitigationSpec | None = None,
+    field: str = "backend",
+) -> BackendExecutor:
+    """An executor (estimate/sample) for the domain, submitting idempotently to ``text``.
+
+    Args:
+        text: The backend name.
+        settings: Token, fault plan and breaker policy.
+        transpiler_seed: Seed of the device transpilation.
+        store: The state store; an in-memory one (no sharing, no re-attach) when None.
+        log: Where to count submissions, retries and trips.
+        runner: How each part is run (a Prefect task with retries in flows).
+        flow_run_id: The flow run that owns any lease.
+        precision: Target standard error of estimates.
+        mitigation: Error mitigation for every estimate.
+        field: The field to name in errors.
+
+    Raises:
+        BackendNameError: Unknown backend or device, or a real device without a token.
+    """
+    store = store or memory_store()
+    backend = open_backend(text, settings, transpiler_seed=transpiler_seed, store=store, field=field)
+    submitter = Submitter(backend, store, log or ExecutionLog(), flow_run_id=flow_run_id,
+                          breaker_threshold=settings.breaker_threshold,
+                          breaker_cooldown=settings.breaker_cooldown_seconds)
+    return BackendExecutor(submitter, runner, precision=precision, mitigation=mitigation)
+
+
+def memory_store() -> StateStore:
+    """This process's in-memory state store (nothing shared, nothing survives the process)."""
+    return StateStore("sqlite://")

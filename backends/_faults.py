@@ -1,8 +1,10 @@
 """A fault-injecting wrapper around any backend, for running under failure on purpose.
 
-It wraps the executor (mitiq-style), not the backend class: every estimate or sample call
-first draws from one seeded generator per plan, shared by all wrappers in the process, so a
-retried call draws anew and a whole run under faults is reproducible.
+It wraps the backend protocol (mitiq-style: a wrapper, not a subclass) and strikes where the
+real failure would: transport, quota and maintenance faults before the provider sees the
+submission; execution faults on a job the provider accepted; timeouts while waiting for a
+job's result, so that a retry must re-attach. Draws come from one seeded generator per plan,
+shared by every wrapper in the process, so a whole run under faults is reproducible.
 """
 
 from __future__ import annotations
@@ -11,9 +13,8 @@ import threading
 from collections import Counter
 
 import numpy as np
-from qiskit.circuit import QuantumCircuit
-from qiskit.quantum_info import SparsePauliOp
 
+from backends._protocol import Backend, BackendLimits, JobStatus, Submission, SubmissionResult
 from qhybrid.core import (
     BackendRejectedError,
     ExecutionError,
@@ -24,7 +25,7 @@ from qhybrid.core import (
 _LOCK = threading.Lock()
 _GENERATORS: dict[FaultPlan, np.random.Generator] = {}
 INJECTED: Counter[str] = Counter()
-"""Faults injected in this process, by class name (read by reports and tests)."""
+"""Faults injected in this process, by fault kind."""
 
 
 def _draw(plan: FaultPlan) -> float:
@@ -34,17 +35,20 @@ def _draw(plan: FaultPlan) -> float:
 
 
 class FaultyBackend:
-    """Delegates to ``inner``; before each call, may raise an injected, classified error.
+    """Delegates to ``inner``, injecting classified faults at the plan's rates.
 
     Args:
-        inner: Any backend with ``estimate``, ``sample``, ``describe`` and ``num_qubits``.
+        inner: Any backend.
         plan: Which faults, how often, and the seed.
     """
 
-    def __init__(self, inner, plan: FaultPlan) -> None:  # noqa: ANN001 - any backend
+    def __init__(self, inner: Backend, plan: FaultPlan) -> None:
         self.inner = inner
         self.plan = plan
         self.name = inner.name
+        self.limits: BackendLimits = inner.limits
+        self.remote = getattr(inner, "remote", False)
+        self._doomed: set[str] = set()
 
     @property
     def num_qubits(self) -> int | None:
@@ -55,32 +59,68 @@ class FaultyBackend:
         """The wrapped backend's description, with the fault plan."""
         return {**self.inner.describe(), "faults": self.plan.model_dump()}
 
-    def _maybe_fail(self, call: str) -> None:
-        # One draw per call; the classes own consecutive slices of [0, 1) by their rates.
-        kinds = (
-            (self.plan.transport, TransportError, "connection reset during", "TRANSPORT"),
-            (self.plan.timeout, TransportError, "timeout during", "TIMEOUT"),
-            (self.plan.rejection, BackendRejectedError, "maintenance rejection of", "REJECTION"),
-            (self.plan.execution, ExecutionError, "job failure in", "EXECUTION"),
-        )
+    def refused_options(self, submission: Submission) -> list[str]:
+        """As the wrapped backend's."""
+        return self.inner.refused_options(submission)
+
+    def estimate_qpu_seconds(self, submission: Submission) -> float:
+        """As the wrapped backend's."""
+        return self.inner.estimate_qpu_seconds(submission)
+
+    def _inject(self, kind: str, cls: type, what: str) -> None:
+        with _LOCK:
+            INJECTED[kind] += 1
+        raise cls(f"{self.name}: injected {what}", provider_status=f"INJECTED_{kind.upper()}")
+
+    def submit(self, submission: Submission, *, tag: str) -> str:
+        """Submit, unless a submit-side fault strikes first.
+
+        The submit-side classes own consecutive slices of [0, 1) by their rates; one draw
+        per call. An ``execution`` fault lets the provider accept the job and dooms it.
+        """
         x, edge = _draw(self.plan), 0.0
-        for rate, cls, what, status in kinds:
-            edge += rate
+        for kind, cls, what in (
+            ("transport", TransportError, "connection reset while submitting"),
+            ("rejection", BackendRejectedError, "rejection: quota exhausted"),
+            ("maintenance", BackendRejectedError, "rejection: backend under maintenance"),
+        ):
+            edge += getattr(self.plan, kind)
             if x < edge:
-                INJECTED[cls.__name__] += 1
-                raise cls(f"{self.name}: injected {what} {call}",
-                          provider_status=f"INJECTED_{status}")
+                self._inject(kind, cls, what)
+        job_id = self.inner.submit(submission, tag=tag)
+        if x < edge + self.plan.execution:
+            with _LOCK:
+                self._doomed.add(job_id)
+        return job_id
 
-    def estimate(
-        self, circuit: QuantumCircuit, observable: SparsePauliOp, points: np.ndarray, *, seed: int
-    ) -> np.ndarray:
-        """As the wrapped backend's, unless a fault is injected."""
-        self._maybe_fail("estimate")
-        return self.inner.estimate(circuit, observable, points, seed=seed)
+    def find(self, tag: str) -> str | None:
+        """As the wrapped backend's."""
+        return self.inner.find(tag)
 
-    def sample(
-        self, circuit: QuantumCircuit, points: np.ndarray, *, shots: int, seed: int
-    ) -> list[dict[str, int]]:
-        """As the wrapped backend's, unless a fault is injected."""
-        self._maybe_fail("sample")
-        return self.inner.sample(circuit, points, shots=shots, seed=seed)
+    def status(self, job_id: str) -> JobStatus:
+        """ERROR for a doomed job, else the wrapped backend's."""
+        return "ERROR" if job_id in self._doomed else self.inner.status(job_id)
+
+    def result(self, job_id: str) -> SubmissionResult:
+        """The result, unless waiting for it times out or the job is doomed."""
+        if _draw(self.plan) < self.plan.timeout:
+            self._inject("timeout", TransportError, f"timeout waiting for job {job_id}")
+        if job_id in self._doomed:
+            self._inject("execution", ExecutionError, f"failure of job {job_id}")
+        return self.inner.result(job_id)
+
+    def cancel(self, job_id: str) -> None:
+        """As the wrapped backend's."""
+        self.inner.cancel(job_id)
+
+    def open_mode(self, mode: str) -> str:
+        """As the wrapped backend's."""
+        return self.inner.open_mode(mode)  # type: ignore[attr-defined]
+
+    def close_mode(self, *, cancel: bool = False) -> None:
+        """As the wrapped backend's."""
+        self.inner.close_mode(cancel=cancel)  # type: ignore[attr-defined]
+
+    def release(self, kind: str, provider_id: str) -> None:
+        """As the wrapped backend's."""
+        self.inner.release(kind, provider_id)  # type: ignore[attr-defined]

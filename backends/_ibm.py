@@ -2,17 +2,26 @@
 
 Uses the executor-based primitives (``executor_sampler.Sampler``, ``executor_estimator.Estimator``);
 the legacy ``SamplerV2``/``EstimatorV2`` are deprecated since 0.50 and ignore resilience options
-in local mode.
+in local mode, while these apply readout mitigation (TREX), ZNE, twirling and dynamical
+decoupling on the client, in local mode as on hardware.
+
+Local-mode jobs (``LocalRuntimeJob``) have no tags and cannot be fetched again by id, so fake
+devices run synchronously here and :class:`~backends._jobs.LocalJobs` keeps their outcomes;
+real devices are remote: jobs are tagged with the idempotency key and fetched by id.
 """
 
 from __future__ import annotations
+
+import json
+import math
+import uuid
 
 import numpy as np
 from pydantic import SecretStr
 from qiskit.circuit import QuantumCircuit
 from qiskit.providers import BackendV2
 from qiskit.quantum_info import SparsePauliOp
-from qiskit_ibm_runtime import QiskitRuntimeService
+from qiskit_ibm_runtime import Batch, QiskitRuntimeService, Session
 import requests
 from qiskit_ibm_runtime.exceptions import (
     IBMAccountError,
@@ -33,11 +42,13 @@ from qiskit_ibm_runtime.executor_sampler import Sampler
 
 from backends._devices import calibration_snapshot, fake_device
 from backends._isa import IsaCache, counts_by_row
+from backends._protocol import BackendLimits, JobStatus, Submission, SubmissionResult
 from qhybrid.core import (
     BackendName,
     BackendNameError,
     BackendRejectedError,
     ExecutionError,
+    MitigationSpec,
     QhybridError,
     SubmissionError,
     TransportError,
@@ -84,6 +95,46 @@ _RUNTIME_ERRORS = (
 )
 
 
+# Repetition delay between shots on IBM devices (their default rep_delay), seconds.
+_REP_DELAY = 250e-6
+_STATUS: dict[str, JobStatus] = {"INITIALIZING": "QUEUED", "QUEUED": "QUEUED",
+                                  "VALIDATING": "QUEUED", "RUNNING": "RUNNING", "DONE": "DONE",
+                                  "ERROR": "ERROR", "CANCELLED": "CANCELLED"}
+
+
+def mitigation_options(mitigation: MitigationSpec | None) -> dict[str, object]:
+    """Runtime Estimator options for ``mitigation`` (everything off when None).
+
+    ``resilience_level`` is pinned to 0 so that only what the spec asks for is applied.
+    """
+    m = mitigation
+    if m is None:
+        return {"resilience_level": 0}
+    options: dict[str, object] = {
+        "resilience_level": 0,
+        "resilience": {"measure_mitigation": m.readout, "zne_mitigation": m.zne},
+        # Readout mitigation (TREX) needs measurement twirling; asking otherwise warns.
+        "twirling": {"enable_gates": m.twirling, "enable_measure": m.twirling or m.readout},
+        "dynamical_decoupling": {"enable": m.dynamical_decoupling},
+    }
+    if m.zne:
+        options["resilience"]["zne"] = {  # type: ignore[index]
+            "noise_factors": list(m.zne_noise_factors), "extrapolator": m.zne_extrapolator}
+    if m.twirling:
+        options["twirling"]["num_randomizations"] = m.twirling_randomizations  # type: ignore[index]
+    if m.dynamical_decoupling:
+        options["dynamical_decoupling"]["sequence_type"] = m.dynamical_decoupling_sequence  # type: ignore[index]
+    return options
+
+
+def _applied(metadata: object) -> dict[str, object]:
+    """The mitigation-related options the primitive reports it finalised, JSON-ready."""
+    options = metadata.get("options", {}) if isinstance(metadata, dict) else {}
+    keep = {k: options[k] for k in ("resilience_level", "resilience", "twirling",
+                                     "dynamical_decoupling") if k in options}
+    return json.loads(json.dumps(keep, default=str))
+
+
 class IbmBackend:
     """A qiskit-ibm-runtime device: ``ibm:fake_<name>`` runs locally, anything else on IBM.
 
@@ -93,7 +144,8 @@ class IbmBackend:
         token: IBM Quantum API key; needed only for real devices.
         channel: QiskitRuntimeService channel.
         instance: QiskitRuntimeService instance (CRN), if any.
-        precision: Target standard error of estimator expectation values.
+        precision: Default target standard error of estimates.
+        timeout: Seconds to wait for a remote job's result before a (transient) timeout.
     """
 
     def __init__(
@@ -105,11 +157,16 @@ class IbmBackend:
         channel: str = "ibm_quantum_platform",
         instance: str | None = None,
         precision: float = 1 / 64,
+        timeout: float = 3600.0,
     ) -> None:
         assert name.device is not None
         self.name = str(name)
         self.transpiler_seed = transpiler_seed
         self.precision = precision
+        self.timeout = timeout
+        self.remote = not name.is_fake
+        self._service: QiskitRuntimeService | None = None
+        self._mode: Session | Batch | None = None
         if name.is_fake:
             self._device: BackendV2 = fake_device(name.device)
         else:
@@ -119,12 +176,15 @@ class IbmBackend:
                     field="ibm_token",
                 )
             try:
-                service = QiskitRuntimeService(
+                self._service = QiskitRuntimeService(
                     channel=channel, token=token.get_secret_value(), instance=instance
                 )
-                self._device = service.backend(name.device)
+                self._device = service_backend = self._service.backend(name.device)
+                del service_backend
             except _RUNTIME_ERRORS as exc:
                 raise map_runtime_error(exc, self.name) from exc
+        max_pubs = getattr(getattr(self._device, "configuration", lambda: None)(), "max_experiments", None)
+        self.limits = BackendLimits(max_pubs=int(max_pubs or 300))
         self._transpiled = IsaCache(self.name, self._device, num_qubits=self._device.num_qubits,
                                     optimization_level=1, seed=transpiler_seed)
 
@@ -143,7 +203,7 @@ class IbmBackend:
             "device_version": getattr(self._device, "backend_version", None),
             "num_qubits": self._device.num_qubits,
             "runtime": f"qiskit-ibm-runtime {qiskit_ibm_runtime.__version__}",
-            "local_testing_mode": self.name.startswith("ibm:fake_"),
+            "local_testing_mode": not self.remote,
             "calibration": calibration_snapshot(self._device.target),
             "transpiler_seed": self.transpiler_seed,
         }
@@ -152,36 +212,195 @@ class IbmBackend:
         """The circuit transpiled for the device with the recorded seed."""
         return self._transpiled(circuit)
 
-    def estimate(
-        self, circuit: QuantumCircuit, observable: SparsePauliOp, points: np.ndarray, *, seed: int
-    ) -> np.ndarray:
-        """Expectation values for every row of ``points``, in one PUB."""
-        isa = self.prepare(circuit)
-        estimator = Estimator(
-            mode=self._device,
-            options={
-                "simulator": {"seed_simulator": seed},
-                "default_precision": self.precision,
-                "resilience_level": 0,
-            },
-        )
-        try:
-            result = estimator.run(
-                [(isa, observable.apply_layout(isa.layout), np.asarray(points))]
-            ).result()
-        except _RUNTIME_ERRORS as exc:
-            raise map_runtime_error(exc, self.name) from exc
-        return np.asarray(result[0].data.evs, dtype=float).reshape(-1)
+    def refused_options(self, submission: Submission) -> list[str]:
+        """The Sampler applies twirling and DD only; readout mitigation and ZNE are for estimates."""
+        m = submission.mitigation
+        if submission.kind == "sample" and m is not None and (m.readout or m.zne):
+            return ["mitigation.readout" if m.readout else "mitigation.zne"]
+        return []
 
-    def sample(
-        self, circuit: QuantumCircuit, points: np.ndarray, *, shots: int, seed: int
-    ) -> list[dict[str, int]]:
-        """Counts for every row of ``points``, in one PUB."""
-        isa = self.prepare(circuit)
-        sampler = Sampler(mode=self._device, options={"simulator": {"seed_simulator": seed}})
-        points = np.asarray(points)
+    def _shots(self, submission: Submission) -> int:
+        if submission.kind == "sample":
+            return int(submission.shots or 4096)
+        return math.ceil(1 / (submission.precision or self.precision) ** 2)
+
+    def estimate_qpu_seconds(self, submission: Submission) -> float:
+        """Shots times (schedule duration + repetition delay), over every row and basis.
+
+        Estimates use ``ceil(1/precision^2)`` shots per measurement basis; ZNE multiplies by
+        its noise factors (folded circuits are longer too) and readout mitigation adds its
+        calibration circuits (counted as a doubling).
+        """
+        total = 0.0
+        m = submission.mitigation
+        for pub in submission.pubs:
+            duration = self.prepare(pub.circuit).estimate_duration(self._device.target)
+            bases = 1
+            if pub.observable is not None:
+                bases = len(pub.observable.group_commuting(qubit_wise=True))
+            factor = 1.0
+            if m is not None and submission.kind == "estimate":
+                factor *= sum(m.zne_noise_factors) if m.zne else 1.0
+                factor *= 2.0 if m.readout else 1.0
+            total += pub.rows * bases * self._shots(submission) * (duration * factor + _REP_DELAY)
+        return total
+
+    def _primitive(self, submission: Submission, tags: list[str] | None):
+        mode = self._mode or self._device
+        options: dict[str, object] = {"simulator": {"seed_simulator": submission.seed}}
+        if tags:
+            options["environment"] = {"job_tags": tags}
+        if submission.kind == "estimate":
+            options |= mitigation_options(submission.mitigation)
+            options["default_precision"] = submission.precision or self.precision
+            return Estimator(mode=mode, options=options)
+        m = submission.mitigation
+        if m is not None:
+            options["twirling"] = {"enable_gates": m.twirling, "enable_measure": m.twirling}
+            options["dynamical_decoupling"] = {"enable": m.dynamical_decoupling}
+        return Sampler(mode=mode, options=options)
+
+    def _pubs(self, submission: Submission) -> list[tuple]:
+        out: list[tuple] = []
+        for pub in submission.pubs:
+            isa = self.prepare(pub.circuit)
+            if pub.observable is not None:
+                out.append((isa, pub.observable.apply_layout(isa.layout), np.asarray(pub.points)))
+            else:
+                out.append((isa, np.asarray(pub.points)))
+        return out
+
+    @staticmethod
+    def _convert(results, *, mitigated: bool) -> SubmissionResult:  # noqa: ANN001 - PrimitiveResult
+        metadata = {"mitigation": _applied(results.metadata) if mitigated else None}
+        if results and hasattr(results[0].data, "evs"):
+            return SubmissionResult(
+                evs=[np.asarray(r.data.evs, dtype=float).reshape(-1) for r in results],
+                stds=[np.asarray(r.data.stds, dtype=float).reshape(-1) for r in results],
+                metadata=metadata,
+            )
+        return SubmissionResult(counts=[counts_by_row(r) for r in results], metadata=metadata)
+
+    def _run(self, submission: Submission, tags: list[str] | None):  # noqa: ANN202
+        primitive = self._primitive(submission, tags)
+        if submission.kind == "sample":
+            return primitive.run(self._pubs(submission), shots=submission.shots)
+        return primitive.run(self._pubs(submission))
+
+    def run(self, submission: Submission) -> SubmissionResult:
+        """Execute the submission in local testing mode, synchronously (fake devices).
+
+        Raises:
+            SubmissionError: Options or PUBs the runtime refuses as formed.
+            ExecutionError: The job failed.
+        """
         try:
-            result = sampler.run([(isa, points)], shots=shots).result()
+            results = self._run(submission, None).result()
+            return self._convert(results, mitigated=submission.mitigation is not None)
         except _RUNTIME_ERRORS as exc:
             raise map_runtime_error(exc, self.name) from exc
-        return counts_by_row(result[0], circuit, points)
+        except (ValueError, TypeError) as exc:  # pydantic validation of options, bad PUBs
+            raise SubmissionError(f"{self.name}: {exc}") from exc
+
+    # -- remote jobs (real devices) --------------------------------------------------------
+
+    def _remote(self) -> QiskitRuntimeService:
+        if self._service is None:
+            raise SubmissionError(f"{self.name} runs in local testing mode; it has no remote jobs")
+        return self._service
+
+    def submit(self, submission: Submission, *, tag: str) -> str:
+        """Submit to IBM, tagged with the idempotency key; returns the job id.
+
+        Raises:
+            QhybridError: The mapped runtime error.
+        """
+        self._remote()
+        try:
+            return self._run(submission, [f"qhybrid-{tag}"]).job_id()
+        except _RUNTIME_ERRORS as exc:
+            raise map_runtime_error(exc, self.name) from exc
+        except (ValueError, TypeError) as exc:
+            raise SubmissionError(f"{self.name}: {exc}") from exc
+
+    def find(self, tag: str) -> str | None:
+        """The newest IBM job carrying the key's tag, if any."""
+        try:
+            jobs = self._remote().jobs(job_tags=[f"qhybrid-{tag}"], backend_name=self._device.name,
+                                       limit=1)
+        except _RUNTIME_ERRORS as exc:
+            raise map_runtime_error(exc, self.name) from exc
+        return jobs[0].job_id() if jobs else None
+
+    def _job(self, job_id: str):  # noqa: ANN202
+        try:
+            return self._remote().job(job_id)
+        except _RUNTIME_ERRORS as exc:
+            raise map_runtime_error(exc, self.name) from exc
+
+    def status(self, job_id: str) -> JobStatus:
+        """The IBM job's status."""
+        try:
+            return _STATUS.get(str(self._job(job_id).status()), "QUEUED")
+        except _RUNTIME_ERRORS as exc:
+            raise map_runtime_error(exc, self.name) from exc
+
+    def result(self, job_id: str) -> SubmissionResult:
+        """Wait up to ``timeout`` for the IBM job and convert its result.
+
+        Raises:
+            TransportError: The wait timed out (transient: a retry re-attaches).
+            ExecutionError: The job failed on IBM.
+        """
+        job = self._job(job_id)
+        try:
+            results = job.result(timeout=self.timeout)
+        except _RUNTIME_ERRORS as exc:
+            raise map_runtime_error(exc, self.name) from exc
+        return self._convert(results, mitigated=True)
+
+    def cancel(self, job_id: str) -> None:
+        """Cancel the IBM job (ignored if it already finished)."""
+        try:
+            self._job(job_id).cancel()
+        except _RUNTIME_ERRORS as exc:
+            raise map_runtime_error(exc, self.name) from exc
+
+    # -- execution modes -------------------------------------------------------------------
+
+    def open_mode(self, mode: str) -> str:
+        """Open a Session or Batch that later submissions run in; returns its id.
+
+        In local testing mode the runtime accepts both and runs jobs the same way; its
+        session has no id, so a local one is made for the lease.
+        """
+        cls = Session if mode == "session" else Batch
+        try:
+            self._mode = cls(backend=self._device)
+        except _RUNTIME_ERRORS as exc:
+            raise map_runtime_error(exc, self.name) from exc
+        return self._mode.session_id or f"local-{mode}-{uuid.uuid4().hex[:12]}"
+
+    def close_mode(self, *, cancel: bool = False) -> None:
+        """Close the open Session or Batch (cancel its queued jobs when ``cancel``)."""
+        mode, self._mode = self._mode, None
+        if mode is None:
+            return
+        try:
+            mode.cancel() if cancel else mode.close()
+        except _RUNTIME_ERRORS as exc:
+            raise map_runtime_error(exc, self.name) from exc
+
+    def release(self, kind: str, provider_id: str) -> None:
+        """Close a lease another process left open: cancel its job, or its Session/Batch."""
+        if kind == "job":
+            self.cancel(provider_id)
+        elif self._mode is not None and (self._mode.session_id or "") == provider_id:
+            self.close_mode(cancel=True)
+        elif self.remote and not provider_id.startswith("local-"):
+            try:
+                (Session if kind == "session" else Batch).from_id(provider_id, self._remote()).cancel()
+            except _RUNTIME_ERRORS as exc:
+                raise map_runtime_error(exc, self.name) from exc
+        elif self._mode is not None:
+            self.close_mode(cancel=True)

@@ -51,7 +51,8 @@ class IsaCache:
         return isa
 
 
-def counts_by_row(result: SamplerPubResult, circuit: QuantumCircuit, points: np.ndarray) -> list[dict[str, int]]:
-    """Counts of the circuit's register, one sorted dict per row of ``points``."""
-    data = getattr(result.data, circuit.cregs[0].name)
-    return [dict(sorted(data.get_counts(i).items())) for i in range(points.shape[0])]
+def counts_by_row(result: SamplerPubResult) -> list[dict[str, int]]:
+    """Counts of the PUB's (first) classical register, one sorted dict per parameter row."""
+    data = next(iter(result.data.values()))
+    rows = int(np.prod(data.shape)) if data.shape else 1
+    return [dict(sorted(data.get_counts(i if data.shape else None).items())) for i in range(rows)]

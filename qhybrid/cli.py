@@ -108,10 +108,10 @@ def _wait_for_records(flow_run_id: str | None) -> None:
 def _preflight(spec: ExperimentSpec, settings: Settings, backends: dict[str, str],
                allow_unpinned_data: bool) -> None:
     """Everything that can be checked before a flow starts: backends, data pins, parameters."""
-    from backends import check_width, open_backend
+    from backends import check_width, open_engine
     from tasks._work import prepare_inputs
 
-    opened = {field: open_backend(name, settings, transpiler_seed=spec.seeds.transpiler, field=field)
+    opened = {field: open_engine(name, settings, transpiler_seed=spec.seeds.transpiler, field=field)
               for field, name in backends.items()}
     _instance, workload, _pins, _overrides = prepare_inputs(
         spec, settings, allow_unpinned_data=allow_unpinned_data)
@@ -128,6 +128,8 @@ class _TaskProgress(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         name = record.__dict__.get("task_name")
+        if name and name.startswith("submit-job"):
+            return  # one per provider submission; the bar counts steps of the flow
         if name and "Finished in state" in record.getMessage():
             self.progress.update(self.bar, advance=1, description=f"{name} done")
 
@@ -236,8 +238,11 @@ def promote(
     try:
         settings = _settings()
         parsed = load_spec(spec)
+        hardware = parsed.gates.hardware
         _preflight(parsed, settings, {"gates.ideal.backend": parsed.gates.ideal.backend,
-                                      "gates.hardware.backend": parsed.gates.hardware.backend},
+                                      "gates.hardware.backend": hardware.backend,
+                                      **{f"gates.hardware.fallback.{i}": name
+                                         for i, name in enumerate(hardware.fallback)}},
                    allow_unpinned_data)
         from flows import promote_experiment
 

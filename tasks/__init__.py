@@ -7,10 +7,10 @@ from tasks.gates import (
     hardware_gate,
     ideal_gate,
     open_records,
-    retry_if_transient,
     run_on_backend,
     statistical_gate,
 )
+from tasks.submission import prefect_runner, retry_if_transient, submit_job
 
 __all__ = [
     "baseline_gate",
@@ -19,7 +19,9 @@ __all__ = [
     "hardware_gate",
     "ideal_gate",
     "open_records",
+    "prefect_runner",
     "retry_if_transient",
     "run_on_backend",
     "statistical_gate",
+    "submit_job",
 ]

@@ -15,6 +15,7 @@ from qhybrid.core import (
     RunReport,
     Settings,
 )
+from backends import StateStore, release_leases
 from qhybrid.experiments import Execution
 from registry import (
     SCORE_TAG,
@@ -27,6 +28,7 @@ from registry import (
 from tasks._work import (
     RunSession,
     counts_sha256,
+    open_for_release,
     decision_tags,
     ideal_counts,
     new_scratch,
@@ -57,6 +59,7 @@ def open_session(
     instance, workload, pins, overrides = prepare_inputs(
         spec, settings, allow_unpinned_data=allow_unpinned_data
     )
+    store = StateStore(settings.state_store_url)
     tracker = tracker_for(settings)
     commit = git_commit(settings.project_root)
     tags = {
@@ -76,13 +79,27 @@ def open_session(
     return RunSession(
         spec=spec, settings=settings, instance=instance, workload=workload, pins=pins,
         data_overrides=overrides, tracker=tracker, parent_run_id=parent, scratch=new_scratch(),
+        store=store, flow_run_id=flow_run_id,
     )
 
 
-def fail_session(session: RunSession) -> None:
-    """Mark the parent run FAILED and drop the scratch folder."""
+def fail_session(session: RunSession, reason: str = "flow failed") -> list[str]:
+    """Release every lease the run holds, mark the parent run FAILED, drop the scratch folder.
+
+    Returns:
+        One line per lease released (or whose release failed).
+    """
+    released: list[str] = []
+    if session.flow_run_id is not None:
+        released = release_leases(session.store, session.flow_run_id,
+                                  lambda name: open_for_release(session, name), reason=reason)
+        session.log.count("leases_closed", sum(1 for line in released if "cancelled" in line))
+    session.tracker.set_tags(session.parent_run_id, {
+        "qhybrid.failure": reason,
+        "qhybrid.execution": session.log.record().model_dump_json(exclude={"job_ids"})[:5000]})
     session.tracker.end_run(session.parent_run_id, "FAILED")
     shutil.rmtree(session.scratch, ignore_errors=True)
+    return released
 
 
 def apply_decision(session: RunSession, decision: PromotionDecision) -> str | None:
@@ -143,7 +160,7 @@ def close_session(
         data={path: pin.to_dict() for path, pin in session.pins.items()},
         packages=package_versions(), git_commit=git_commit(session.settings.project_root),
         prefect_flow_run_id=flow_run_id, mlflow_run_id=session.parent_run_id,
-        created=dt.datetime.now(dt.UTC).isoformat(),
+        created=dt.datetime.now(dt.UTC).isoformat(), execution=session.log.record(),
     )
     write_manifest(session.scratch / "manifest.json", manifest)
     (session.scratch / "spec.json").write_text(spec.model_dump_json(indent=1), encoding="utf-8")
@@ -155,6 +172,14 @@ def close_session(
     final_metrics |= {"final.quantum_seconds": execution.quantum_seconds,
                       "final.classical_seconds": execution.classical_seconds,
                       "shots": float(spec.shots)}
+    record = manifest.execution
+    assert record is not None
+    final_metrics |= {"execution.provider_submissions": float(record.provider_submissions),
+                      "execution.reattachments": float(record.reattachments),
+                      "execution.breaker_trips": float(record.breaker_trips),
+                      "execution.fallbacks": float(len(record.fallbacks)),
+                      "execution.retries": float(sum(record.retries_by_class.values())),
+                      "execution.qpu_seconds_estimate": record.qpu_seconds_estimate}
     tracker.log_metrics(session.parent_run_id, final_metrics)
     tracker.set_tags(session.parent_run_id, {
         f"qhybrid.gate.{g.gate}": "pass" if g.passed else "fail" for g in gates
@@ -180,4 +205,5 @@ def close_session(
         baselines=tuple(baselines), decision=decision, registered_version=version,
         mlflow_run_id=session.parent_run_id, prefect_flow_run_id=flow_run_id,
         manifest=str(local), data_overrides=session.data_overrides,
+        execution=manifest.execution,
     )

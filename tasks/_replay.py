@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from backends import open_backend
+from backends import open_executor
 from qhybrid.core import DataError, RunManifest, Settings, spec_from_mapping
 from qhybrid.experiments import build_workload, load_instance
 from qhybrid.experiments._serialise import bind, qasm3_sha256
@@ -54,7 +54,9 @@ def replay(manifest: RunManifest, settings: Settings) -> ReplayResult:
     instance = load_instance(settings.project_root / spec.dataset.path)
     workload = build_workload(spec.family, instance)
     parameters = np.array(manifest.parameters, dtype=float)
-    backend = open_backend("aer", settings, transpiler_seed=manifest.seeds["transpiler"])
+    # A fresh in-memory store: a replay must execute again, never re-attach to the run's jobs.
+    backend = open_executor("aer", settings.model_copy(update={"faults": ""}),
+                            transpiler_seed=manifest.seeds["transpiler"])
     counts = backend.sample(workload.measured, workload.circuit_points(parameters),
                             shots=manifest.shots, seed=manifest.seeds["simulator"])[0]
     recorded = manifest.ideal_counts

@@ -1,8 +1,9 @@
 """The work each task does, as plain functions (tested without Prefect through ``.fn``).
 
 A :class:`RunSession` carries what every step of one run or promotion shares: the spec, the
-instance and its workload, the DVC pins, the MLflow parent run and a scratch folder whose
-files become the parent run's artifacts.
+instance and its workload, the DVC pins, the MLflow parent run, a scratch folder whose files
+become the parent run's artifacts, and the execution plane's state: the state store, the
+execution log, and the runner that gives each submission its retries.
 """
 
 from __future__ import annotations
@@ -16,14 +17,31 @@ from pathlib import Path
 
 import numpy as np
 
-from backends import open_backend
+from backends import (
+    Backend,
+    BackendExecutor,
+    ExecutionLog,
+    Pub,
+    Runner,
+    StateStore,
+    Submission,
+    attempt_once,
+    open_backend,
+    open_executor,
+)
 from qhybrid.core import (
+    BackendRejectedError,
     BaselineResult,
+    BreakerOpenError,
     CircuitRecord,
+    DowngradeRecord,
     ExperimentSpec,
     GateResult,
+    HardwareGateSpec,
+    MitigationRecord,
     PromotionDecision,
     Settings,
+    TransportError,
 )
 from qhybrid.experiments import (
     Execution,
@@ -38,6 +56,7 @@ from qhybrid.experiments import (
     ideal_verdict,
     load_instance,
     measure,
+    mitigation_improvement,
     optimise_and_measure,
     quality,
     run_baselines,
@@ -61,8 +80,30 @@ class RunSession:
     tracker: Tracker
     parent_run_id: str
     scratch: Path
+    store: StateStore
+    flow_run_id: str | None = None
+    runner: Runner = attempt_once
+    log: ExecutionLog = field(default_factory=ExecutionLog)
     circuits: list[CircuitRecord] = field(default_factory=list)
     backends: dict[str, dict[str, object]] = field(default_factory=dict)
+    live: dict[str, Backend] = field(default_factory=dict)
+
+
+def executor(session: RunSession, name: str, *, field: str = "backend") -> BackendExecutor:
+    """An executor on backend ``name`` wired to the session's store, log and runner."""
+    opened = open_executor(
+        name, session.settings, transpiler_seed=session.spec.seeds.transpiler,
+        store=session.store, log=session.log, runner=session.runner,
+        flow_run_id=session.flow_run_id, field=field,
+    )
+    session.live[name] = opened.submitter.backend
+    return opened
+
+
+def open_for_release(session: RunSession, name: str) -> Backend:
+    """The live backend ``name`` of this session, or a new one (to release its leases)."""
+    return session.live.get(name) or open_backend(
+        name, session.settings, transpiler_seed=session.spec.seeds.transpiler, store=session.store)
 
 
 def prepare_inputs(
@@ -127,7 +168,7 @@ def run_execution_on(session: RunSession, backend_name: str, role: str) -> tuple
     """Optimise and sample on one backend with the spec's seeds; the backend is recorded as
     ``role`` (``qhybrid run`` uses this without gates)."""
     spec = session.spec
-    backend = open_backend(backend_name, session.settings, transpiler_seed=spec.seeds.transpiler)
+    backend = executor(session, backend_name)
     session.backends[role] = backend.describe()
     start = time.perf_counter()
     execution = optimise_and_measure(
@@ -141,8 +182,7 @@ def statistical_gate(session: RunSession) -> GateResult:
     """Gate 2: repeat the ideal optimisation with independent seeds; interval of the objective."""
     spec = session.spec
     policy = spec.gates.statistical
-    backend = open_backend(spec.gates.ideal.backend, session.settings,
-                           transpiler_seed=spec.seeds.transpiler)
+    backend = executor(session, spec.gates.ideal.backend)
     start = time.perf_counter()
     values: list[float] = []
     seeds: list[dict[str, int]] = []
@@ -162,24 +202,121 @@ def statistical_gate(session: RunSession) -> GateResult:
     return result.model_copy(update={"mlflow_run_id": run_id})
 
 
+# Failures that mean "this backend cannot take work now": a fallback may take over.
+_FALLBACK_ON = (TransportError, BackendRejectedError, BreakerOpenError)
+
+
 def hardware_gate(session: RunSession, ideal: Execution) -> tuple[GateResult, Execution]:
-    """Gate 3: the optimised circuit on the hardware target, compared with the ideal result."""
+    """Gate 3: the optimised circuit on the hardware target, compared with the ideal result.
+
+    If the target cannot take work (after its retries, or with its breaker open), the policy's
+    fallbacks are tried in order; a fallback's result is recorded as a downgrade and fails
+    the gate. With a mitigation policy, mitigated and unmitigated arms run on the target.
+    """
     spec = session.spec
     policy = spec.gates.hardware
-    backend = open_backend(policy.backend, session.settings, transpiler_seed=spec.seeds.transpiler,
-                           field="gates.hardware.backend")
-    session.backends["hardware"] = backend.describe()
     start = time.perf_counter()
-    execution = measure(session.workload, session.instance, backend, ideal.parameters,
-                        shots=spec.shots, seed=spec.seeds.simulator)
+    targets = (policy.backend, *policy.fallback)
+    for index, name in enumerate(targets):
+        try:
+            execution, mitigation = _on_hardware(session, ideal, name, target=index == 0)
+            break
+        except _FALLBACK_ON as exc:
+            if index + 1 == len(targets):
+                raise
+            exc.recovery = f"fallback to {targets[index + 1]}"
+            session.log.fallbacks.append(DowngradeRecord(
+                role="hardware", requested=policy.backend, used=targets[index + 1],
+                reason=exc.to_dict(), dropped=_dropped(policy)))
+    downgraded = name != policy.backend
     loss = degradation(session.workload, ideal.metrics, execution.metrics)
     distance = total_variation_distance(ideal.counts, execution.counts)
-    result = hardware_verdict(session.workload.objective, execution.metrics, loss, distance,
-                              policy, policy.backend)
-    result = result.model_copy(update={"seconds": time.perf_counter() - start})
-    run_id = gate_run(session, "hardware", result, {})
+    result = hardware_verdict(
+        session.workload.objective, execution.metrics, loss, distance, policy, name,
+        downgraded=downgraded, improvement_low=mitigation.improvement_low if mitigation else None,
+    )
+    metrics = dict(result.metrics)
+    if mitigation is not None:
+        session.log.mitigation = mitigation
+        metrics |= {f"mitigation_{k}": float(getattr(mitigation, k)) for k in (
+            "ideal_value", "unmitigated_value", "mitigated_value", "improvement",
+            "improvement_low", "improvement_high", "mitigated_qpu_seconds")}
+    result = result.model_copy(update={
+        "seconds": time.perf_counter() - start, "metrics": metrics,
+        "downgraded_from": policy.backend if downgraded else None})
+    run_id = gate_run(session, "hardware", result,
+                      {"qhybrid.downgraded_from": policy.backend} if downgraded else {})
     _record_execution(session, run_id, execution)
+    if mitigation is not None:
+        session.tracker.log_dict(run_id, mitigation.model_dump(mode="json"), "mitigation.json")
     return result.model_copy(update={"mlflow_run_id": run_id}), execution
+
+
+def _dropped(policy: HardwareGateSpec) -> tuple[str, ...]:
+    dropped = [f"mitigation ({', '.join(policy.mitigation.techniques())})"] if policy.mitigation else []
+    return tuple(dropped + ([f"mode={policy.mode}"] if policy.mode != "single" else []))
+
+
+def _on_hardware(
+    session: RunSession, ideal: Execution, name: str, *, target: bool
+) -> tuple[Execution, MitigationRecord | None]:
+    spec = session.spec
+    policy = spec.gates.hardware
+    backend = executor(session, name, field="gates.hardware.backend" if target
+                       else "gates.hardware.fallback")
+    session.backends["hardware"] = backend.describe()
+    mitigation = None
+    with backend.submitter.mode(policy.mode if target else "single"):
+        execution = measure(session.workload, session.instance, backend, ideal.parameters,
+                            shots=spec.shots, seed=spec.seeds.simulator)
+        if target and policy.mitigation is not None:
+            mitigation = mitigation_arms(session, backend, ideal.parameters)
+    return execution, mitigation
+
+
+def mitigation_arms(
+    session: RunSession, backend: BackendExecutor, parameters: np.ndarray
+) -> MitigationRecord:
+    """Unmitigated and mitigated estimates of the objective's observable, seeded repeats each,
+    on the same circuit and parameters; the improvement towards the exact value, with an
+    interval."""
+    spec = session.spec
+    policy = spec.gates.hardware.mitigation
+    assert policy is not None
+    workload = session.workload
+    points = workload.circuit_points(parameters)
+    exact = float(executor(session, "aer").estimate(
+        workload.ansatz, workload.observable, points, seed=spec.seeds.simulator)[0])
+    seeds = [derive_seed(spec.seeds.simulator, 1000 + k) for k in range(policy.repeats)]
+    arms: dict[str, tuple[list[float], float]] = {}
+    applied: dict[str, object] = {}
+    for arm, mitigation in (("unmitigated", None), ("mitigated", policy)):
+        start = time.perf_counter()
+        values = []
+        for seed in seeds:
+            evs, _stds, metadata = backend.estimate_with_stds(
+                workload.ansatz, workload.observable, points, seed=seed, mitigation=mitigation)
+            values.append(float(evs[0]))
+            applied = metadata.get("mitigation") or applied  # type: ignore[assignment]
+        arms[arm] = (values, time.perf_counter() - start)
+    qpu = {arm: policy.repeats * backend.submitter.backend.estimate_qpu_seconds(Submission(
+        "estimate", (Pub(workload.ansatz, points, workload.observable),), seed=0,
+        precision=backend.precision, mitigation=m)) for arm, m in (("unmitigated", None),
+                                                                    ("mitigated", policy))}
+    confidence = spec.gates.statistical.confidence
+    mean, low, high = mitigation_improvement(exact, arms["unmitigated"][0], arms["mitigated"][0],
+                                             confidence)
+    unmitigated, mitigated = (np.asarray(arms[a][0]) for a in ("unmitigated", "mitigated"))
+    return MitigationRecord(
+        techniques=policy.techniques(), applied_options=applied, ideal_value=exact,
+        unmitigated_value=float(unmitigated.mean()), unmitigated_std=float(unmitigated.std(ddof=1)),
+        mitigated_value=float(mitigated.mean()), mitigated_std=float(mitigated.std(ddof=1)),
+        improvement=mean, improvement_low=low, improvement_high=high, confidence=confidence,
+        repeats=policy.repeats, unmitigated_values=tuple(arms["unmitigated"][0]),
+        mitigated_values=tuple(arms["mitigated"][0]),
+        unmitigated_seconds=arms["unmitigated"][1], mitigated_seconds=arms["mitigated"][1],
+        unmitigated_qpu_seconds=qpu["unmitigated"], mitigated_qpu_seconds=qpu["mitigated"],
+    )
 
 
 def baseline_gate(
@@ -223,7 +360,7 @@ def ideal_counts(session: RunSession, execution: Execution, backend: str) -> dic
         return execution.counts
     spec = session.spec
     parameters = execution.parameters
-    backend = open_backend("aer", session.settings, transpiler_seed=spec.seeds.transpiler)
+    backend = executor(session, "aer")
     return backend.sample(session.workload.measured, session.workload.circuit_points(parameters),
                           shots=spec.shots, seed=spec.seeds.simulator)[0]
 

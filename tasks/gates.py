@@ -1,16 +1,15 @@
-"""Prefect tasks: thin wrappers that add retries, artifacts and names to the work functions.
+"""Prefect tasks: thin wrappers that add artifacts and names to the work functions.
 
-Retries happen only for transient errors (decided by the error's class in
-``retry_condition_fn``); validation and submission errors fail at once.
+Gates do not retry as a whole: their unit of retry is each provider submission (the
+``submit-job`` task in :mod:`tasks.submission`), retried only for transient errors and
+re-attached through the idempotency ledger.
 """
 
 from __future__ import annotations
 
-from prefect import Task, task
+from prefect import task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
-from prefect.client.schemas.objects import TaskRun
-from prefect.states import State
 
 from qhybrid.core import (
     BaselineResult,
@@ -19,25 +18,11 @@ from qhybrid.core import (
     PromotionDecision,
     RunReport,
     Settings,
-    is_transient,
 )
 from qhybrid.experiments import Execution, decide
 from tasks import _records, _work
 from tasks._markdown import decision_markdown, gate_markdown
-
-
-def retry_if_transient(task: Task, task_run: TaskRun, state: State) -> bool:
-    """Prefect retry condition: retry only when the failure's class is transient."""
-    return is_transient(state.result(raise_on_failure=False))
-
-
-_RETRYING = {
-    "retries": 3,
-    "retry_delay_seconds": [1, 4, 16],
-    "retry_jitter_factor": 0.5,
-    "retry_condition_fn": retry_if_transient,
-    "cache_policy": NO_CACHE,
-}
+from tasks.submission import prefect_runner
 
 
 def _artifact_key(session: _work.RunSession, what: str) -> str:
@@ -58,18 +43,20 @@ def open_records(
     flow_run_id: str | None,
 ) -> _work.RunSession:
     """Check the inputs against dvc.lock and open the MLflow parent run."""
-    return _records.open_session(spec, settings, kind=kind,
-                                 allow_unpinned_data=allow_unpinned_data, flow_run_id=flow_run_id)
+    session = _records.open_session(spec, settings, kind=kind,
+                                    allow_unpinned_data=allow_unpinned_data, flow_run_id=flow_run_id)
+    session.runner = prefect_runner(settings)
+    return session
 
 
-@task(name="run-on-backend", **_RETRYING)
+@task(name="run-on-backend", cache_policy=NO_CACHE)
 def run_on_backend(session: _work.RunSession, backend: str) -> Execution:
     """One optimisation and sampling on one backend, without gates."""
     execution, _seconds = _work.run_execution_on(session, backend, "run")
     return execution
 
 
-@task(name="ideal-gate", **_RETRYING)
+@task(name="ideal-gate", cache_policy=NO_CACHE)
 def ideal_gate(session: _work.RunSession) -> tuple[GateResult, Execution]:
     """Gate 1: optimise on the ideal simulator."""
     result, execution = _work.ideal_gate(session)
@@ -77,7 +64,7 @@ def ideal_gate(session: _work.RunSession) -> tuple[GateResult, Execution]:
     return result, execution
 
 
-@task(name="statistical-gate", **_RETRYING)
+@task(name="statistical-gate", cache_policy=NO_CACHE)
 def statistical_gate(session: _work.RunSession) -> GateResult:
     """Gate 2: independent repeats and a confidence interval."""
     result = _work.statistical_gate(session)
@@ -85,7 +72,7 @@ def statistical_gate(session: _work.RunSession) -> GateResult:
     return result
 
 
-@task(name="hardware-gate", **_RETRYING)
+@task(name="hardware-gate", cache_policy=NO_CACHE)
 def hardware_gate(session: _work.RunSession, ideal: Execution) -> tuple[GateResult, Execution]:
     """Gate 3: the optimised circuit on the hardware target."""
     result, execution = _work.hardware_gate(session, ideal)
@@ -103,7 +90,7 @@ def baseline_gate(
     return result, baselines
 
 
-@task(name="decide-promotion", **_RETRYING)
+@task(name="decide-promotion", cache_policy=NO_CACHE)
 def decide_promotion(
     session: _work.RunSession, gates: list[GateResult], hardware: Execution,
     baselines: list[BaselineResult],

@@ -30,6 +30,7 @@ def settings(repo: Path, tmp_path: Path) -> Settings:
         mlflow_artifact_root=tmp_path / "artifacts",
         promotion_log=tmp_path / "promotion-log.jsonl",
         manifests_dir=tmp_path / "manifests",
+        state_url=f"sqlite:///{tmp_path}/state.db",
     )
 
 

@@ -12,6 +12,7 @@ its layer, whether retrying can help (``transient``) and the CLI exit code it ma
     │   ├── TransportError           the call never reached the provider (transient)
     │   ├── SubmissionError          the provider refused the request as formed (fail fast)
     │   ├── BackendRejectedError     quota, maintenance, offline (transient)
+    │   ├── BreakerOpenError         our circuit breaker refuses the backend for now (fail fast)
     │   └── ExecutionError           the job ran and failed
     ├── PostProcessingError          results could not be turned into metrics (exit 5)
     ├── TrackingError                MLflow, promotion log or manifest could not be written (exit 6)
@@ -35,6 +36,7 @@ class QhybridError(Exception):
         exit_code: The CLI exit code for this class.
         field: For input errors, the dotted name of the offending field, if known.
         provider_status: The provider's original status, when a provider was involved.
+        recovery: The recovery action taken (retry, re-attach, fallback), set as it happens.
     """
 
     layer: ClassVar[str] = "internal"
@@ -51,6 +53,7 @@ class QhybridError(Exception):
         self.message = message
         self.field = field
         self.provider_status = provider_status
+        self.recovery: str | None = None
         super().__init__(f"{field}: {message}" if field else message)
 
     def to_dict(self) -> dict[str, object]:
@@ -62,6 +65,7 @@ class QhybridError(Exception):
             "field": self.field,
             "message": self.message,
             "provider_status": self.provider_status,
+            "recovery": self.recovery,
         }
 
 
@@ -109,6 +113,12 @@ class BackendRejectedError(BackendError):
 
     layer = "backend-rejection"
     transient = True
+
+
+class BreakerOpenError(BackendError):
+    """The backend's circuit breaker is open: new work fails fast until the cool-down ends."""
+
+    layer = "backend-rejection"
 
 
 class ExecutionError(BackendError):

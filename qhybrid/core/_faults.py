@@ -11,8 +11,18 @@ class FaultPlan(BaseModel):
     """Per-call probabilities of each injected failure class, and the seed that draws them.
 
     Parsed from text like ``transport=0.3,timeout=0.05,rejection=0.05,execution=0.02,seed=7``.
-    ``transport`` and ``timeout`` raise TransportError, ``rejection`` BackendRejectedError (all
-    transient); ``execution`` raises ExecutionError (not transient).
+    Each fault strikes where its real counterpart does:
+
+    - ``transport``: the submit request is lost before the provider sees it (TransportError).
+    - ``rejection``: the provider refuses the submission, over quota (BackendRejectedError).
+    - ``maintenance``: the provider refuses it for maintenance (BackendRejectedError, and a
+      signal that opens the circuit breaker at once).
+    - ``timeout``: the job was accepted, but waiting for its result times out (TransportError);
+      a retry must re-attach to the job, not submit it again.
+    - ``execution``: the job was accepted and fails on the provider (ExecutionError, final).
+
+    All but ``execution`` are transient. ``target`` limits the faults to backends whose name
+    starts with it (e.g. ``target=ibm:`` leaves the simulators healthy).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -20,8 +30,14 @@ class FaultPlan(BaseModel):
     transport: float = Field(default=0.0, ge=0, le=1)
     timeout: float = Field(default=0.0, ge=0, le=1)
     rejection: float = Field(default=0.0, ge=0, le=1)
+    maintenance: float = Field(default=0.0, ge=0, le=1)
     execution: float = Field(default=0.0, ge=0, le=1)
     seed: int = Field(default=0, ge=0)
+    target: str = Field(default="", description="Backend-name prefix the faults apply to.")
+
+    def applies_to(self, backend: str) -> bool:
+        """Whether faults are injected into ``backend``."""
+        return self.active and backend.startswith(self.target)
 
     @property
     def active(self) -> bool:
@@ -31,7 +47,7 @@ class FaultPlan(BaseModel):
     @property
     def total(self) -> float:
         """Probability that a call fails."""
-        return self.transport + self.timeout + self.rejection + self.execution
+        return self.transport + self.timeout + self.rejection + self.maintenance + self.execution
 
 
 def parse_faults(text: str, *, field: str = "QHYBRID_FAULTS") -> FaultPlan:

@@ -38,6 +38,9 @@ class GateResult(_Model):
     reasons: tuple[str, ...] = ()
     seconds: float = 0.0
     mlflow_run_id: str | None = None
+    downgraded_from: str | None = Field(
+        default=None, description="The target backend, when a fallback produced this result."
+    )
 
 
 class BaselineResult(_Model):
@@ -87,6 +90,56 @@ class PromotionLogRecord(_Model):
     champion_score: float | None
 
 
+class DowngradeRecord(_Model):
+    """A fallback: work meant for one backend ran on a lesser one."""
+
+    role: str = Field(description="Which execution was downgraded (e.g. hardware).")
+    requested: str
+    used: str
+    reason: dict[str, object] = Field(description="The error that forced it, classified.")
+    dropped: tuple[str, ...] = Field(default=(), description="Options the fallback cannot apply.")
+
+
+class MitigationRecord(_Model):
+    """The hardware gate's mitigated and unmitigated arms on the same circuit and parameters."""
+
+    techniques: tuple[str, ...]
+    applied_options: dict[str, object] = Field(description="Options as the primitive received them.")
+    ideal_value: float
+    unmitigated_value: float
+    unmitigated_std: float = Field(description="Spread over the repeats.")
+    mitigated_value: float
+    mitigated_std: float
+    improvement: float = Field(description="|unmitigated - ideal| - |mitigated - ideal|.")
+    improvement_low: float
+    improvement_high: float
+    confidence: float
+    repeats: int
+    unmitigated_values: tuple[float, ...] = Field(description="Raw estimates, one per repeat.")
+    mitigated_values: tuple[float, ...]
+    unmitigated_seconds: float
+    mitigated_seconds: float
+    unmitigated_qpu_seconds: float
+    mitigated_qpu_seconds: float
+
+
+class ExecutionRecord(_Model):
+    """How the execution plane behaved during a run: what was paid for and what went wrong."""
+
+    provider_submissions: int = Field(description="Jobs the providers accepted from this run.")
+    distinct_jobs: int = Field(description="Distinct idempotency keys executed.")
+    job_ids: tuple[str, ...] = ()
+    reattachments: int = Field(default=0, description="Results taken from an existing job.")
+    retries_by_class: dict[str, int] = {}
+    failures_by_class: dict[str, int] = {}
+    breaker_trips: int = 0
+    fallbacks: tuple[DowngradeRecord, ...] = ()
+    leases_opened: int = 0
+    leases_closed: int = 0
+    qpu_seconds_estimate: float = Field(default=0.0, description="Pre-flight estimate, all jobs.")
+    mitigation: MitigationRecord | None = None
+
+
 class CircuitRecord(_Model):
     """A circuit as executed: its OpenQASM 3 hash and where its files are."""
 
@@ -121,6 +174,7 @@ class RunManifest(_Model):
     prefect_flow_run_id: str | None
     mlflow_run_id: str | None
     created: str
+    execution: ExecutionRecord | None = None
 
 
 class RunReport(_Model):
@@ -144,3 +198,4 @@ class RunReport(_Model):
     prefect_flow_run_id: str | None
     manifest: str | None
     data_overrides: tuple[str, ...] = ()
+    execution: ExecutionRecord | None = None

@@ -30,6 +30,21 @@ class Settings(BaseSettings):
     ibm_token: SecretStr | None = Field(default=None, description="IBM Quantum API key.")
     ibm_channel: str = Field(default="ibm_quantum_platform")
     ibm_instance: str | None = Field(default=None)
+    state_url: str = Field(
+        default="",
+        description="SQLAlchemy URL of the execution state store (idempotency ledger, breakers, "
+        "leases); empty means sqlite:///<project_root>/.qhybrid/state.db. PostgreSQL works too.",
+    )
+    submission_retries: int = Field(default=3, ge=0, le=20, description="Retries per submission.")
+    retry_backoff_seconds: float = Field(
+        default=1.0, ge=0, le=600, description="First retry delay; each next one doubles (plus up to 50 % jitter)."
+    )
+    breaker_threshold: int = Field(
+        default=5, ge=1, le=1000, description="Consecutive failures that open a backend's breaker."
+    )
+    breaker_cooldown_seconds: float = Field(
+        default=60.0, ge=0, le=86_400, description="How long an open breaker fails fast."
+    )
     faults: str = Field(
         default="",
         description="Faults to inject on purpose, e.g. transport=0.3,execution=0.02,seed=7.",
@@ -56,6 +71,13 @@ class Settings(BaseSettings):
         if self.mlflow_tracking_uri:
             return self.mlflow_tracking_uri
         return f"sqlite:///{self.resolve(Path('mlruns/mlflow.db'))}"
+
+    @property
+    def state_store_url(self) -> str:
+        """The state store URL, defaulting to SQLite under the project's .qhybrid/."""
+        if self.state_url:
+            return self.state_url
+        return f"sqlite:///{self.resolve(Path('.qhybrid/state.db'))}"
 
     @property
     def artifact_root(self) -> Path:

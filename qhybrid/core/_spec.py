@@ -94,10 +94,67 @@ class StatisticalGateSpec(_Model):
     tolerance: float = Field(gt=0, description="Largest acceptable interval half-width.")
 
 
+class MitigationSpec(_Model):
+    """Error mitigation for the hardware gate's mitigated arm.
+
+    Applied by qiskit-ibm-runtime's executor-based primitives (on real devices and in local
+    testing mode alike), so it needs an ``ibm:`` backend. The unmitigated arm runs the same
+    circuits with every technique off; both are recorded.
+    """
+
+    readout: bool = Field(default=False, description="Measurement (readout) error mitigation.")
+    zne: bool = Field(default=False, description="Zero-noise extrapolation.")
+    zne_noise_factors: tuple[float, ...] = Field(default=(1.0, 3.0, 5.0), min_length=2)
+    zne_extrapolator: Literal[
+        "linear", "exponential", "double_exponential", "polynomial_degree_2", "fallback"
+    ] = "linear"
+    twirling: bool = Field(default=False, description="Pauli twirling of gates and measurements.")
+    twirling_randomizations: int = Field(default=8, ge=1, le=1024)
+    dynamical_decoupling: bool = Field(default=False, description="Dynamical decoupling.")
+    dynamical_decoupling_sequence: Literal["XX", "XpXm", "XY4"] = "XX"
+    repeats: int = Field(
+        default=3, ge=2, le=50,
+        description="Seeded repeats of each arm; the improvement's interval is over them.",
+    )
+    require_improvement: bool = Field(
+        default=False,
+        description="Promote only if mitigation brings the objective closer to the ideal value, "
+        "with the whole interval of the improvement above zero.",
+    )
+
+    @field_validator("zne_noise_factors")
+    @classmethod
+    def _factors(cls, value: tuple[float, ...]) -> tuple[float, ...]:
+        if any(f < 1 for f in value) or sorted(value) != list(value) or len(set(value)) != len(value):
+            raise ValueError("must be distinct, increasing and at least 1")
+        return value
+
+    @model_validator(mode="after")
+    def _something(self) -> MitigationSpec:
+        if not (self.readout or self.zne or self.twirling or self.dynamical_decoupling):
+            raise ValueError("enable at least one of readout, zne, twirling, dynamical_decoupling")
+        return self
+
+    def techniques(self) -> tuple[str, ...]:
+        """The enabled techniques, by name."""
+        names = ("readout", "zne", "twirling", "dynamical_decoupling")
+        return tuple(n for n in names if getattr(self, n))
+
+
 class HardwareGateSpec(_Model):
     """Gate 3: the optimised circuit on the hardware target, compared with the ideal result."""
 
     backend: str = "ibm:fake_manila"
+    mode: Literal["single", "batch", "session"] = Field(
+        default="single",
+        description="IBM execution mode: one job per submission, a Batch, or a Session.",
+    )
+    fallback: tuple[str, ...] = Field(
+        default=(),
+        description="Backends to try in order when the target fails or its breaker is open, "
+        "e.g. [aer-noisy:fake_manila, aer]. A fallback result is a downgrade and never passes.",
+    )
+    mitigation: MitigationSpec | None = None
     max_degradation: float = Field(
         default=0.25, ge=0, description="Largest acceptable relative loss of the objective."
     )
@@ -110,6 +167,30 @@ class HardwareGateSpec(_Model):
     def _backend(cls, value: str) -> str:
         _check_backend(value)
         return value
+
+    @field_validator("fallback")
+    @classmethod
+    def _fallbacks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for name in value:
+            _check_backend(name)
+        if len(set(value)) != len(value):
+            raise ValueError("lists a backend twice")
+        return value
+
+    @model_validator(mode="after")
+    def _parity(self) -> HardwareGateSpec:
+        # Strict parity: refuse options the backend would ignore instead of dropping them.
+        ibm = parse_backend_name(self.backend).kind == "ibm"
+        if self.mitigation is not None and not ibm:
+            raise ValueError(
+                f"mitigation: {self.backend} cannot apply error mitigation; use an ibm: backend "
+                "(real, or fake_* in local testing mode) or remove the mitigation block"
+            )
+        if self.mode != "single" and not ibm:
+            raise ValueError(f"mode: {self.mode} exists only on ibm: backends, not {self.backend}")
+        if self.backend in self.fallback:
+            raise ValueError("fallback: must not list the target backend itself")
+        return self
 
 
 class BaselineGateSpec(_Model):

@@ -34,6 +34,7 @@ from qhybrid.experiments._verdicts import (
     decide,
     hardware_verdict,
     ideal_verdict,
+    mitigation_improvement,
     statistical_verdict,
     total_variation_distance,
 )
@@ -60,6 +61,7 @@ __all__ = [
     "h2_hamiltonian",
     "hardware_verdict",
     "ideal_verdict",
+    "mitigation_improvement",
     "load_instance",
     "measure",
     "one_exchange_maxcut",

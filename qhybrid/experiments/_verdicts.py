@@ -114,10 +114,12 @@ def hardware_verdict(
     backend: str,
     *,
     downgraded: bool = False,
+    improvement_low: float | None = None,
 ) -> GateResult:
     """Gate 3: objective loss and distribution distance from ideal within policy.
 
-    A downgraded result (one that did not run on the target) can never pass.
+    A downgraded result (one that did not run on the target) can never pass. When the policy
+    requires mitigation to help, the low end of the improvement's interval must be above 0.
     """
     criteria = [
         _criterion("degradation", degradation, "<=", policy.max_degradation),
@@ -125,11 +127,29 @@ def hardware_verdict(
     ]
     if downgraded:
         criteria.append(_criterion("ran_on_target", 0.0, "==", 1.0))
+    if policy.mitigation is not None and policy.mitigation.require_improvement:
+        low = improvement_low if improvement_low is not None else math.nan
+        criteria.append(_criterion("mitigation_improvement_low", low, ">=", 0.0))
     return GateResult(
         gate="hardware", passed=all(c.passed for c in criteria), backend=backend,
         metrics={**metrics, "degradation": degradation, "total_variation_distance": distance},
         criteria=tuple(criteria), reasons=_reasons(criteria),
     )
+
+
+def mitigation_improvement(
+    ideal: float, unmitigated: Sequence[float], mitigated: Sequence[float], confidence: float
+) -> tuple[float, float, float]:
+    """How much closer to the ideal value mitigation brings an estimate, with an interval.
+
+    Each seeded repeat pairs one unmitigated and one mitigated estimate of the same circuit;
+    its improvement is ``|unmitigated - ideal| - |mitigated - ideal|`` (positive = helped).
+
+    Returns:
+        (mean, low, high): the Student-t interval over the repeats.
+    """
+    gains = [abs(u - ideal) - abs(m - ideal) for u, m in zip(unmitigated, mitigated, strict=True)]
+    return confidence_interval(gains, confidence)
 
 
 def baseline_verdict(

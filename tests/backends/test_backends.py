@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from qiskit_ibm_runtime import exceptions as runtime_exceptions
 
-from backends import IbmBackend, map_runtime_error, open_backend
+from backends import IbmBackend, map_runtime_error, open_backend, open_executor
 from backends._ibm import _RUNTIME_ERRORS
 from qhybrid.core import BackendNameError, QhybridError, Settings, VqeFamily
 from qhybrid.experiments import build_workload, h2_hamiltonian
@@ -25,9 +25,9 @@ POINT = np.array([[0.1, 0.2, 0.3, 0.4]])
 @pytest.mark.parametrize("name", ["aer-noisy:fake_manila", "ibm:fake_manila"])
 def test_noisy_backends_are_seeded_and_describe_their_device(workload, name: str) -> None:
     settings = Settings()
-    backend = open_backend(name, settings, transpiler_seed=5)
+    backend = open_executor(name, settings, transpiler_seed=5)
     first = backend.sample(workload.measured, POINT, shots=500, seed=7)[0]
-    again = open_backend(name, settings, transpiler_seed=5).sample(workload.measured, POINT, shots=500, seed=7)[0]
+    again = open_executor(name, settings, transpiler_seed=5).sample(workload.measured, POINT, shots=500, seed=7)[0]
     assert first == again and sum(first.values()) == 500
     info = backend.describe()
     assert info["device"] == "fake_manila" and info["calibration"]["qubits"]
@@ -36,15 +36,15 @@ def test_noisy_backends_are_seeded_and_describe_their_device(workload, name: str
 
 def test_ibm_local_estimator_is_close_to_exact(workload) -> None:
     settings = Settings()
-    exact = open_backend("aer", settings, transpiler_seed=1).estimate(
+    exact = open_executor("aer", settings, transpiler_seed=1).estimate(
         workload.ansatz, workload.observable, POINT, seed=1)[0]
-    noisy = open_backend("ibm:fake_manila", settings, transpiler_seed=1).estimate(
+    noisy = open_executor("ibm:fake_manila", settings, transpiler_seed=1).estimate(
         workload.ansatz, workload.observable, POINT, seed=1)[0]
     assert abs(noisy - exact) < 0.2 * abs(exact)
 
 
 def test_batched_pub_equals_one_call_per_point(workload) -> None:
-    aer = open_backend("aer", Settings(), transpiler_seed=1)
+    aer = open_executor("aer", Settings(), transpiler_seed=1)
     points = np.random.default_rng(0).uniform(-3, 3, size=(20, 4))
     batched = aer.estimate(workload.ansatz, workload.observable, points, seed=1)
     single = [aer.estimate(workload.ansatz, workload.observable, p[None, :], seed=1)[0] for p in points]
@@ -90,6 +90,6 @@ def test_too_wide_circuit_is_refused_at_the_seam() -> None:
     wide = build_workload(QaoaMaxcutFamily(), random_regular_graph(10, 3, 7, triangle_free=True,
                                                                    weighted=False))
     for name in ("ibm:fake_manila", "aer-noisy:fake_manila"):
-        backend = open_backend(name, Settings(), transpiler_seed=1)
+        backend = open_executor(name, Settings(), transpiler_seed=1)
         with pytest.raises(BackendNameError, match="5 qubits"):
             backend.sample(wide.measured, np.array([[0.1, 0.2]]), shots=10, seed=1)

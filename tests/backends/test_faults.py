@@ -1,11 +1,21 @@
-"""Faults on purpose: classified, reproducible, at the configured rates."""
+"""Faults on purpose: classified, struck where the real failure would, reproducible."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from backends import INJECTED, FaultyBackend, open_backend
+from backends import (
+    INJECTED,
+    ExecutionLog,
+    FaultyBackend,
+    Pub,
+    StateStore,
+    Submission,
+    Submitter,
+    open_backend,
+    open_executor,
+)
 from qhybrid.core import (
     BackendRejectedError,
     ExecutionError,
@@ -38,31 +48,40 @@ def test_no_plan_means_no_wrapper() -> None:
     assert not isinstance(open_backend("aer", Settings(), transpiler_seed=1), FaultyBackend)
 
 
-@pytest.mark.parametrize(("key", "cls"), [("transport", TransportError), ("timeout", TransportError),
-                                          ("rejection", BackendRejectedError),
-                                          ("execution", ExecutionError)])
-def test_each_class_is_raised_and_classified(workload, key: str, cls: type) -> None:  # noqa: ANN001
-    backend = open_backend("aer", Settings(faults=f"{key}=1,seed=3"), transpiler_seed=1)
+@pytest.mark.parametrize(("key", "cls", "job_made"), [
+    ("transport", TransportError, False), ("rejection", BackendRejectedError, False),
+    ("maintenance", BackendRejectedError, False), ("timeout", TransportError, True),
+    ("execution", ExecutionError, True)])
+def test_each_fault_strikes_where_the_real_one_would(workload, key: str, cls: type,  # noqa: ANN001
+                                                      job_made: bool) -> None:
+    store = StateStore("sqlite://")
+    backend = open_backend("aer", Settings(faults=f"{key}=1,seed=3"), transpiler_seed=1, store=store)
+    submitter = Submitter(backend, store, ExecutionLog())
+    submission = Submission("sample", (Pub(workload.measured, POINT),), seed=1, shots=10)
     with pytest.raises(cls) as info:
-        backend.sample(workload.measured, POINT, shots=10, seed=1)
-    assert info.value.provider_status.startswith("INJECTED")
+        submitter.attempt(submission, submitter.key(submission))
+    assert info.value.provider_status == f"INJECTED_{key.upper()}"
     assert is_transient(info.value) is (key != "execution")
+    assert store.count_local_jobs() == (1 if job_made else 0)
+    assert info.value.recovery is not None
 
 
 def test_rates_and_results_under_faults(workload) -> None:  # noqa: ANN001
-    clean = open_backend("aer", Settings(), transpiler_seed=1)
+    clean = open_executor("aer", Settings(), transpiler_seed=1)
     expected = clean.estimate(workload.ansatz, workload.observable, POINT, seed=1)
-    faulty = open_backend("aer", Settings(faults="transport=0.2,rejection=0.1,seed=11"),
-                          transpiler_seed=1)
+    faulty = open_executor("aer", Settings(faults="transport=0.2,rejection=0.1,seed=11",
+                                           breaker_threshold=1000),
+                           transpiler_seed=1)
     before = INJECTED.copy()
     failures = 0
-    for _ in range(400):
+    for seed in range(400):
         try:
-            value = faulty.estimate(workload.ansatz, workload.observable, POINT, seed=1)
+            value = faulty.estimate(workload.ansatz, workload.observable, POINT, seed=seed)
         except (TransportError, BackendRejectedError):
             failures += 1
         else:
-            assert np.allclose(value, expected)
+            if seed == 1:
+                assert np.allclose(value, expected)
     injected = INJECTED - before
     assert sum(injected.values()) == failures
     assert 0.22 < failures / 400 < 0.38
@@ -74,7 +93,7 @@ def test_a_non_transient_fault_fails_the_flow_without_retry(prefect_server, sett
     from qhybrid.core import load_spec
 
     faulty = settings.model_copy(update={"faults": "execution=1,seed=5"})
-    before = INJECTED["ExecutionError"]
+    before = INJECTED["execution"]
     with pytest.raises(ExecutionError, match="injected"):
         promote_experiment(load_spec(repo / "specs" / "vqe-h2.yaml"), faulty)
-    assert INJECTED["ExecutionError"] - before == 1
+    assert INJECTED["execution"] - before == 1

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from backends import AerBackend
-from qhybrid.core import QaoaMaxcutFamily, SpecError, parse_backend_name, spec_from_mapping
+from backends import BackendExecutor, open_executor
+from qhybrid.core import QaoaMaxcutFamily, SpecError, Settings, spec_from_mapping
 from qhybrid.experiments import (
     analyse,
     brute_force_maxcut,
@@ -34,8 +34,8 @@ def graph():
 
 
 @pytest.fixture(scope="module")
-def aer() -> AerBackend:
-    return AerBackend(parse_backend_name("aer"))
+def aer() -> BackendExecutor:
+    return open_executor("aer", Settings(), transpiler_seed=0)
 
 
 @pytest.mark.parametrize(("gamma", "beta"), [(0.3, 0.2), (0.6155, np.pi / 8), (2.0, 1.3), (1.1, 0.7)])
@@ -88,7 +88,7 @@ def test_same_seed_same_counts(graph, aer) -> None:
     workload = build_workload(QaoaMaxcutFamily(reps=1), graph)
     point = workload.circuit_points(np.array([0.5, 0.3]))
     first = aer.sample(workload.measured, point, shots=2000, seed=99)[0]
-    second = AerBackend(parse_backend_name("aer")).sample(workload.measured, point, shots=2000, seed=99)[0]
+    second = open_executor("aer", Settings(), transpiler_seed=0).sample(workload.measured, point, shots=2000, seed=99)[0]
     other = aer.sample(workload.measured, point, shots=2000, seed=100)[0]
     assert first == second
     assert first != other

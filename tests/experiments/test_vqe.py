@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from backends import AerBackend
-from qhybrid.core import load_spec, parse_backend_name
+from backends import BackendExecutor, open_executor
+from qhybrid.core import Settings, load_spec
 from qhybrid.experiments import build_workload, exact_ground_energy, load_instance, optimise_and_measure
 
 FCI_H2_0735 = -1.13730604  # Hartree, total energy including nuclear repulsion
@@ -23,7 +23,7 @@ def test_vqe_reaches_chemical_accuracy(repo: Path) -> None:
     spec = load_spec(repo / "specs" / "vqe-h2.yaml")
     h2 = load_instance(repo / spec.dataset.path)
     workload = build_workload(spec.family, h2)
-    execution = optimise_and_measure(workload, h2, AerBackend(parse_backend_name("aer")), spec,
+    execution = optimise_and_measure(workload, h2, open_executor("aer", Settings(), transpiler_seed=0), spec,
                                      optimiser_seed=5, simulator_seed=6)
     assert abs(execution.metrics["energy"] - FCI_H2_0735) < CHEMICAL_ACCURACY
     assert execution.metrics["energy_error"] < CHEMICAL_ACCURACY

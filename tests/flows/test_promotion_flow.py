@@ -108,7 +108,7 @@ def test_failed_gate_leaves_run_failed_and_registry_untouched(
     def broken(*_args: object, **_kwargs: object) -> None:
         raise ExecutionError("injected: device lost the job", provider_status="ERROR")
 
-    monkeypatch.setattr(IbmBackend, "sample", broken)
+    monkeypatch.setattr(IbmBackend, "run", broken)
     spec = load_spec(repo / "specs" / "vqe-h2.yaml")
     with pytest.raises(ExecutionError, match="injected"):
         promote_experiment(spec, settings)

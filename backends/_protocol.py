@@ -1,0 +1,252 @@
+"""The backend protocol: submit work, get a handle, poll it, fetch its result, or cancel it.
+
+A :class:`Submission` is a batch of PUBs of one kind (estimate or sample) with its options;
+the provider's answer is a :class:`SubmissionResult`. Every backend implements
+:class:`Backend`; nothing of a provider's SDK crosses this seam.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+import numpy as np
+from qiskit import qasm3
+from qiskit.circuit import QuantumCircuit
+from qiskit.quantum_info import SparsePauliOp
+
+from qhybrid.core import MitigationSpec, PostProcessingError
+
+Counts = dict[str, int]
+JobStatus = Literal["QUEUED", "RUNNING", "DONE", "ERROR", "CANCELLED"]
+Mode = Literal["single", "batch", "session"]
+
+
+@dataclass(frozen=True, eq=False)
+class Pub:
+    """One circuit with a parameter array (and, to estimate, an observable).
+
+    Attributes:
+        circuit: A logical circuit; the backend transpiles it.
+        points: Shape ``(rows, circuit.num_parameters)``, in ``circuit.parameters`` order.
+        observable: What to estimate; None for sampling.
+    """
+
+    circuit: QuantumCircuit
+    points: np.ndarray
+    observable: SparsePauliOp | None = None
+
+    @property
+    def rows(self) -> int:
+        """Parameter sets in this PUB."""
+        return int(np.asarray(self.points).shape[0])
+
+
+@dataclass(frozen=True, eq=False)
+class Submission:
+    """A batch of PUBs of one kind, and the options they run with.
+
+    Attributes:
+        kind: ``estimate`` or ``sample``.
+        pubs: The PUBs, in order.
+        seed: Simulator seed (recorded and part of the key on hardware too).
+        shots: Shots per row when sampling.
+        precision: Target standard error when estimating.
+        mitigation: Error mitigation to apply; None for none.
+    """
+
+    kind: Literal["estimate", "sample"]
+    pubs: tuple[Pub, ...]
+    seed: int
+    shots: int | None = None
+    precision: float | None = None
+    mitigation: MitigationSpec | None = None
+
+    def options(self) -> dict[str, object]:
+        """The options that change the result, as canonical JSON-ready data."""
+        return {
+            "kind": self.kind, "seed": self.seed, "shots": self.shots,
+            "precision": self.precision,
+            "mitigation": self.mitigation.model_dump(mode="json") if self.mitigation else None,
+        }
+
+
+@dataclass
+class SubmissionResult:
+    """A provider's answer, one entry per PUB.
+
+    Attributes:
+        evs: Expectation values per row (estimate).
+        stds: Their standard errors (estimate).
+        counts: Counts per row (sample).
+        metadata: What the provider reports (e.g. mitigation applied), JSON-ready.
+    """
+
+    evs: list[np.ndarray] = field(default_factory=list)
+    stds: list[np.ndarray] = field(default_factory=list)
+    counts: list[list[Counts]] = field(default_factory=list)
+    metadata: dict[str, object] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        """Serialise for the state store."""
+        return json.dumps({
+            "evs": [e.tolist() for e in self.evs], "stds": [s.tolist() for s in self.stds],
+            "counts": self.counts, "metadata": self.metadata,
+        }, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str) -> SubmissionResult:
+        """Read back :meth:`to_json`.
+
+        Raises:
+            PostProcessingError: The stored result is not readable.
+        """
+        try:
+            data = json.loads(text)
+            return cls(evs=[np.asarray(e, dtype=float) for e in data["evs"]],
+                       stds=[np.asarray(s, dtype=float) for s in data["stds"]],
+                       counts=data["counts"], metadata=data["metadata"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise PostProcessingError(f"unreadable stored result: {exc}") from exc
+
+    @classmethod
+    def join(cls, parts: list[SubmissionResult], shapes: list[list[int]]) -> SubmissionResult:
+        """Reassemble the results of a split submission (see :func:`split`)."""
+        flat = SubmissionResult()
+        for part in parts:
+            flat.evs += part.evs
+            flat.stds += part.stds
+            flat.counts += part.counts
+        out = SubmissionResult(metadata=parts[0].metadata if parts else {})
+        index = 0
+        for chunks in shapes:
+            take = slice(index, index + len(chunks))
+            if flat.evs:
+                out.evs.append(np.concatenate(flat.evs[take]))
+                out.stds.append(np.concatenate(flat.stds[take]))
+            if flat.counts:
+                out.counts.append([c for rows in flat.counts[take] for c in rows])
+            index += len(chunks)
+        return out
+
+
+@dataclass(frozen=True)
+class BackendLimits:
+    """What one provider job may hold; larger submissions are split.
+
+    Attributes:
+        max_pubs: PUBs per job.
+        max_rows: Parameter sets (rows) per job, over all its PUBs.
+    """
+
+    max_pubs: int = 300
+    max_rows: int = 10_000
+
+
+class Backend(Protocol):
+    """What every backend does; implemented by local job services and remote providers."""
+
+    name: str
+    limits: BackendLimits
+
+    @property
+    def num_qubits(self) -> int | None:
+        """The device's qubits; None when only memory limits it."""
+        ...
+
+    def describe(self) -> dict[str, object]:
+        """Name, versions, device and calibration snapshot (JSON-ready)."""
+        ...
+
+    def refused_options(self, submission: Submission) -> list[str]:
+        """Options in ``submission`` this backend would not apply (strict parity)."""
+        ...
+
+    def estimate_qpu_seconds(self, submission: Submission) -> float:
+        """Pre-flight estimate of the QPU time the submission would use (0 for simulators)."""
+        ...
+
+    def submit(self, submission: Submission, *, tag: str) -> str:
+        """Send the work; returns the provider's job id. ``tag`` is the idempotency key."""
+        ...
+
+    def find(self, tag: str) -> str | None:
+        """The id of a job already submitted with ``tag``, if the provider has one."""
+        ...
+
+    def status(self, job_id: str) -> JobStatus:
+        """The job's state."""
+        ...
+
+    def result(self, job_id: str) -> SubmissionResult:
+        """Wait for the job and return its result; raises the job's classified error."""
+        ...
+
+    def cancel(self, job_id: str) -> None:
+        """Cancel the job if it has not finished."""
+        ...
+
+
+_QASM: dict[int, tuple[QuantumCircuit, str]] = {}
+
+
+def _canonical_qasm(circuit: QuantumCircuit) -> str:
+    # Cached per circuit object (kept alive alongside), since the optimiser resubmits one ansatz.
+    cached = _QASM.get(id(circuit))
+    if cached is None or cached[0] is not circuit:
+        cached = (circuit, qasm3.dumps(circuit))
+        _QASM[id(circuit)] = cached
+    return cached[1]
+
+
+def idempotency_key(submission: Submission, backend: str) -> str:
+    """A deterministic key for "this work on this backend": SHA-256 of the canonical OpenQASM 3
+    of every circuit, its parameter values and observable, the options, backend, shots and seed.
+    """
+    digest = hashlib.sha256()
+    digest.update(json.dumps({"backend": backend, **submission.options()}, sort_keys=True).encode())
+    for pub in submission.pubs:
+        digest.update(_canonical_qasm(pub.circuit).encode())
+        points = np.ascontiguousarray(pub.points, dtype="<f8")
+        digest.update(repr(points.shape).encode())
+        digest.update(points.tobytes())
+        if pub.observable is not None:
+            terms = sorted(zip(pub.observable.paulis.to_labels(),
+                               (complex(c) for c in pub.observable.coeffs), strict=True),
+                           key=lambda t: t[0])
+            digest.update(repr([(label, c.real.hex(), c.imag.hex()) for label, c in terms]).encode())
+    return digest.hexdigest()
+
+
+def split(submission: Submission, limits: BackendLimits) -> tuple[list[Submission], list[list[int]]]:
+    """Split a submission so that no part exceeds ``limits``.
+
+    PUBs with more rows than ``limits.max_rows`` are cut into row chunks; chunks are packed
+    into parts of at most ``max_pubs`` PUBs and ``max_rows`` rows.
+
+    Returns:
+        The parts, and for each original PUB the row counts of its chunks (for
+        :meth:`SubmissionResult.join`).
+    """
+    chunks: list[Pub] = []
+    shapes: list[list[int]] = []
+    for pub in submission.pubs:
+        points = np.asarray(pub.points)
+        sizes = []
+        for start in range(0, max(pub.rows, 1), limits.max_rows):
+            part = points[start:start + limits.max_rows]
+            chunks.append(Pub(pub.circuit, part, pub.observable))
+            sizes.append(part.shape[0])
+        shapes.append(sizes)
+    parts: list[list[Pub]] = [[]]
+    rows = 0
+    for chunk in chunks:
+        if parts[-1] and (len(parts[-1]) >= limits.max_pubs or rows + chunk.rows > limits.max_rows):
+            parts.append([])
+            rows = 0
+        parts[-1].append(chunk)
+        rows += chunk.rows
+    return ([Submission(submission.kind, tuple(p), submission.seed, submission.shots,
+                        submission.precision, submission.mitigation) for p in parts], shapes)

@@ -1,0 +1,303 @@
+"""The execution state store: what every process must agree on about work sent to providers.
+
+Four tables, through SQLAlchemy Core so that SQLite (the default) and PostgreSQL both work:
+
+- ``submissions``: the idempotency ledger. One row per key; the provider job id is written
+  before any polling, so a retry or a restarted flow re-attaches instead of paying again.
+- ``local_jobs``: the job table of the local providers (Aer, qiskit-ibm-runtime's local mode).
+  A simulator job outlives the process that submitted it, as a remote provider's job does.
+- ``breakers``: one circuit breaker per backend, shared by every process.
+- ``leases``: every provider job, session and batch a flow run opened, until it is closed.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import (
+    Column,
+    Engine,
+    Float,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    event,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.pool import StaticPool
+
+from qhybrid.core import TrackingError
+
+_META = MetaData()
+
+SUBMISSIONS = Table(
+    "submissions", _META,
+    Column("key", String(64), primary_key=True),
+    Column("backend", String(200), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("status", String(16), nullable=False),  # submitting | submitted | done | failed
+    Column("job_id", String(200)),
+    Column("error", Text),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("flow_run_id", String(64)),
+    Column("created", Float, nullable=False),
+    Column("updated", Float, nullable=False),
+)
+
+LOCAL_JOBS = Table(
+    "local_jobs", _META,
+    Column("job_id", String(64), primary_key=True),
+    Column("backend", String(200), nullable=False),
+    Column("tag", String(64), index=True),
+    Column("status", String(16), nullable=False),  # DONE | ERROR | CANCELLED
+    Column("result", Text),
+    Column("error", Text),
+    Column("created", Float, nullable=False),
+)
+
+BREAKERS = Table(
+    "breakers", _META,
+    Column("backend", String(200), primary_key=True),
+    Column("state", String(16), nullable=False),  # closed | open | half-open
+    Column("failures", Integer, nullable=False),
+    Column("opened_at", Float),
+    Column("trips", Integer, nullable=False),
+    Column("last_error", Text),
+)
+
+LEASES = Table(
+    "leases", _META,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("flow_run_id", String(64), index=True),
+    Column("backend", String(200), nullable=False),
+    Column("kind", String(16), nullable=False),  # job | session | batch
+    Column("provider_id", String(200), nullable=False),
+    Column("status", String(16), nullable=False),  # open | closed | cancelled
+    Column("opened", Float, nullable=False),
+    Column("closed", Float),
+    Column("note", Text),
+)
+
+
+@dataclass(frozen=True)
+class LedgerRow:
+    """One idempotency-ledger row."""
+
+    key: str
+    backend: str
+    status: str
+    job_id: str | None
+    error: dict[str, object] | None
+    attempts: int
+
+
+@dataclass(frozen=True)
+class LeaseRow:
+    """One lease."""
+
+    id: int
+    flow_run_id: str | None
+    backend: str
+    kind: str
+    provider_id: str
+    status: str
+
+
+_ENGINES: dict[str, Engine] = {}
+_ENGINES_LOCK = threading.Lock()
+
+
+def _engine(url: str) -> Engine:
+    if url in ("sqlite://", "sqlite:///:memory:"):
+        # A private database per store: one shared connection, or each would see an empty one.
+        engine = create_engine("sqlite://", poolclass=StaticPool,
+                               connect_args={"check_same_thread": False})
+        _META.create_all(engine)
+        return engine
+    with _ENGINES_LOCK:
+        engine = _ENGINES.get(url)
+        if engine is None:
+            if url.startswith("sqlite:///"):
+                Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+                engine = create_engine(url, connect_args={"timeout": 30})
+                event.listen(engine, "connect", _sqlite_pragmas)
+            else:
+                engine = create_engine(url, pool_pre_ping=True)
+            _META.create_all(engine)
+            _ENGINES[url] = engine
+        return engine
+
+
+def _sqlite_pragmas(connection, _record) -> None:  # noqa: ANN001 - DB-API connection
+    # WAL lets readers in other processes proceed during a write; NORMAL sync is durable in WAL.
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+class StateStore:
+    """The shared execution state, behind one small API.
+
+    Args:
+        url: A SQLAlchemy URL (``sqlite:///...`` or ``postgresql+psycopg://...``).
+
+    Raises:
+        TrackingError: The store cannot be opened or written.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        try:
+            self.engine = _engine(url)
+        except SQLAlchemyError as exc:
+            raise TrackingError(f"cannot open the state store {url}: {exc}") from exc
+
+    def _write(self, statement) -> int:  # noqa: ANN001 - any DML statement
+        try:
+            with self.engine.begin() as conn:
+                return conn.execute(statement).rowcount
+        except SQLAlchemyError as exc:
+            raise TrackingError(f"state store write failed: {exc}") from exc
+
+    def _read(self, statement) -> list:  # noqa: ANN001 - any select
+        try:
+            with self.engine.connect() as conn:
+                return list(conn.execute(statement))
+        except SQLAlchemyError as exc:
+            raise TrackingError(f"state store read failed: {exc}") from exc
+
+    # -- the idempotency ledger -------------------------------------------------------------
+
+    def ledger(self, key: str) -> LedgerRow | None:
+        """The ledger row of ``key``, if any."""
+        rows = self._read(select(SUBMISSIONS).where(SUBMISSIONS.c.key == key))
+        if not rows:
+            return None
+        r = rows[0]
+        return LedgerRow(r.key, r.backend, r.status, r.job_id,
+                         json.loads(r.error) if r.error else None, r.attempts)
+
+    def intend(self, key: str, backend: str, kind: str, flow_run_id: str | None) -> None:
+        """Record that ``key`` is about to be submitted (before the provider sees it)."""
+        now = time.time()
+        try:
+            self._write(insert(SUBMISSIONS).values(
+                key=key, backend=backend, kind=kind, status="submitting", attempts=1,
+                flow_run_id=flow_run_id, created=now, updated=now))
+        except TrackingError as exc:
+            if not isinstance(exc.__cause__, IntegrityError):
+                raise
+            self._write(update(SUBMISSIONS).where(SUBMISSIONS.c.key == key).values(
+                status="submitting", job_id=None, error=None, flow_run_id=flow_run_id,
+                attempts=SUBMISSIONS.c.attempts + 1, updated=now))
+
+    def submitted(self, key: str, job_id: str) -> None:
+        """Record the provider job id of ``key``; done before any polling."""
+        self._write(update(SUBMISSIONS).where(SUBMISSIONS.c.key == key).values(
+            status="submitted", job_id=job_id, updated=time.time()))
+
+    def finished(self, key: str, *, error: dict[str, object] | None = None) -> None:
+        """Record that the job of ``key`` is done, or failed with ``error``."""
+        self._write(update(SUBMISSIONS).where(SUBMISSIONS.c.key == key).values(
+            status="failed" if error else "done",
+            error=json.dumps(error) if error else None, updated=time.time()))
+
+    def ledger_counts(self) -> dict[str, int]:
+        """Ledger rows by status."""
+        out: dict[str, int] = {}
+        for row in self._read(select(SUBMISSIONS.c.status)):
+            out[row.status] = out.get(row.status, 0) + 1
+        return out
+
+    # -- local provider jobs ----------------------------------------------------------------
+
+    def put_local_job(self, job_id: str, backend: str, tag: str | None, status: str,
+                      result: str | None, error: str | None) -> None:
+        """Store a local provider job and its outcome."""
+        self._write(insert(LOCAL_JOBS).values(job_id=job_id, backend=backend, tag=tag,
+                                              status=status, result=result, error=error,
+                                              created=time.time()))
+
+    def local_job(self, job_id: str) -> tuple[str, str | None, str | None] | None:
+        """``(status, result JSON, error JSON)`` of a local job, or None if unknown."""
+        rows = self._read(select(LOCAL_JOBS.c.status, LOCAL_JOBS.c.result, LOCAL_JOBS.c.error)
+                          .where(LOCAL_JOBS.c.job_id == job_id))
+        return (rows[0].status, rows[0].result, rows[0].error) if rows else None
+
+    def local_job_by_tag(self, backend: str, tag: str) -> str | None:
+        """The newest local job of ``backend`` tagged ``tag``."""
+        rows = self._read(select(LOCAL_JOBS.c.job_id)
+                          .where(LOCAL_JOBS.c.backend == backend, LOCAL_JOBS.c.tag == tag)
+                          .order_by(LOCAL_JOBS.c.created.desc()).limit(1))
+        return rows[0].job_id if rows else None
+
+    def cancel_local_job(self, job_id: str) -> bool:
+        """Cancel a local job that has not finished; False if it had."""
+        return bool(self._write(update(LOCAL_JOBS).where(
+            LOCAL_JOBS.c.job_id == job_id, LOCAL_JOBS.c.status.notin_(("DONE", "ERROR")))
+            .values(status="CANCELLED")))
+
+    def count_local_jobs(self, backend: str | None = None) -> int:
+        """Local jobs ever accepted (of one backend, if given)."""
+        query = select(LOCAL_JOBS.c.job_id)
+        if backend is not None:
+            query = query.where(LOCAL_JOBS.c.backend == backend)
+        return len(self._read(query))
+
+    # -- breakers ---------------------------------------------------------------------------
+
+    def breaker(self, backend: str) -> tuple[str, int, float | None, int]:
+        """``(state, consecutive failures, opened_at, trips)`` of a backend's breaker."""
+        rows = self._read(select(BREAKERS).where(BREAKERS.c.backend == backend))
+        if not rows:
+            return "closed", 0, None, 0
+        r = rows[0]
+        return r.state, r.failures, r.opened_at, r.trips
+
+    def set_breaker(self, backend: str, state: str, failures: int, opened_at: float | None,
+                    trips: int, last_error: str | None = None) -> None:
+        """Write a backend's breaker."""
+        values = {"state": state, "failures": failures, "opened_at": opened_at, "trips": trips,
+                  "last_error": last_error}
+        if not self._write(update(BREAKERS).where(BREAKERS.c.backend == backend).values(**values)):
+            try:
+                self._write(insert(BREAKERS).values(backend=backend, **values))
+            except TrackingError as exc:
+                if not isinstance(exc.__cause__, IntegrityError):
+                    raise
+                self._write(update(BREAKERS).where(BREAKERS.c.backend == backend).values(**values))
+
+    # -- leases -----------------------------------------------------------------------------
+
+    def open_lease(self, flow_run_id: str | None, backend: str, kind: str, provider_id: str) -> None:
+        """Record an open provider job, session or batch."""
+        self._write(insert(LEASES).values(flow_run_id=flow_run_id, backend=backend, kind=kind,
+                                          provider_id=provider_id, status="open",
+                                          opened=time.time()))
+
+    def close_lease(self, provider_id: str, *, status: str = "closed", note: str | None = None) -> None:
+        """Close (or mark cancelled) an open lease."""
+        self._write(update(LEASES).where(LEASES.c.provider_id == provider_id,
+                                         LEASES.c.status == "open")
+                    .values(status=status, closed=time.time(), note=note))
+
+    def leases(self, flow_run_id: str | None = None, *, status: str | None = None) -> list[LeaseRow]:
+        """Leases, optionally of one flow run and in one status."""
+        query = select(LEASES).order_by(LEASES.c.id)
+        if flow_run_id is not None:
+            query = query.where(LEASES.c.flow_run_id == flow_run_id)
+        if status is not None:
+            query = query.where(LEASES.c.status == status)
+        return [LeaseRow(r.id, r.flow_run_id, r.backend, r.kind, r.provider_id, r.status)
+                for r in self._read(query)]

@@ -1,0 +1,284 @@
+"""Idempotent submission: one attempt at getting a submission's result without paying twice.
+
+An attempt, given the submission's idempotency key:
+
+1. ledger says done or submitted (job id known)  -> re-attach: fetch that job's result;
+2. ledger says submitting (we may have crashed mid-submit) -> ask the provider by tag;
+3. otherwise the breaker must allow it; write the intent, submit, write the job id (before any
+   polling), then wait for the result and mark the key done or failed.
+
+Retrying is not done here: the caller (a Prefect task with ``retry_condition_fn``) calls
+:meth:`Submitter.attempt` again, and step 1 or 2 makes the retry re-attach when the provider
+already has the job.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import numpy as np
+from qiskit.circuit import QuantumCircuit
+from qiskit.quantum_info import SparsePauliOp
+
+from backends._breaker import CircuitBreaker
+from backends._protocol import (
+    Backend,
+    Counts,
+    Mode,
+    Pub,
+    Submission,
+    SubmissionResult,
+    idempotency_key,
+    split,
+)
+from backends._store import StateStore
+from qhybrid.core import (
+    DowngradeRecord,
+    ExecutionRecord,
+    MitigationRecord,
+    MitigationSpec,
+    QhybridError,
+    SubmissionError,
+)
+
+
+@dataclass
+class ExecutionLog:
+    """What the execution plane did for one run; thread-safe, shared by its submitters."""
+
+    provider_submissions: int = 0
+    job_ids: list[str] = field(default_factory=list)
+    keys: set[str] = field(default_factory=set)
+    reattachments: int = 0
+    retries_by_class: Counter[str] = field(default_factory=Counter)
+    failures_by_class: Counter[str] = field(default_factory=Counter)
+    breaker_trips: int = 0
+    fallbacks: list[DowngradeRecord] = field(default_factory=list)
+    leases_opened: int = 0
+    leases_closed: int = 0
+    qpu_seconds: float = 0.0
+    mitigation: MitigationRecord | None = None
+    _last_error: dict[str, str] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def begin(self, key: str) -> None:
+        """An attempt at ``key`` starts; a previous failed attempt makes this one a retry."""
+        with self._lock:
+            self.keys.add(key)
+            previous = self._last_error.pop(key, None)
+            if previous is not None:
+                self.retries_by_class[previous] += 1
+
+    def failed(self, key: str, exc: QhybridError) -> None:
+        """An attempt at ``key`` failed with ``exc``."""
+        with self._lock:
+            self._last_error[key] = type(exc).__name__
+            self.failures_by_class[type(exc).__name__] += 1
+
+    def count(self, what: str, amount: float = 1) -> None:
+        """Add to one of the counters (``reattachments``, ``breaker_trips``, ...)."""
+        with self._lock:
+            setattr(self, what, getattr(self, what) + amount)
+
+    def submitted(self, job_id: str, qpu_seconds: float) -> None:
+        """The provider accepted a job."""
+        with self._lock:
+            self.provider_submissions += 1
+            self.job_ids.append(job_id)
+            self.qpu_seconds += qpu_seconds
+
+    def record(self) -> ExecutionRecord:
+        """The contract written into reports and manifests."""
+        with self._lock:
+            return ExecutionRecord(
+                provider_submissions=self.provider_submissions, distinct_jobs=len(self.keys),
+                job_ids=tuple(self.job_ids), reattachments=self.reattachments,
+                retries_by_class=dict(self.retries_by_class),
+                failures_by_class=dict(self.failures_by_class), breaker_trips=self.breaker_trips,
+                fallbacks=tuple(self.fallbacks), leases_opened=self.leases_opened,
+                leases_closed=self.leases_closed, qpu_seconds_estimate=self.qpu_seconds,
+                mitigation=self.mitigation,
+            )
+
+
+class Submitter:
+    """Sends submissions to one backend idempotently, behind its circuit breaker.
+
+    Args:
+        backend: Where the work runs.
+        store: The state store (ledger, breakers, leases).
+        log: Where to count what happened.
+        flow_run_id: The Prefect flow run that owns the leases opened here.
+        breaker_threshold: Consecutive failures that open the breaker.
+        breaker_cooldown: Seconds the breaker stays open.
+    """
+
+    def __init__(self, backend: Backend, store: StateStore, log: ExecutionLog, *,
+                 flow_run_id: str | None = None, breaker_threshold: int = 5,
+                 breaker_cooldown: float = 60.0) -> None:
+        self.backend, self.store, self.log = backend, store, log
+        self.flow_run_id = flow_run_id
+        self.breaker = CircuitBreaker(store, backend.name, threshold=breaker_threshold,
+                                      cooldown=breaker_cooldown)
+
+    def key(self, submission: Submission) -> str:
+        """The submission's idempotency key on this backend."""
+        return idempotency_key(submission, self.backend.name)
+
+    def attempt(self, submission: Submission, key: str) -> SubmissionResult:
+        """One attempt at the result of ``submission`` (see the module docstring).
+
+        Raises:
+            QhybridError: Classified; ``recovery`` says what a retry of this attempt will do.
+        """
+        self.log.begin(key)
+        try:
+            return self._attempt(submission, key)
+        except QhybridError as exc:
+            self.log.failed(key, exc)
+            if exc.recovery is None:
+                exc.recovery = "retry (re-attaches if the provider has the job)" if exc.transient \
+                    else "none: fails fast"
+            raise
+
+    def _attempt(self, submission: Submission, key: str) -> SubmissionResult:
+        row = self.store.ledger(key)
+        job_id = None
+        if row is not None and row.status in ("submitted", "done") and row.job_id:
+            job_id = row.job_id
+        elif row is not None and row.status == "submitting":
+            job_id = self.backend.find(key)
+            if job_id is not None:
+                self.store.submitted(key, job_id)
+        if job_id is not None:
+            self.log.count("reattachments")
+        else:
+            job_id = self._submit(submission, key)
+        return self._collect(key, job_id)
+
+    def _submit(self, submission: Submission, key: str) -> str:
+        self.breaker.allow()
+        self.store.intend(key, self.backend.name, submission.kind, self.flow_run_id)
+        try:
+            job_id = self.backend.submit(submission, tag=key)
+        except QhybridError as exc:
+            self._failure(exc)
+            if not exc.transient:
+                self.store.finished(key, error=exc.to_dict())
+            raise
+        self.store.submitted(key, job_id)
+        self.log.submitted(job_id, self.backend.estimate_qpu_seconds(submission))
+        if getattr(self.backend, "remote", False):
+            self.store.open_lease(self.flow_run_id, self.backend.name, "job", job_id)
+            self.log.count("leases_opened")
+        return job_id
+
+    def _collect(self, key: str, job_id: str) -> SubmissionResult:
+        try:
+            result = self.backend.result(job_id)
+        except QhybridError as exc:
+            self._failure(exc)
+            if not exc.transient:
+                self.store.finished(key, error=exc.to_dict())
+                self._close_lease(job_id, "failed")
+            raise
+        self.breaker.success()
+        self.store.finished(key)
+        self._close_lease(job_id, None)
+        return result
+
+    def _failure(self, exc: QhybridError) -> None:
+        if self.breaker.failure(exc):
+            self.log.count("breaker_trips")
+
+    def _close_lease(self, job_id: str, note: str | None) -> None:
+        if getattr(self.backend, "remote", False):
+            self.store.close_lease(job_id, note=note)
+            self.log.count("leases_closed")
+
+    @contextmanager
+    def mode(self, mode: Mode) -> Iterator[None]:
+        """Run the submissions made inside in a Batch or Session, leased until it closes."""
+        if mode == "single":
+            yield
+            return
+        open_mode = getattr(self.backend, "open_mode", None)
+        if open_mode is None:
+            raise SubmissionError(f"{self.backend.name} has no {mode} mode", field="mode")
+        provider_id = open_mode(mode)
+        self.store.open_lease(self.flow_run_id, self.backend.name, mode, provider_id)
+        self.log.count("leases_opened")
+        try:
+            yield
+        finally:
+            self.backend.close_mode()  # type: ignore[attr-defined]
+            self.store.close_lease(provider_id)
+            self.log.count("leases_closed")
+
+
+Runner = Callable[[Submitter, Submission, str], SubmissionResult]
+
+
+def attempt_once(submitter: Submitter, submission: Submission, key: str) -> SubmissionResult:
+    """A runner without retries: a single attempt (tests, replays, benchmarks)."""
+    return submitter.attempt(submission, key)
+
+
+class BackendExecutor:
+    """The executor the domain sees, sending every call through a :class:`Submitter`.
+
+    Args:
+        submitter: Idempotent submission to one backend.
+        runner: Runs one part with its retry policy (a Prefect task in flows).
+        precision: Target standard error of estimates; None for the backend's default.
+        mitigation: Mitigation for every estimate sent through this executor.
+    """
+
+    def __init__(self, submitter: Submitter, runner: Runner = attempt_once, *,
+                 precision: float | None = None, mitigation: MitigationSpec | None = None) -> None:
+        self.submitter, self.runner = submitter, runner
+        self.precision, self.mitigation = precision, mitigation
+        self.name = submitter.backend.name
+
+    @property
+    def num_qubits(self) -> int | None:
+        """The backend's qubits."""
+        return self.submitter.backend.num_qubits
+
+    def describe(self) -> dict[str, object]:
+        """The backend's description."""
+        return self.submitter.backend.describe()
+
+    def run(self, submission: Submission) -> SubmissionResult:
+        """Split at the backend's limits, run every part, and join the results."""
+        parts, shapes = split(submission, self.submitter.backend.limits)
+        results = [self.runner(self.submitter, part, self.submitter.key(part)) for part in parts]
+        return SubmissionResult.join(results, shapes)
+
+    def estimate_with_stds(
+        self, circuit: QuantumCircuit, observable: SparsePauliOp, points: np.ndarray, *, seed: int,
+        mitigation: MitigationSpec | None = None,
+    ) -> tuple[np.ndarray, np.ndarray, dict[str, object]]:
+        """Expectation values, their standard errors and the provider's metadata (one PUB)."""
+        result = self.run(Submission("estimate", (Pub(circuit, np.asarray(points), observable),),
+                                     seed=seed, precision=self.precision,
+                                     mitigation=mitigation or self.mitigation))
+        return result.evs[0], result.stds[0], result.metadata
+
+    def estimate(
+        self, circuit: QuantumCircuit, observable: SparsePauliOp, points: np.ndarray, *, seed: int
+    ) -> np.ndarray:
+        """Expectation values, one per row of ``points`` (one PUB)."""
+        return self.estimate_with_stds(circuit, observable, points, seed=seed)[0]
+
+    def sample(
+        self, circuit: QuantumCircuit, points: np.ndarray, *, shots: int, seed: int
+    ) -> list[Counts]:
+        """Counts, one dict per row of ``points`` (one PUB)."""
+        result = self.run(Submission("sample", (Pub(circuit, np.asarray(points)),),
+                                     seed=seed, shots=shots))
+        return result.counts[0]

@@ -1,0 +1,50 @@
+"""The retry unit of the execution plane: one Prefect task run per provider submission.
+
+Each part of a split submission runs as a ``submit-job`` task. A transient failure (transport,
+provider rejection) makes Prefect retry it with exponential backoff and jitter; the retry goes
+through the idempotency ledger, so it re-attaches to the provider job when one exists.
+Validation, submission and execution errors fail at once.
+"""
+
+from __future__ import annotations
+
+from prefect import Task, task
+from prefect.cache_policies import NO_CACHE
+from prefect.client.schemas.objects import TaskRun
+from prefect.states import State
+from prefect.tasks import exponential_backoff
+from prefect.utilities.annotations import quote
+
+from backends import Runner, Submission, SubmissionResult, Submitter
+from qhybrid.core import Settings, is_transient
+
+
+def retry_if_transient(task: Task, task_run: TaskRun, state: State) -> bool:
+    """Prefect retry condition: retry only when the failure's class is transient."""
+    return is_transient(state.result(raise_on_failure=False))
+
+
+@task(name="submit-job", cache_policy=NO_CACHE, retry_condition_fn=retry_if_transient,
+      retry_jitter_factor=0.5)
+def submit_job(submitter: Submitter, submission: Submission, key: str) -> SubmissionResult:
+    """One idempotent attempt at a submission's result (retried by Prefect when transient)."""
+    return submitter.attempt(submission, key)
+
+
+def prefect_runner(settings: Settings) -> Runner:
+    """A runner that sends each part through :func:`submit_job` with the settings' retries.
+
+    Delays grow as ``b, 2b, 4b, ...`` for ``b = settings.retry_backoff_seconds``, each
+    jittered by up to 50 %.
+    """
+    configured = submit_job.with_options(
+        retries=settings.submission_retries,
+        retry_delay_seconds=exponential_backoff(backoff_factor=settings.retry_backoff_seconds)
+        if settings.retry_backoff_seconds > 0 else 0,
+    )
+
+    def run(submitter: Submitter, submission: Submission, key: str) -> SubmissionResult:
+        # quote(): Prefect need not walk circuits and arrays looking for futures.
+        return configured(quote(submitter), quote(submission), key)
+
+    return run

@@ -1,0 +1,240 @@
+"""The execution plane: idempotency keys, splitting, re-attachment, breakers, strict parity."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings as hsettings, strategies as st
+
+from backends import (
+    BackendLimits,
+    ExecutionLog,
+    Pub,
+    StateStore,
+    Submission,
+    Submitter,
+    idempotency_key,
+    open_backend,
+    open_executor,
+    split,
+)
+from qhybrid.core import (
+    BackendRejectedError,
+    BreakerOpenError,
+    MitigationSpec,
+    QaoaMaxcutFamily,
+    Settings,
+    SpecError,
+    SubmissionError,
+    TransportError,
+    VqeFamily,
+    load_spec,
+    spec_from_mapping,
+)
+from qhybrid.experiments import build_workload, h2_hamiltonian, random_regular_graph
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def vqe():
+    return build_workload(VqeFamily(), h2_hamiltonian())
+
+
+@pytest.fixture(scope="module")
+def qaoa():
+    return build_workload(QaoaMaxcutFamily(), random_regular_graph(6, 3, seed=1, triangle_free=False, weighted=False))
+
+
+def _estimate(workload, points: np.ndarray, seed: int = 1, **kw: object) -> Submission:  # noqa: ANN001
+    return Submission("estimate", (Pub(workload.ansatz, points, workload.observable),),
+                      seed=seed, **kw)  # type: ignore[arg-type]
+
+
+# -- idempotency key ---------------------------------------------------------------------------
+
+def test_key_is_deterministic_and_covers_every_input(vqe, qaoa) -> None:  # noqa: ANN001
+    point = np.array([[0.1, 0.2, 0.3, 0.4]])
+    base = idempotency_key(_estimate(vqe, point), "aer")
+    assert base == idempotency_key(_estimate(vqe, point.copy()), "aer")
+    variants = [
+        idempotency_key(_estimate(vqe, point + 1e-12), "aer"),
+        idempotency_key(_estimate(vqe, point, seed=2), "aer"),
+        idempotency_key(_estimate(vqe, point), "ibm:fake_manila"),
+        idempotency_key(_estimate(vqe, point, precision=0.01), "aer"),
+        idempotency_key(_estimate(vqe, point, mitigation=MitigationSpec(readout=True)), "aer"),
+        idempotency_key(Submission("sample", (Pub(vqe.measured, point),), seed=1, shots=10), "aer"),
+        idempotency_key(Submission("sample", (Pub(vqe.measured, point),), seed=1, shots=11), "aer"),
+        idempotency_key(_estimate(qaoa, np.array([[0.1, 0.2]])), "aer"),
+    ]
+    assert len({base, *variants}) == 1 + len(variants)
+
+
+# -- splitting at backend limits ---------------------------------------------------------------
+
+@hsettings(max_examples=25, deadline=None)
+@given(rows=st.lists(st.integers(1, 9), min_size=1, max_size=5), max_pubs=st.integers(1, 3),
+       max_rows=st.integers(1, 7))
+def test_split_respects_limits_and_keeps_order(rows: list[int], max_pubs: int, max_rows: int) -> None:
+    from qiskit.circuit import QuantumCircuit
+
+    circuit = QuantumCircuit(1)
+    pubs = tuple(Pub(circuit, np.arange(r, dtype=float)[:, None] + 100 * i) for i, r in enumerate(rows))
+    parts, shapes = split(Submission("sample", pubs, seed=1, shots=1), BackendLimits(max_pubs, max_rows))
+    assert all(len(p.pubs) <= max_pubs and sum(x.rows for x in p.pubs) <= max_rows for p in parts)
+    flat = np.concatenate([x.points for p in parts for x in p.pubs])
+    assert np.array_equal(flat, np.concatenate([p.points for p in pubs]))
+    assert [sum(s) for s in shapes] == rows
+
+
+def test_a_split_submission_gives_the_same_result(vqe) -> None:  # noqa: ANN001
+    points = np.random.default_rng(0).uniform(-3, 3, size=(23, 4))
+    whole = open_executor("aer", Settings(), transpiler_seed=1)
+    limited = open_executor("aer", Settings(), transpiler_seed=1)
+    limited.submitter.backend.limits = BackendLimits(max_pubs=1, max_rows=5)
+    assert np.allclose(whole.estimate(vqe.ansatz, vqe.observable, points, seed=3),
+                       limited.estimate(vqe.ansatz, vqe.observable, points, seed=3))
+    assert limited.submitter.log.provider_submissions == 5  # ceil(23 / 5)
+
+
+# -- never pay twice -----------------------------------------------------------------------------
+
+def test_a_repeated_submission_reattaches(tmp_path: Path, vqe) -> None:  # noqa: ANN001
+    store = StateStore(f"sqlite:///{tmp_path}/state.db")
+    log = ExecutionLog()
+    first = open_executor("aer", Settings(), transpiler_seed=1, store=store, log=log)
+    again = open_executor("aer", Settings(), transpiler_seed=1, store=store, log=log)
+    point = np.array([[0.1, 0.2, 0.3, 0.4]])
+    assert first.sample(vqe.measured, point, shots=100, seed=5) == again.sample(
+        vqe.measured, point, shots=100, seed=5)
+    assert store.count_local_jobs() == 1 and log.reattachments == 1
+    assert log.record().provider_submissions == 1 and log.record().distinct_jobs == 1
+
+
+def test_a_submit_interrupted_before_the_job_id_was_written_finds_the_job(vqe) -> None:  # noqa: ANN001
+    store = StateStore("sqlite://")
+    backend = open_backend("aer", Settings(), transpiler_seed=1, store=store)
+    submitter = Submitter(backend, store, ExecutionLog())
+    submission = _estimate(vqe, np.array([[0.1, 0.2, 0.3, 0.4]]))
+    key = submitter.key(submission)
+    # The crash window: intent written, provider accepted the job, its id never recorded.
+    store.intend(key, backend.name, "estimate", None)
+    backend.submit(submission, tag=key)
+    result = submitter.attempt(submission, key)
+    assert result.evs[0].shape == (1,)
+    assert store.count_local_jobs() == 1 and submitter.log.reattachments == 1
+    assert store.ledger(key).status == "done"
+
+
+_CRASHER = textwrap.dedent("""
+    import os, signal, sys
+    import numpy as np
+    from backends import LocalJobs, open_executor, StateStore
+    from qhybrid.core import Settings, VqeFamily
+    from qhybrid.experiments import build_workload, h2_hamiltonian
+
+    if sys.argv[2] == "crash":
+        # Die by SIGKILL at the first poll: after the job id is in the ledger, before any result.
+        LocalJobs.result = lambda self, job_id: os.kill(os.getpid(), signal.SIGKILL)
+    w = build_workload(VqeFamily(), h2_hamiltonian())
+    store = StateStore(sys.argv[1])
+    ex = open_executor("ibm:fake_manila", Settings(), transpiler_seed=1, store=store)
+    counts = ex.sample(w.measured, np.array([[0.1, 0.2, 0.3, 0.4]]), shots=200, seed=9)[0]
+    log = ex.submitter.log
+    print(sum(counts.values()), log.provider_submissions, log.reattachments)
+""")
+
+
+def test_kill_between_submission_and_result_then_rerun_pays_once(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/state.db"
+    script = tmp_path / "crasher.py"
+    script.write_text(_CRASHER)
+    env = {"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "MLFLOW_DISABLE_TELEMETRY": "true"}
+    crashed = subprocess.run([sys.executable, str(script), url, "crash"], capture_output=True,
+                             text=True, cwd=REPO, env=env, timeout=300)
+    assert crashed.returncode == -9, crashed.stderr
+    store = StateStore(url)
+    assert store.count_local_jobs() == 1 and store.ledger_counts() == {"submitted": 1}
+    rerun = subprocess.run([sys.executable, str(script), url, "normal"], capture_output=True,
+                           text=True, cwd=REPO, env=env, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    shots, submissions, reattachments = map(int, rerun.stdout.split())
+    assert (shots, submissions, reattachments) == (200, 0, 1)
+    assert store.count_local_jobs() == 1 and store.ledger_counts() == {"done": 1}
+
+
+# -- circuit breaker -----------------------------------------------------------------------------
+
+def test_breaker_opens_fails_fast_half_opens_and_is_shared(tmp_path: Path, vqe) -> None:  # noqa: ANN001
+    url = f"sqlite:///{tmp_path}/state.db"
+    flaky = Settings(faults="transport=1,seed=1", breaker_threshold=2, breaker_cooldown_seconds=0.5)
+    executor = open_executor("aer", flaky, transpiler_seed=1, store=StateStore(url))
+    point = np.array([[0.1, 0.2, 0.3, 0.4]])
+    for seed in (1, 2):
+        with pytest.raises(TransportError):
+            executor.estimate(vqe.ansatz, vqe.observable, point, seed=seed)
+    # Another process (another store object on the same database) sees the open breaker.
+    healthy = open_executor("aer", Settings(breaker_cooldown_seconds=0.5), transpiler_seed=1,
+                            store=StateStore(url))
+    with pytest.raises(BreakerOpenError) as info:
+        healthy.estimate(vqe.ansatz, vqe.observable, point, seed=3)
+    assert not info.value.transient and info.value.recovery == "none: fails fast"
+    assert executor.submitter.log.breaker_trips == 1
+    time.sleep(0.6)
+    assert healthy.estimate(vqe.ansatz, vqe.observable, point, seed=3).shape == (1,)
+    assert healthy.submitter.breaker.state == "closed"
+
+
+def test_a_maintenance_signal_opens_the_breaker_at_once(vqe) -> None:  # noqa: ANN001
+    executor = open_executor("aer", Settings(faults="maintenance=1,seed=1", breaker_threshold=50),
+                             transpiler_seed=1)
+    with pytest.raises(BackendRejectedError, match="maintenance"):
+        executor.estimate(vqe.ansatz, vqe.observable, np.array([[0.1, 0.2, 0.3, 0.4]]), seed=1)
+    assert executor.submitter.breaker.state == "open"
+
+
+# -- strict parity -------------------------------------------------------------------------------
+
+def test_mitigation_on_a_backend_that_cannot_apply_it_is_refused(vqe) -> None:  # noqa: ANN001
+    executor = open_executor("aer-noisy:fake_manila", Settings(), transpiler_seed=1)
+    with pytest.raises(SubmissionError) as info:
+        executor.estimate_with_stds(vqe.ansatz, vqe.observable, np.array([[0.1, 0.2, 0.3, 0.4]]),
+                                    seed=1, mitigation=MitigationSpec(readout=True))
+    assert info.value.field == "mitigation"
+    assert executor.submitter.log.provider_submissions == 0
+
+
+@pytest.mark.parametrize(("hardware", "field"), [
+    ({"backend": "aer-noisy:fake_manila", "mitigation": {"readout": True}}, "gates.hardware"),
+    ({"backend": "aer", "mode": "session"}, "gates.hardware"),
+    ({"backend": "ibm:fake_manila", "mitigation": {}}, "gates.hardware.mitigation"),
+    ({"backend": "ibm:fake_manila", "fallback": ["ibm:fake_manila"]}, "gates.hardware"),
+    ({"backend": "ibm:fake_manila", "fallback": ["quantum-cloud:x"]},
+     "gates.hardware.fallback"),
+])
+def test_spec_refuses_options_a_backend_would_ignore(hardware: dict, field: str) -> None:
+    data = load_spec(REPO / "specs" / "vqe-h2.yaml").model_dump(mode="json")
+    data["gates"]["hardware"] = hardware
+    with pytest.raises(SpecError) as info:
+        spec_from_mapping(data)
+    assert info.value.field == field
+
+
+def test_ibm_local_mode_applies_mitigation_and_reports_it(vqe) -> None:  # noqa: ANN001
+    executor = open_executor("ibm:fake_manila", Settings(), transpiler_seed=1)
+    point = np.array([[0.1, 0.2, 0.3, 0.4]])
+    plain, _, meta_plain = executor.estimate_with_stds(vqe.ansatz, vqe.observable, point, seed=4)
+    mitigated, _, meta = executor.estimate_with_stds(
+        vqe.ansatz, vqe.observable, point, seed=4,
+        mitigation=MitigationSpec(readout=True, dynamical_decoupling=True))
+    assert meta_plain["mitigation"] is None
+    applied = meta["mitigation"]
+    assert applied["resilience"]["measure_mitigation"] is True
+    assert applied["dynamical_decoupling"]["enable"] is True
+    assert plain[0] != mitigated[0]
