@@ -1,0 +1,94 @@
+"""The execution plane inside the promotion flow: fallback, mitigation arms, sessions, leases."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from backends import StateStore
+from qhybrid.core import ExperimentSpec, RunManifest, load_spec, spec_from_mapping
+
+
+def _small(repo: Path, **hardware: object) -> ExperimentSpec:
+    data = load_spec(repo / "specs" / "qaoa-maxcut-small.yaml").model_dump(mode="json")
+    data["gates"]["hardware"] |= hardware
+    return spec_from_mapping(data)
+
+
+def test_a_sick_target_falls_back_and_the_downgrade_cannot_pass(prefect_server, settings, repo) -> None:  # noqa: ANN001
+    from flows import promote_experiment
+
+    spec = _small(repo, backend="ibm:fake_lagos", fallback=["aer-noisy:fake_lagos"],
+                  mitigation={"readout": True})
+    # Only the IBM target is down for maintenance; the simulators stay healthy.
+    sick = settings.model_copy(update={"faults": "maintenance=1,seed=1,target=ibm:",
+                                       "retry_backoff_seconds": 0.0})
+    report = promote_experiment(spec, sick)
+
+    hardware = next(g for g in report.gates if g.gate == "hardware")
+    assert not hardware.passed and hardware.downgraded_from == "ibm:fake_lagos"
+    assert hardware.backend == "aer-noisy:fake_lagos"
+    assert any(c.name == "ran_on_target" and not c.passed for c in hardware.criteria)
+    assert report.decision is not None and not report.decision.promote
+
+    execution = report.execution
+    assert execution is not None and len(execution.fallbacks) == 1
+    fallback = execution.fallbacks[0]
+    assert fallback.requested == "ibm:fake_lagos" and fallback.used == "aer-noisy:fake_lagos"
+    assert fallback.reason["error"] in ("BackendRejectedError", "BreakerOpenError")
+    assert fallback.reason["recovery"] == "fallback to aer-noisy:fake_lagos"
+    assert fallback.dropped == ("mitigation (readout)",)
+    assert execution.breaker_trips == 1  # the maintenance signal opened the breaker at once
+    assert set(execution.retries_by_class) <= {"BackendRejectedError"}
+    assert execution.mitigation is None
+
+    manifest = RunManifest.model_validate_json(Path(report.manifest).read_text())
+    assert manifest.execution == execution
+
+
+def test_mitigated_and_unmitigated_arms_in_a_session(prefect_server, settings, repo) -> None:  # noqa: ANN001
+    from flows import promote_experiment
+
+    spec = _small(repo, backend="ibm:fake_lagos", mode="session",
+                  mitigation={"readout": True, "require_improvement": True, "repeats": 3})
+    report = promote_experiment(spec, settings)
+
+    hardware = next(g for g in report.gates if g.gate == "hardware")
+    mitigation = report.execution.mitigation
+    assert mitigation is not None and mitigation.techniques == ("readout",)
+    assert mitigation.applied_options["resilience"]["measure_mitigation"] is True
+    assert len(mitigation.unmitigated_values) == len(mitigation.mitigated_values) == 3
+    # Readout mitigation moves the expected cut towards the exact value on fake_lagos.
+    assert mitigation.improvement_low > 0, mitigation
+    assert abs(mitigation.mitigated_value - mitigation.ideal_value) < abs(
+        mitigation.unmitigated_value - mitigation.ideal_value)
+    assert mitigation.mitigated_qpu_seconds > mitigation.unmitigated_qpu_seconds > 0
+    criterion = next(c for c in hardware.criteria if c.name == "mitigation_improvement_low")
+    assert criterion.passed and hardware.metrics["mitigation_improvement"] == mitigation.improvement
+
+    # The session was leased for the flow run and closed with it.
+    leases = StateStore(settings.state_store_url).leases(report.prefect_flow_run_id)
+    assert [(lease.kind, lease.status) for lease in leases] == [("session", "closed")]
+    assert report.execution.leases_opened == report.execution.leases_closed == 1
+
+    # The raw arms are kept on the hardware gate's MLflow run.
+    from registry import Tracker
+
+    tracker = Tracker.for_settings(settings)
+    path = tracker.client.download_artifacts(hardware.mlflow_run_id, "mitigation.json")
+    assert json.loads(Path(path).read_text())["mitigated_values"] == list(mitigation.mitigated_values)
+
+
+@pytest.mark.parametrize("rerun", [True])
+def test_a_rerun_reattaches_instead_of_paying_again(prefect_server, settings, repo, rerun: bool) -> None:  # noqa: ANN001
+    from flows import run_experiment
+
+    spec = load_spec(repo / "specs" / "vqe-h2.yaml")
+    first = run_experiment(spec, settings, "ibm:fake_manila")
+    second = run_experiment(spec, settings, "ibm:fake_manila")
+    assert first.execution.provider_submissions > 0 and first.execution.reattachments == 0
+    assert second.execution.provider_submissions == 0
+    assert second.execution.reattachments == first.execution.distinct_jobs
+    assert second.metrics == first.metrics
