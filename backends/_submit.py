@@ -202,7 +202,11 @@ class Submitter:
 
     @contextmanager
     def mode(self, mode: Mode) -> Iterator[None]:
-        """Run the submissions made inside in a Batch or Session, leased until it closes."""
+        """Run the submissions made inside in a Batch or Session, leased until it closes.
+
+        The lease is closed when the block ends, or cancelled (with the Session or Batch) when
+        it raises; a process killed outright leaves it open for :func:`release_leases`.
+        """
         if mode == "single":
             yield
             return
@@ -214,10 +218,15 @@ class Submitter:
         self.log.count("leases_opened")
         try:
             yield
-        finally:
-            self.backend.close_mode()  # type: ignore[attr-defined]
-            self.store.close_lease(provider_id)
+        except BaseException as exc:
+            # Failed, cancelled or timed out inside: cancel the Session/Batch and its queued jobs.
+            self.backend.close_mode(cancel=True)  # type: ignore[attr-defined]
+            self.store.close_lease(provider_id, status="cancelled", note=type(exc).__name__)
             self.log.count("leases_closed")
+            raise
+        self.backend.close_mode()  # type: ignore[attr-defined]
+        self.store.close_lease(provider_id)
+        self.log.count("leases_closed")
 
 
 Runner = Callable[[Submitter, Submission, str], SubmissionResult]

@@ -43,7 +43,8 @@ def promotion_spec(project_root: Path) -> ExperimentSpec:
 
 @pytest.fixture(scope="session")
 def tmp_settings(project_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    """Settings that read the project's data but write MLflow and records into a tmp folder."""
+    """Settings that read the project's data but write MLflow, records and the execution state
+    store into a tmp folder."""
     tmp = tmp_path_factory.mktemp("qhybrid-records")
     return Settings(
         project_root=project_root,
@@ -51,6 +52,7 @@ def tmp_settings(project_root: Path, tmp_path_factory: pytest.TempPathFactory) -
         mlflow_artifact_root=tmp / "artifacts",
         promotion_log=tmp / "log.jsonl",
         manifests_dir=tmp / "manifests",
+        state_url=f"sqlite:///{tmp / 'state.db'}",
     )
 
 
@@ -58,7 +60,8 @@ def tmp_settings(project_root: Path, tmp_path_factory: pytest.TempPathFactory) -
 def prefect_harness() -> Iterator[None]:
     """A throwaway Prefect server and database for the flows (started once per session).
 
-    Requested only by benchmarks that run a flow, so the sweep never starts a server.
+    Requested only by benchmarks that run a flow or Prefect tasks, so the sweep never starts a
+    server.
     """
     from prefect.testing.utilities import prefect_test_harness
 

@@ -2,9 +2,11 @@
 
 Group ``promotion``:
 
-* ``test_promotion_quantum_execution``: every circuit execution of the promotion, called
-  directly (no Prefect, no MLflow): the ideal optimise-and-measure, the statistical repeats
-  and the hardware-target measurement on the spec's backends.
+* ``test_promotion_quantum_execution``: every circuit execution of the promotion, through
+  ``backends.open_executor`` with the plain ``attempt_once`` runner and a fresh in-memory state
+  store per round (no Prefect, no MLflow, nothing re-attached from an earlier round): the ideal
+  optimise-and-measure, the statistical repeats and the hardware-target measurement on the
+  spec's backends.
 * ``test_promotion_classical_computation``: classical baselines plus the analysis that turns
   the executions into gate verdicts and the promotion decision.
 * ``test_promotion_full_flow``: ``flows.promote_experiment(spec, settings)`` under Prefect with
@@ -19,7 +21,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from backends import open_backend
+from backends import BackendExecutor, ExecutionLog, memory_store, open_executor
 from qhybrid.core import ExperimentSpec, GateResult, PromotionDecision, Settings
 from qhybrid.experiments import (
     Execution,
@@ -49,6 +51,7 @@ class QuantumEvidence:
     ideal: Execution
     repeats: list[Execution]
     hardware: Execution
+    log: ExecutionLog
 
 
 @pytest.fixture(scope="module")
@@ -67,23 +70,28 @@ def evidence_cache() -> dict[str, QuantumEvidence]:
 def quantum_part(spec: ExperimentSpec, settings: Settings, instance: GraphInstance,
                  workload: Workload) -> QuantumEvidence:
     """What the ideal, statistical and hardware gates execute, with the same seeds and backends
-    as tasks._work (backends opened afresh, as each gate does)."""
+    as tasks._work: one executor per gate, all on one state store and execution log as in a
+    run session. The store is a new in-memory one per call, so every submission executes."""
     seeds = spec.seeds
-    ideal_backend = open_backend(spec.gates.ideal.backend, settings, transpiler_seed=seeds.transpiler)
-    ideal = optimise_and_measure(workload, instance, ideal_backend, spec,
+    store, log = memory_store(), ExecutionLog()
+
+    def executor(name: str, field: str = "backend") -> BackendExecutor:
+        return open_executor(name, settings, transpiler_seed=seeds.transpiler, store=store,
+                             log=log, field=field)
+
+    ideal = optimise_and_measure(workload, instance, executor(spec.gates.ideal.backend), spec,
                                  optimiser_seed=seeds.optimiser, simulator_seed=seeds.simulator)
-    repeat_backend = open_backend(spec.gates.ideal.backend, settings, transpiler_seed=seeds.transpiler)
+    repeat_backend = executor(spec.gates.ideal.backend)
     repeats = [
         optimise_and_measure(workload, instance, repeat_backend, spec,
                              optimiser_seed=derive_seed(seeds.optimiser, k + 1),
                              simulator_seed=derive_seed(seeds.simulator, k + 1))
         for k in range(spec.gates.statistical.repeats)
     ]
-    hardware_backend = open_backend(spec.gates.hardware.backend, settings,
-                                    transpiler_seed=seeds.transpiler, field="gates.hardware.backend")
+    hardware_backend = executor(spec.gates.hardware.backend, field="gates.hardware.backend")
     hardware = measure(workload, instance, hardware_backend, ideal.parameters,
                        shots=spec.shots, seed=seeds.simulator)
-    return QuantumEvidence(ideal=ideal, repeats=repeats, hardware=hardware)
+    return QuantumEvidence(ideal=ideal, repeats=repeats, hardware=hardware, log=log)
 
 
 def classical_part(spec: ExperimentSpec, instance: GraphInstance, workload: Workload,
@@ -119,10 +127,16 @@ def test_promotion_quantum_execution(benchmark, promotion_spec, tmp_settings, pr
     evidence = benchmark.pedantic(quantum_part, args=(promotion_spec, tmp_settings, instance, workload),
                                   rounds=1, iterations=1, warmup_rounds=0)
     evidence_cache["quantum"] = evidence
+    record = evidence.log.record()
     benchmark.extra_info |= _seconds(evidence) | {
         "optimiser_batches": sum(e.batches for e in [evidence.ideal, *evidence.repeats]),
         "optimiser_points": sum(e.evaluations for e in [evidence.ideal, *evidence.repeats]),
+        "provider_submissions": record.provider_submissions,
+        "reattachments": record.reattachments,
     }
+    # Executed for real: every distinct submission reached the simulator once, none failed.
+    assert record.provider_submissions == record.distinct_jobs > 0
+    assert not record.failures_by_class
     assert len(evidence.repeats) == promotion_spec.gates.statistical.repeats
     assert evidence.ideal.evaluations > 0
     assert sum(evidence.hardware.counts.values()) == promotion_spec.shots
@@ -150,6 +164,10 @@ def test_promotion_full_flow(benchmark, prefect_harness, promotion_spec, tmp_set
                                 rounds=1, iterations=1, warmup_rounds=0)
     benchmark.extra_info |= {"promoted": bool(report.decision and report.decision.promote),
                              "gate_seconds": {g.gate: round(g.seconds, 3) for g in report.gates}}
+    if report.execution is not None:
+        benchmark.extra_info |= {"provider_submissions": report.execution.provider_submissions,
+                                 "reattachments": report.execution.reattachments}
+        assert report.execution.provider_submissions > 0
     assert [g.gate for g in report.gates] == ["ideal", "statistical", "hardware", "baseline"]
     assert report.decision is not None
     assert report.mlflow_run_id

@@ -2,6 +2,10 @@
 
 Both benchmarks share the group ``sweep-1000``: one batched estimate (a single PUB holding a
 (1000, 2) array of points) against 1,000 estimate calls of one point each.
+
+Both go through the executor the domain uses (``open_executor("aer", ...)``: idempotency key,
+in-memory state store, local job, result read back). Every round opens a fresh executor, so
+its store is empty and every submission executes; nothing re-attaches to an earlier round.
 """
 
 from __future__ import annotations
@@ -11,12 +15,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from backends import AerBackend
-from qhybrid.core import QaoaMaxcutFamily, parse_backend_name
+from backends import BackendExecutor, open_executor
+from qhybrid.core import QaoaMaxcutFamily, Settings
 from qhybrid.experiments import Workload, build_workload, load_instance
 
 POINTS = 1000
 SEED = 12
+TRANSPILER_SEED = 0
 GROUP = "sweep-1000"
 
 
@@ -29,54 +34,75 @@ def workload(project_root: Path) -> Workload:
 @pytest.fixture(scope="module")
 def points(workload: Workload) -> np.ndarray:
     """A 40 x 25 grid over the family's bounds (gamma in [0, pi], beta in [0, pi/2]),
-    in circuit parameter order, shape (1000, 2)."""
+    in circuit parameter order, shape (1000, 2); no two points are equal."""
     (g_lo, g_hi), (b_lo, b_hi) = workload.bounds
     gammas, betas = np.meshgrid(np.linspace(g_lo, g_hi, 40), np.linspace(b_lo, b_hi, 25),
                                 indexing="ij")
     family_order = np.column_stack([gammas.ravel(), betas.ravel()])
     assert family_order.shape == (POINTS, 2)
+    assert len(np.unique(family_order, axis=0)) == POINTS
     return workload.circuit_points(family_order)
 
 
-@pytest.fixture(scope="module")
-def backend(workload: Workload) -> AerBackend:
-    """Ideal Aer with the ansatz already transpiled, so neither variant pays for it."""
-    aer = AerBackend(parse_backend_name("aer"))
-    aer.prepare(workload.ansatz)
-    return aer
+def fresh_executor(settings: Settings, workload: Workload) -> BackendExecutor:
+    """Ideal Aer behind a new executor (empty in-memory store), with the ansatz already
+    transpiled, so the timed part pays neither for opening it nor for transpiling."""
+    executor = open_executor("aer", settings, transpiler_seed=TRANSPILER_SEED)
+    executor.submitter.backend.engine.prepare(workload.ansatz)
+    return executor
 
 
 @pytest.fixture(scope="module")
-def reference(workload: Workload, backend: AerBackend, points: np.ndarray) -> np.ndarray:
-    return backend.estimate(workload.ansatz, workload.observable, points, seed=SEED)
+def reference(tmp_settings: Settings, workload: Workload, points: np.ndarray) -> np.ndarray:
+    executor = fresh_executor(tmp_settings, workload)
+    return executor.estimate(workload.ansatz, workload.observable, points, seed=SEED)
 
 
-def _batched(backend: AerBackend, workload: Workload, points: np.ndarray) -> np.ndarray:
-    return backend.estimate(workload.ansatz, workload.observable, points, seed=SEED)
+def _batched(executor: BackendExecutor, workload: Workload, points: np.ndarray) -> np.ndarray:
+    return executor.estimate(workload.ansatz, workload.observable, points, seed=SEED)
 
 
-def _per_point(backend: AerBackend, workload: Workload, points: np.ndarray) -> np.ndarray:
+def _per_point(executor: BackendExecutor, workload: Workload, points: np.ndarray) -> np.ndarray:
     return np.concatenate([
-        backend.estimate(workload.ansatz, workload.observable, point[None, :], seed=SEED)
+        executor.estimate(workload.ansatz, workload.observable, point[None, :], seed=SEED)
         for point in points
     ])
 
 
+def _rounds(settings: Settings, workload: Workload, points: np.ndarray,
+            opened: list[BackendExecutor]):
+    """A pedantic ``setup``: a fresh executor per round (kept in ``opened`` for the checks)."""
+    def setup():
+        opened.append(fresh_executor(settings, workload))
+        return (opened[-1], workload, points), {}
+    return setup
+
+
 @pytest.mark.benchmark(group=GROUP)
-def test_sweep_batched_one_pub(benchmark, backend, workload, points, reference):
-    values = benchmark.pedantic(_batched, args=(backend, workload, points),
+def test_sweep_batched_one_pub(benchmark, tmp_settings, workload, points, reference):
+    opened: list[BackendExecutor] = []
+    values = benchmark.pedantic(_batched, setup=_rounds(tmp_settings, workload, points, opened),
                                 rounds=3, iterations=1, warmup_rounds=0)
-    benchmark.extra_info |= {"points": POINTS, "estimate_calls": 1}
+    log = opened[-1].submitter.log
+    benchmark.extra_info |= {"points": POINTS, "estimate_calls": 1,
+                             "provider_submissions": log.provider_submissions}
     assert values.shape == (POINTS,)
     np.testing.assert_allclose(values, reference)
+    assert all(e.submitter.log.provider_submissions == 1 for e in opened)
+    assert all(e.submitter.log.reattachments == 0 for e in opened)
 
 
 @pytest.mark.benchmark(group=GROUP)
-def test_sweep_per_point_1000_calls(benchmark, backend, workload, points, reference):
-    values = benchmark.pedantic(_per_point, args=(backend, workload, points),
+def test_sweep_per_point_1000_calls(benchmark, tmp_settings, workload, points, reference):
+    opened: list[BackendExecutor] = []
+    values = benchmark.pedantic(_per_point, setup=_rounds(tmp_settings, workload, points, opened),
                                 rounds=1, iterations=1, warmup_rounds=0)
-    benchmark.extra_info |= {"points": POINTS, "estimate_calls": POINTS}
+    log = opened[-1].submitter.log
+    benchmark.extra_info |= {"points": POINTS, "estimate_calls": POINTS,
+                             "provider_submissions": log.provider_submissions}
     assert values.shape == (POINTS,)
     assert np.allclose(values, reference), "per-point values differ from the batched sweep"
+    # Every call executed: one provider job per point, none re-attached.
+    assert log.provider_submissions == POINTS and log.reattachments == 0
     # The expected cut of a 10-node 3-regular graph (15 edges) lies in [0, 15].
     assert 0.0 <= values.min() and values.max() <= 15.0

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from prefect import flow
 from prefect.runtime import flow_run
+from prefect.states import Cancelled
 
-from qhybrid.core import ExperimentSpec, RunReport, Settings
+from qhybrid.core import ExperimentSpec, RunCancelledError, RunReport, Settings
 from tasks import (
     baseline_gate,
     close_records,
@@ -34,6 +35,9 @@ def promote_experiment(
         decision = decide_promotion(session, gates, hardware_execution, baselines)
         return close_records(session, "promotion", spec.gates.ideal.backend, ideal_execution,
                              gates, baselines, decision, run_id)
-    except BaseException:
-        fail_session(session)
+    except RunCancelledError as exc:
+        fail_session(session, exc)  # leases released: nothing left running or billed
+        return Cancelled(message=exc.message)
+    except BaseException as exc:  # failure, timeout, SIGTERM: release leases, then re-raise
+        fail_session(session, exc)
         raise

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from prefect import flow
 from prefect.runtime import flow_run
+from prefect.states import Cancelled
 
-from qhybrid.core import ExperimentSpec, RunReport, Settings
+from qhybrid.core import ExperimentSpec, RunCancelledError, RunReport, Settings
 from tasks import close_records, open_records, run_on_backend
 from tasks._records import fail_session
 
@@ -20,6 +21,9 @@ def run_experiment(
     try:
         execution = run_on_backend(session, backend)
         return close_records(session, "run", backend, execution, [], [], None, run_id)
-    except BaseException:
-        fail_session(session)
+    except RunCancelledError as exc:
+        fail_session(session, exc)  # leases released: nothing left running or billed
+        return Cancelled(message=exc.message)
+    except BaseException as exc:  # failure, timeout, SIGTERM: release leases, then re-raise
+        fail_session(session, exc)
         raise

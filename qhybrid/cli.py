@@ -2,14 +2,15 @@
 
 Exit codes: 0 done (or promoted); 2 invalid input (spec, flag, data); 3 the gates refused
 promotion; 4 backend failure; 5 post-processing failure; 6 tracking failure; 7 replay mismatch;
-1 anything unexpected. With ``--json`` exactly one JSON document goes to stdout; logs, progress
-and errors go to stderr.
+8 the flow run was cancelled; 1 anything unexpected. With ``--json`` exactly one JSON document
+goes to stdout; logs, progress and errors go to stderr.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import signal
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -31,6 +32,7 @@ from qhybrid.core import (
     ExperimentSpec,
     InvalidInputError,
     QhybridError,
+    RunCancelledError,
     RunReport,
     Settings,
     TrackingError,
@@ -134,7 +136,13 @@ class _TaskProgress(logging.Handler):
             self.progress.update(self.bar, advance=1, description=f"{name} done")
 
 
+def _exit_on_sigterm(_signum: int, _frame: object) -> None:
+    raise SystemExit(143)
+
+
 def _run_flow(title: str, steps: int, call):  # noqa: ANN001, ANN202
+    from prefect.exceptions import CancelledRun
+
     err.print(f"[bold]{title}[/] (a Prefect flow; its local server takes ~10 s to start)")
     columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
                MofNCompleteColumn(), TimeElapsedColumn())
@@ -143,10 +151,16 @@ def _run_flow(title: str, steps: int, call):  # noqa: ANN001, ANN202
         handler = _TaskProgress(progress, bar)
         logger = logging.getLogger("prefect.task_runs")
         logger.addHandler(handler)
+        # On SIGTERM Prefect marks the flow crashed (our flows release their leases first), then
+        # re-sends the signal to the previous handler: exit cleanly so the local server stops.
+        previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
         try:
             report = call()
+        except CancelledRun as exc:
+            raise RunCancelledError(f"the flow run was cancelled: {exc}") from exc
         finally:
             logger.removeHandler(handler)
+            signal.signal(signal.SIGTERM, previous)
     _wait_for_records(report.prefect_flow_run_id)
     return report
 

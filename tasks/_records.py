@@ -12,6 +12,7 @@ from qhybrid.core import (
     PromotionDecision,
     PromotionLogRecord,
     RunManifest,
+    RunCancelledError,
     RunReport,
     Settings,
 )
@@ -83,12 +84,28 @@ def open_session(
     )
 
 
-def fail_session(session: RunSession, reason: str = "flow failed") -> list[str]:
-    """Release every lease the run holds, mark the parent run FAILED, drop the scratch folder.
+def failure_reason(exc: BaseException) -> tuple[str, str]:
+    """Why a flow stopped, and the MLflow status for it: ``(reason, FAILED | KILLED)``."""
+    name = type(exc).__name__
+    if isinstance(exc, RunCancelledError):
+        return "flow cancelled", "KILLED"
+    if name == "TerminationSignal":  # SIGTERM: a worker cancelling its flow run, or shutdown
+        return "flow terminated", "KILLED"
+    if isinstance(exc, TimeoutError) or name == "CancelledError":  # timeout_seconds exceeded
+        return "flow timed out", "FAILED"
+    if isinstance(exc, KeyboardInterrupt):
+        return "flow interrupted", "KILLED"
+    return f"flow failed: {name}", "FAILED"
+
+
+def fail_session(session: RunSession, exc: BaseException | None = None) -> list[str]:
+    """Release every lease the run holds, end the parent run FAILED (or KILLED when cancelled),
+    drop the scratch folder.
 
     Returns:
         One line per lease released (or whose release failed).
     """
+    reason, status = failure_reason(exc) if exc is not None else ("flow failed", "FAILED")
     released: list[str] = []
     if session.flow_run_id is not None:
         released = release_leases(session.store, session.flow_run_id,
@@ -97,7 +114,7 @@ def fail_session(session: RunSession, reason: str = "flow failed") -> list[str]:
     session.tracker.set_tags(session.parent_run_id, {
         "qhybrid.failure": reason,
         "qhybrid.execution": session.log.record().model_dump_json(exclude={"job_ids"})[:5000]})
-    session.tracker.end_run(session.parent_run_id, "FAILED")
+    session.tracker.end_run(session.parent_run_id, status)
     shutil.rmtree(session.scratch, ignore_errors=True)
     return released
 

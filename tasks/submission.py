@@ -4,11 +4,18 @@ Each part of a split submission runs as a ``submit-job`` task. A transient failu
 provider rejection) makes Prefect retry it with exponential backoff and jitter; the retry goes
 through the idempotency ledger, so it re-attaches to the provider job when one exists.
 Validation, submission and execution errors fail at once.
+
+A flow called in-process does not notice a cancellation set through Prefect's API (only
+workers and runners act on it), so the runner checks the flow run's state before each
+submission, at most once per ``_CANCEL_POLL_SECONDS``, and stops the run cooperatively.
 """
 
 from __future__ import annotations
 
-from prefect import Task, task
+import time
+from uuid import UUID
+
+from prefect import Task, get_client, task
 from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import TaskRun
 from prefect.states import State
@@ -16,7 +23,9 @@ from prefect.tasks import exponential_backoff
 from prefect.utilities.annotations import quote
 
 from backends import Runner, Submission, SubmissionResult, Submitter
-from qhybrid.core import Settings, is_transient
+from qhybrid.core import RunCancelledError, Settings, is_transient
+
+_CANCEL_POLL_SECONDS = 1.0
 
 
 def retry_if_transient(task: Task, task_run: TaskRun, state: State) -> bool:
@@ -43,8 +52,26 @@ def prefect_runner(settings: Settings) -> Runner:
         if settings.retry_backoff_seconds > 0 else 0,
     )
 
+    last_check = [0.0]
+
     def run(submitter: Submitter, submission: Submission, key: str) -> SubmissionResult:
+        if submitter.flow_run_id and time.monotonic() - last_check[0] > _CANCEL_POLL_SECONDS:
+            last_check[0] = time.monotonic()
+            raise_if_cancelled(submitter.flow_run_id)
         # quote(): Prefect need not walk circuits and arrays looking for futures.
         return configured(quote(submitter), quote(submission), key)
 
     return run
+
+
+def raise_if_cancelled(flow_run_id: str) -> None:
+    """Stop work if the flow run is being cancelled.
+
+    Raises:
+        RunCancelledError: The flow run is CANCELLING or CANCELLED.
+    """
+    with get_client(sync_client=True) as client:
+        state = client.read_flow_run(UUID(flow_run_id)).state
+    if state is not None and (state.is_cancelling() or state.is_cancelled()):
+        raise RunCancelledError(f"flow run {flow_run_id} was cancelled ({state.name}); "
+                                "no further submissions")

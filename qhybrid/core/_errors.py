@@ -16,7 +16,8 @@ its layer, whether retrying can help (``transient``) and the CLI exit code it ma
     │   └── ExecutionError           the job ran and failed
     ├── PostProcessingError          results could not be turned into metrics (exit 5)
     ├── TrackingError                MLflow, promotion log or manifest could not be written (exit 6)
-    └── ReplayMismatchError          a replay did not reproduce the recorded counts (exit 7)
+    ├── ReplayMismatchError          a replay did not reproduce the recorded counts (exit 7)
+    └── RunCancelledError            the flow run was cancelled while it worked (exit 8)
 
 Foreign exceptions are translated once, at the boundary that meets them, with
 ``raise Mapped(...) from exc``.
@@ -146,6 +147,13 @@ class ReplayMismatchError(QhybridError):
 
     layer = "replay"
     exit_code = 7
+
+
+class RunCancelledError(QhybridError):
+    """Someone cancelled the flow run (Prefect UI, API or CLI); work stops at the next step."""
+
+    layer = "orchestration"
+    exit_code = 8
 
 
 def is_transient(exc: BaseException) -> bool:

@@ -25,6 +25,7 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
         "QHYBRID_MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db",
         "QHYBRID_MLFLOW_ARTIFACT_ROOT": str(tmp_path / "artifacts"),
         "QHYBRID_PROMOTION_LOG": str(tmp_path / "log.jsonl"),
+        "QHYBRID_STATE_URL": f"sqlite:///{tmp_path}/state.db",
         "QHYBRID_MANIFESTS_DIR": str(tmp_path / "manifests"),
     }
     for key, value in values.items():
@@ -100,10 +101,17 @@ def test_promote_replay_show_and_refuse(env, tmp_path) -> None:  # noqa: ANN001
     # The Prefect UI's store holds every task run as final, and one artifact per gate + decision.
     with sqlite3.connect(tmp_path / "prefect" / "prefect.db") as db:
         flow_run = report["prefect_flow_run_id"]
-        states = db.execute("select state_type from task_run where flow_run_id = ?", (flow_run,)).fetchall()
+        states = db.execute("select name, state_type from task_run where flow_run_id = ?",
+                            (flow_run,)).fetchall()
         artifacts = db.execute("select count(*) from artifact a join task_run t on a.task_run_id = t.id "
                                "where t.flow_run_id = ?", (flow_run,)).fetchone()[0]
-    assert [s for (s,) in states] == ["COMPLETED"] * 7
+    assert {state for _name, state in states} == {"COMPLETED"}
+    steps = sorted(name.rsplit("-", 1)[0] for name, _state in states if not name.startswith("submit-job"))
+    assert steps == sorted(["open-records", "ideal-gate", "statistical-gate", "hardware-gate",
+                            "baseline-gate", "decide-promotion", "close-records"])
+    # One task run per provider submission (no faults: no retries, nothing re-attached).
+    execution = report["execution"]
+    assert len(states) - 7 == execution["distinct_jobs"] == execution["provider_submissions"]
     assert artifacts == 5
 
     replayed = _cli(["replay", report["manifest"], "--json"], env, tmp_path)

@@ -92,3 +92,52 @@ def test_a_rerun_reattaches_instead_of_paying_again(prefect_server, settings, re
     assert second.execution.provider_submissions == 0
     assert second.execution.reattachments == first.execution.distinct_jobs
     assert second.metrics == first.metrics
+
+
+def test_a_cancelled_flow_leaves_no_open_lease(prefect_server, settings, repo) -> None:  # noqa: ANN001
+    import threading
+    import time
+    from uuid import UUID
+
+    from prefect import get_client
+    from prefect.exceptions import CancelledRun
+    from prefect.states import Cancelling
+
+    from flows import promote_experiment
+    from registry import Tracker
+
+    # Many mitigation repeats keep the hardware gate inside its session long enough to cancel.
+    spec = _small(repo, backend="ibm:fake_lagos", mode="session",
+                  mitigation={"readout": True, "repeats": 30})
+    store = StateStore(settings.state_store_url)
+    outcome: dict[str, object] = {}
+
+    def promote() -> None:
+        try:
+            outcome["report"] = promote_experiment(spec, settings)
+        except BaseException as exc:  # noqa: BLE001 - the test inspects whatever ended the flow
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=promote)
+    worker.start()
+    deadline = time.monotonic() + 300
+    while not (opened := store.leases(status="open")) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert opened, "the hardware gate never opened its session"
+    flow_run_id = opened[0].flow_run_id
+    with get_client(sync_client=True) as client:
+        client.set_flow_run_state(UUID(flow_run_id), Cancelling(), force=True)
+        worker.join(300)
+        final = client.read_flow_run(UUID(flow_run_id)).state
+
+    assert isinstance(outcome.get("error"), CancelledRun), outcome
+    assert final is not None and final.is_cancelled()
+    leases = store.leases(flow_run_id)
+    assert leases and [lease.status for lease in leases] == ["cancelled"] * len(leases)
+    assert store.leases(status="open") == []
+    tracker = Tracker.for_settings(settings)
+    runs = tracker.client.search_runs(
+        [e.experiment_id for e in tracker.client.search_experiments()],
+        filter_string=f"tags.`qhybrid.prefect_flow_run_id` = '{flow_run_id}'")
+    assert [r.info.status for r in runs] == ["KILLED"]
+    assert runs[0].data.tags["qhybrid.failure"] == "flow cancelled"
