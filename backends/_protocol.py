@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import weakref
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -189,15 +190,17 @@ class Backend(Protocol):
         ...
 
 
-_QASM: dict[int, tuple[QuantumCircuit, str]] = {}
+_QASM: dict[int, tuple[weakref.ref[QuantumCircuit], str]] = {}
 
 
 def _canonical_qasm(circuit: QuantumCircuit) -> str:
-    # Cached per circuit object (kept alive alongside), since the optimiser resubmits one ansatz.
+    # Cached per circuit object, since the optimiser resubmits one ansatz hundreds of times;
+    # an entry goes when its circuit is garbage-collected.
     cached = _QASM.get(id(circuit))
-    if cached is None or cached[0] is not circuit:
-        cached = (circuit, qasm3.dumps(circuit))
+    if cached is None or cached[0]() is not circuit:
+        cached = (weakref.ref(circuit), qasm3.dumps(circuit))
         _QASM[id(circuit)] = cached
+        weakref.finalize(circuit, _QASM.pop, id(circuit), None)
     return cached[1]
 
 

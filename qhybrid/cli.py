@@ -29,6 +29,7 @@ from rich.progress import (
 )
 
 from qhybrid.core import (
+    ExecutionRecord,
     ExperimentSpec,
     InvalidInputError,
     QhybridError,
@@ -165,6 +166,22 @@ def _run_flow(title: str, steps: int, call):  # noqa: ANN001, ANN202
     return report
 
 
+def _print_execution(e: ExecutionRecord) -> None:
+    retries = sum(e.retries_by_class.values())
+    by_class = ", ".join(f"{k} {v}" for k, v in sorted(e.retries_by_class.items()))
+    out.print(f"execution: {e.provider_submissions} provider submissions, "
+              f"{e.reattachments} re-attached, {retries} retries{f' ({by_class})' if by_class else ''}, "
+              f"{e.breaker_trips} breaker trips, est. QPU {e.qpu_seconds_estimate:.2f} s")
+    for f in e.fallbacks:
+        out.print(f"  [yellow]downgraded[/]: {f.role} ran on {f.used} instead of {f.requested} "
+                  f"({f.reason.get('error')}: {f.reason.get('message')})")
+    if e.mitigation is not None:
+        m = e.mitigation
+        out.print(f"  mitigation ({', '.join(m.techniques)}): {m.unmitigated_value:.4g} -> "
+                  f"{m.mitigated_value:.4g} (exact {m.ideal_value:.4g}); improvement "
+                  f"{m.improvement:.4g} [{m.improvement_low:.4g}, {m.improvement_high:.4g}]")
+
+
 def _print_report(report: RunReport, settings: Settings) -> None:
     from rich.table import Table
 
@@ -198,6 +215,8 @@ def _print_report(report: RunReport, settings: Settings) -> None:
         out.print(table)
     params = ", ".join(f"{k}={v:.4f}" for k, v in report.parameters.items())
     out.print(f"parameters: {params}")
+    if report.execution is not None:
+        _print_execution(report.execution)
     if report.decision is not None:
         d = report.decision
         head = "[bold green]PROMOTED[/]" if d.promote else "[bold red]REFUSED[/]"
@@ -367,6 +386,40 @@ def replay(
                   f"circuit {'identical' if result.circuit_identical else 'DIFFERENT'}")
     if not (result.identical and result.circuit_identical):
         raise typer.Exit(7)
+
+
+@app.command()
+def leases(
+    release: Annotated[str | None, typer.Option(
+        "--release", metavar="FLOW_RUN_ID",
+        help="Cancel every open lease of this flow run (e.g. one killed outright).")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """List open leases (sessions, batches, remote jobs) in the state store; release a run's."""
+    try:
+        settings = _settings()
+        from backends import StateStore, open_backend, release_leases
+
+        store = StateStore(settings.state_store_url)
+        released: list[str] = []
+        if release is not None:
+            released = release_leases(
+                store, release,
+                lambda name: open_backend(name, settings, transpiler_seed=0, store=store),
+                reason="released by `qhybrid leases`")
+        still_open = store.leases(status="open")
+    except QhybridError as exc:
+        raise _fail(exc, as_json) from exc
+    if as_json:
+        print(json.dumps({"released": released, "open": [vars(lease) for lease in still_open]},
+                         indent=1))
+        return
+    for line in released:
+        out.print(f"released: {line}")
+    if not still_open:
+        out.print("no open leases")
+    for lease in still_open:
+        out.print(f"{lease.kind:8s} {lease.provider_id}  {lease.backend}  flow run {lease.flow_run_id}")
 
 
 @data_app.command("maxcut")

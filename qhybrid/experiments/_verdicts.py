@@ -128,8 +128,10 @@ def hardware_verdict(
     if downgraded:
         criteria.append(_criterion("ran_on_target", 0.0, "==", 1.0))
     if policy.mitigation is not None and policy.mitigation.require_improvement:
-        low = improvement_low if improvement_low is not None else math.nan
-        criteria.append(_criterion("mitigation_improvement_low", low, ">=", 0.0))
+        if improvement_low is None:  # no mitigated arm ran (e.g. a fallback): no evidence
+            criteria.append(_criterion("mitigation_measured", 0.0, "==", 1.0))
+        else:
+            criteria.append(_criterion("mitigation_improvement_low", improvement_low, ">=", 0.0))
     return GateResult(
         gate="hardware", passed=all(c.passed for c in criteria), backend=backend,
         metrics={**metrics, "degradation": degradation, "total_variation_distance": distance},

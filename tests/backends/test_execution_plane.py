@@ -238,3 +238,21 @@ def test_ibm_local_mode_applies_mitigation_and_reports_it(vqe) -> None:  # noqa:
     assert applied["resilience"]["measure_mitigation"] is True
     assert applied["dynamical_decoupling"]["enable"] is True
     assert plain[0] != mitigated[0]
+
+
+def test_zne_and_twirling_are_applied_in_local_mode(vqe) -> None:  # noqa: ANN001
+    executor = open_executor("ibm:fake_manila", Settings(), transpiler_seed=1)
+    point = np.array([[0.1, 0.2, 0.3, 0.4]])
+    zne = MitigationSpec(zne=True, zne_noise_factors=(1.0, 3.0), twirling=True,
+                         twirling_randomizations=4)
+    value, _stds, meta = executor.estimate_with_stds(vqe.ansatz, vqe.observable, point, seed=4,
+                                                     mitigation=zne)
+    applied = meta["mitigation"]
+    assert applied["resilience"]["zne_mitigation"] is True
+    assert applied["resilience"]["zne"]["noise_factors"] == [1.0, 3.0]
+    assert applied["twirling"]["enable_gates"] is True and applied["twirling"]["num_randomizations"] == 4
+    assert np.isfinite(value[0])
+    # The pre-flight QPU estimate accounts for the folded circuits.
+    backend = executor.submitter.backend
+    plain = backend.estimate_qpu_seconds(_estimate(vqe, point))
+    assert backend.estimate_qpu_seconds(_estimate(vqe, point, mitigation=zne)) > plain > 0

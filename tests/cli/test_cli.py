@@ -144,3 +144,22 @@ def test_circuit_wider_than_device_is_refused_before_running(env, tmp_path) -> N
     error = json.loads(result.stdout)["error"]
     assert error["field"] == "gates.hardware.backend" and "5 qubits" in error["message"]
     assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_leases_lists_and_releases_what_a_killed_run_left_open(env, tmp_path) -> None:  # noqa: ANN001
+    from backends import StateStore
+
+    store = StateStore(env["QHYBRID_STATE_URL"])
+    # As a process killed outright leaves them: a session and a job of one flow run, still open.
+    store.open_lease("run-1", "ibm:fake_manila", "session", "local-session-abc")
+    store.open_lease("run-1", "aer", "job", "local-0123")
+    store.open_lease("run-2", "aer", "job", "local-4567")
+    listed = CliRunner().invoke(app, ["leases", "--json"])
+    assert listed.exit_code == 0, listed.output
+    assert len(json.loads(listed.stdout)["open"]) == 3
+    released = CliRunner().invoke(app, ["leases", "--release", "run-1", "--json"])
+    assert released.exit_code == 0, released.output
+    document = json.loads(released.stdout)
+    assert len(document["released"]) == 2 and all("cancelled" in line for line in document["released"])
+    assert [lease["flow_run_id"] for lease in document["open"]] == ["run-2"]
+    assert [lease.status for lease in store.leases("run-1")] == ["cancelled", "cancelled"]

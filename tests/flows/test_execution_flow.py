@@ -39,7 +39,7 @@ def test_a_sick_target_falls_back_and_the_downgrade_cannot_pass(prefect_server, 
     assert fallback.requested == "ibm:fake_lagos" and fallback.used == "aer-noisy:fake_lagos"
     assert fallback.reason["error"] in ("BackendRejectedError", "BreakerOpenError")
     assert fallback.reason["recovery"] == "fallback to aer-noisy:fake_lagos"
-    assert fallback.dropped == ("mitigation (readout)",)
+    assert fallback.dropped == ("mitigation (readout)", "mode=session")
     assert execution.breaker_trips == 1  # the maintenance signal opened the breaker at once
     assert set(execution.retries_by_class) <= {"BackendRejectedError"}
     assert execution.mitigation is None
