@@ -1,4 +1,5 @@
-"""Aer simulators: ideal (``aer``) and with a fake device's noise (``aer-noisy:<device>``)."""
+"""Aer simulators: ideal (``aer``, or ``aer:<method>`` to choose the simulation method) and with
+a fake device's noise (``aer-noisy:<device>``)."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ class AerBackend:
     """Runs circuits on Aer, optionally transpiled for and noisy like a fake IBM device.
 
     Args:
-        name: ``aer`` or ``aer-noisy:<fake device>``.
+        name: ``aer``, ``aer:<method>`` or ``aer-noisy:<fake device>``.
         transpiler_seed: Seed of the layout and routing passes (recorded in the manifest).
     """
 
@@ -31,6 +32,7 @@ class AerBackend:
         self.name = str(name)
         self.transpiler_seed = transpiler_seed
         self.remote = False
+        self.method = name.method
         self.limits = BackendLimits()
         self._device = fake_device(name.device) if name.device else None
         self._noise = NoiseModel.from_backend(self._device) if self._device else None
@@ -48,7 +50,8 @@ class AerBackend:
         """Name, simulator version, device and its calibration snapshot."""
         import qiskit_aer
 
-        info: dict[str, object] = {"name": self.name, "simulator": f"qiskit-aer {qiskit_aer.__version__}"}
+        info: dict[str, object] = {"name": self.name, "simulator": f"qiskit-aer {qiskit_aer.__version__}",
+                                   "method": self.method or "automatic"}
         if self._device is not None:
             info |= {
                 "device": self._device.name,
@@ -65,7 +68,7 @@ class AerBackend:
 
     def _backend_options(self, active_qubits: int) -> dict[str, object]:
         if self._noise is None:
-            return {}
+            return {"method": self.method} if self.method else {}
         method = "density_matrix" if active_qubits <= _DENSITY_MATRIX_MAX_QUBITS else "automatic"
         return {"noise_model": self._noise, "method": method}
 

@@ -173,7 +173,8 @@ class IbmBackend:
         else:
             if token is None:
                 raise BackendNameError(
-                    f"{self.name} is real IBM hardware: set QHYBRID_IBM_TOKEN to use it",
+                    f"{self.name} is real IBM hardware: set QHYBRID_IBM_TOKEN (or QHYBRID_IBM_TOKEN_BLOCK, "
+                    "a Prefect Secret block) to use it",
                     field="ibm_token",
                 )
             try:

@@ -72,6 +72,8 @@ def quantum_part(spec: ExperimentSpec, settings: Settings, instance: GraphInstan
     """What the ideal, statistical and hardware gates execute, with the same seeds and backends
     as tasks._work: one executor per gate, all on one state store and execution log as in a
     run session. The store is a new in-memory one per call, so every submission executes."""
+    # The hardware gate's mitigation arms are not reproduced here; the bundled spec has none.
+    assert spec.gates.hardware.mitigation is None, "quantum_part runs no mitigation arms"
     seeds = spec.seeds
     store, log = memory_store(), ExecutionLog()
 
@@ -89,8 +91,9 @@ def quantum_part(spec: ExperimentSpec, settings: Settings, instance: GraphInstan
         for k in range(spec.gates.statistical.repeats)
     ]
     hardware_backend = executor(spec.gates.hardware.backend, field="gates.hardware.backend")
-    hardware = measure(workload, instance, hardware_backend, ideal.parameters,
-                       shots=spec.shots, seed=seeds.simulator)
+    with hardware_backend.submitter.mode(spec.gates.hardware.mode):
+        hardware = measure(workload, instance, hardware_backend, ideal.parameters,
+                           shots=spec.shots, seed=seeds.simulator)
     return QuantumEvidence(ideal=ideal, repeats=repeats, hardware=hardware, log=log)
 
 

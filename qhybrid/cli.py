@@ -112,7 +112,14 @@ def _preflight(spec: ExperimentSpec, settings: Settings, backends: dict[str, str
                allow_unpinned_data: bool) -> None:
     """Everything that can be checked before a flow starts: backends, data pins, parameters."""
     from backends import check_width, open_engine
+    from qhybrid.core import parse_backend_name
     from tasks._work import prepare_inputs
+
+    if settings.ibm_token is None and settings.ibm_token_block and any(
+            parse_backend_name(name).is_real_hardware for name in backends.values()):
+        from tasks._secrets import resolve_ibm_token
+
+        settings = resolve_ibm_token(settings)  # local to the check; the flow resolves its own
 
     opened = {field: open_engine(name, settings, transpiler_seed=spec.seeds.transpiler, field=field)
               for field, name in backends.items()}

@@ -22,6 +22,7 @@ from qhybrid.core import (
 from qhybrid.experiments import Execution, decide
 from tasks import _records, _work
 from tasks._markdown import decision_markdown, gate_markdown
+from tasks._secrets import resolve_ibm_token
 from tasks.submission import prefect_runner
 
 
@@ -43,6 +44,7 @@ def open_records(
     flow_run_id: str | None,
 ) -> _work.RunSession:
     """Check the inputs against dvc.lock and open the MLflow parent run."""
+    settings = resolve_ibm_token(settings)
     session = _records.open_session(spec, settings, kind=kind,
                                     allow_unpinned_data=allow_unpinned_data, flow_run_id=flow_run_id)
     session.runner = prefect_runner(settings)

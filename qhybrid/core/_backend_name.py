@@ -1,4 +1,5 @@
-"""The one-string backend names users type: ``aer``, ``aer-noisy:<device>``, ``ibm:<device>``."""
+"""The one-string backend names users type: ``aer[:<method>]``, ``aer-noisy:<device>``,
+``ibm:<device>``."""
 
 from __future__ import annotations
 
@@ -11,6 +12,9 @@ from qhybrid.core._errors import BackendNameError
 
 BackendKind = Literal["aer", "aer-noisy", "ibm"]
 _DEVICE = re.compile(r"^[a-z][a-z0-9_]*$")
+AER_METHODS = ("automatic", "statevector", "density_matrix", "matrix_product_state",
+               "stabilizer", "extended_stabilizer")
+"""Simulation methods selectable for the ideal simulator, as ``aer:<method>``."""
 
 
 class BackendName(BaseModel):
@@ -20,12 +24,14 @@ class BackendName(BaseModel):
         kind: ``aer`` (ideal), ``aer-noisy`` (Aer with a fake device's noise model) or ``ibm``
             (qiskit-ibm-runtime: local testing mode for ``fake_*`` devices, real hardware else).
         device: The device after the colon, e.g. ``fake_manila``; None for ``aer``.
+        method: For ``aer``, the Aer simulation method (``aer:<method>``); None for automatic.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     kind: BackendKind
     device: str | None = None
+    method: str | None = None
 
     @property
     def is_fake(self) -> bool:
@@ -38,14 +44,16 @@ class BackendName(BaseModel):
         return self.kind == "ibm" and not self.is_fake
 
     def __str__(self) -> str:
-        return self.kind if self.device is None else f"{self.kind}:{self.device}"
+        suffix = self.device or self.method
+        return self.kind if suffix is None else f"{self.kind}:{suffix}"
 
 
 def parse_backend_name(text: str, *, field: str = "backend") -> BackendName:
     """Parse a backend string.
 
     Args:
-        text: e.g. ``aer``, ``aer-noisy:fake_manila``, ``ibm:fake_manila``, ``ibm:ibm_torino``.
+        text: e.g. ``aer``, ``aer:matrix_product_state``, ``aer-noisy:fake_manila``,
+            ``ibm:fake_manila``, ``ibm:ibm_torino``.
         field: The field name to report on error.
 
     Returns:
@@ -57,6 +65,12 @@ def parse_backend_name(text: str, *, field: str = "backend") -> BackendName:
     kind, sep, device = text.strip().partition(":")
     if kind == "aer" and not sep:
         return BackendName(kind="aer")
+    if kind == "aer":
+        if device in AER_METHODS:
+            return BackendName(kind="aer", method=device)
+        raise BackendNameError(
+            f"'{text}': unknown Aer method; expected one of {', '.join(AER_METHODS)}", field=field
+        )
     if kind == "aer-noisy" and not device.startswith("fake_"):
         raise BackendNameError(
             f"'{text}': aer-noisy needs a fake device, e.g. aer-noisy:fake_manila", field=field
@@ -64,6 +78,7 @@ def parse_backend_name(text: str, *, field: str = "backend") -> BackendName:
     if kind in ("aer-noisy", "ibm") and _DEVICE.match(device):
         return BackendName(kind=kind, device=device)  # type: ignore[arg-type]
     raise BackendNameError(
-        f"unknown backend '{text}'; expected aer, aer-noisy:<fake device> or ibm:<device>",
+        f"unknown backend '{text}'; expected aer[:<method>], aer-noisy:<fake device> or "
+        "ibm:<device>",
         field=field,
     )

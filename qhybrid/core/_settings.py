@@ -28,6 +28,11 @@ class Settings(BaseSettings):
     promotion_log: Path = Field(default=Path("mlruns/promotion-log.jsonl"))
     manifests_dir: Path = Field(default=Path("mlruns/manifests"))
     ibm_token: SecretStr | None = Field(default=None, description="IBM Quantum API key.")
+    ibm_token_block: str | None = Field(
+        default=None,
+        description="Name of a Prefect Secret block holding the IBM token, read at flow start "
+        "when ibm_token is unset.",
+    )
     ibm_channel: str = Field(default="ibm_quantum_platform")
     ibm_instance: str | None = Field(default=None)
     state_url: str = Field(

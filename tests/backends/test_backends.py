@@ -93,3 +93,22 @@ def test_too_wide_circuit_is_refused_at_the_seam() -> None:
         backend = open_executor(name, Settings(), transpiler_seed=1)
         with pytest.raises(BackendNameError, match="5 qubits"):
             backend.sample(wide.measured, np.array([[0.1, 0.2]]), shots=10, seed=1)
+
+
+@pytest.mark.parametrize("method", ["statevector", "matrix_product_state", "density_matrix"])
+def test_ideal_aer_method_is_selectable_and_agrees(workload, method: str) -> None:  # noqa: ANN001
+    points = np.random.default_rng(1).uniform(-3, 3, size=(5, 4))
+    automatic = open_executor("aer", Settings(), transpiler_seed=1)
+    chosen = open_executor(f"aer:{method}", Settings(), transpiler_seed=1)
+    assert chosen.describe()["method"] == method
+    assert np.allclose(chosen.estimate(workload.ansatz, workload.observable, points, seed=1),
+                       automatic.estimate(workload.ansatz, workload.observable, points, seed=1))
+
+
+def test_unknown_aer_method_names_the_field() -> None:
+    from qhybrid.core import parse_backend_name
+
+    with pytest.raises(BackendNameError, match="matrix_product_state") as info:
+        parse_backend_name("aer:tensor_magic", field="gates.ideal.backend")
+    assert info.value.field == "gates.ideal.backend"
+    assert str(parse_backend_name("aer:stabilizer")) == "aer:stabilizer"

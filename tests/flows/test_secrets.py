@@ -45,3 +45,26 @@ def test_sentinel_token_appears_nowhere(prefect_server, settings, repo: Path, tm
         for table in ("flow_run", "task_run", "log", "artifact"):
             rows = db.execute(f"select * from {table}").fetchall()  # noqa: S608 - fixed names
             assert SENTINEL not in repr(rows), table
+
+
+def test_token_from_a_prefect_secret_block_appears_nowhere(prefect_server, settings, repo: Path,  # noqa: ANN001
+                                                           tmp_path: Path, capfd) -> None:  # noqa: ANN001
+    from prefect.blocks.system import Secret
+
+    from qhybrid.core import BackendNameError
+    from tasks._secrets import resolve_ibm_token
+
+    Secret(value=SENTINEL + "-block").save("qhybrid-test-ibm-token", overwrite=True)
+    from_block = settings.model_copy(update={"ibm_token_block": "qhybrid-test-ibm-token"})
+    assert resolve_ibm_token(from_block).ibm_token.get_secret_value() == SENTINEL + "-block"
+    direct = from_block.model_copy(update={"ibm_token": SecretStr("direct")})
+    assert resolve_ibm_token(direct).ibm_token.get_secret_value() == "direct"
+    with pytest.raises(BackendNameError) as info:
+        resolve_ibm_token(settings.model_copy(update={"ibm_token_block": "no-such-block"}))
+    assert info.value.field == "ibm_token_block"
+
+    report = promote_experiment(load_spec(repo / "specs" / "vqe-h2.yaml"), from_block)
+    assert SENTINEL not in report.model_dump_json()
+    out, err = capfd.readouterr()
+    assert SENTINEL not in out + err
+    assert _files_containing(tmp_path, SENTINEL.encode()) == []
