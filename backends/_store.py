@@ -27,9 +27,11 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    and_,
     create_engine,
     event,
     insert,
+    or_,
     select,
     update,
 )
@@ -48,6 +50,7 @@ SUBMISSIONS = Table(
     Column("status", String(16), nullable=False),  # submitting | submitted | done | failed
     Column("job_id", String(200)),
     Column("error", Text),
+    Column("owner", String(64)),  # the process that claimed the key last
     Column("attempts", Integer, nullable=False, default=0),
     Column("flow_run_id", String(64)),
     Column("created", Float, nullable=False),
@@ -188,19 +191,33 @@ class StateStore:
         return LedgerRow(r.key, r.backend, r.status, r.job_id,
                          json.loads(r.error) if r.error else None, r.attempts)
 
-    def intend(self, key: str, backend: str, kind: str, flow_run_id: str | None) -> None:
-        """Record that ``key`` is about to be submitted (before the provider sees it)."""
+    def claim(self, key: str, backend: str, kind: str, flow_run_id: str | None, *,
+              owner: str, stale_after: float) -> bool:
+        """Claim ``key`` for submission, atomically; written before the provider sees it.
+
+        A key is free when it has no row, when its last job failed, or when it is ``submitting``
+        under this ``owner`` or under one silent for ``stale_after`` seconds (a crashed process).
+
+        Returns:
+            True if this caller now owns the submission; False if another process is submitting
+            it or the key already has a job.
+        """
         now = time.time()
         try:
             self._write(insert(SUBMISSIONS).values(
                 key=key, backend=backend, kind=kind, status="submitting", attempts=1,
-                flow_run_id=flow_run_id, created=now, updated=now))
+                owner=owner, flow_run_id=flow_run_id, created=now, updated=now))
+            return True
         except TrackingError as exc:
             if not isinstance(exc.__cause__, IntegrityError):
                 raise
-            self._write(update(SUBMISSIONS).where(SUBMISSIONS.c.key == key).values(
-                status="submitting", job_id=None, error=None, flow_run_id=flow_run_id,
-                attempts=SUBMISSIONS.c.attempts + 1, updated=now))
+        c = SUBMISSIONS.c
+        free = or_(c.status == "failed",
+                   and_(c.status == "submitting",
+                        or_(c.owner == owner, c.updated < now - stale_after)))
+        return bool(self._write(update(SUBMISSIONS).where(c.key == key, free).values(
+            status="submitting", job_id=None, error=None, owner=owner, flow_run_id=flow_run_id,
+            attempts=c.attempts + 1, updated=now)))
 
     def submitted(self, key: str, job_id: str) -> None:
         """Record the provider job id of ``key``; done before any polling."""

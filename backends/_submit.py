@@ -15,6 +15,7 @@ already has the job.
 from __future__ import annotations
 
 import threading
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -43,7 +44,14 @@ from qhybrid.core import (
     MitigationSpec,
     QhybridError,
     SubmissionError,
+    TransportError,
 )
+
+
+# Identifies this process in the ledger; a key another process claimed less than
+# _IN_FLIGHT_SECONDS ago (and has no job for yet) is left to it.
+_OWNER = uuid.uuid4().hex
+_IN_FLIGHT_SECONDS = 30.0
 
 
 @dataclass
@@ -156,13 +164,20 @@ class Submitter:
                 self.store.submitted(key, job_id)
         if job_id is not None:
             self.log.count("reattachments")
-        else:
-            job_id = self._submit(submission, key)
-        return self._collect(key, job_id)
+            return self._collect(key, job_id)
+        return self._collect(key, self._submit(submission, key))
 
     def _submit(self, submission: Submission, key: str) -> str:
         self.breaker.allow()
-        self.store.intend(key, self.backend.name, submission.kind, self.flow_run_id)
+        if not self.store.claim(key, self.backend.name, submission.kind, self.flow_run_id,
+                                owner=_OWNER, stale_after=_IN_FLIGHT_SECONDS):
+            row = self.store.ledger(key)
+            if row is not None and row.job_id and row.status in ("submitted", "done"):
+                self.log.count("reattachments")
+                return row.job_id  # another process submitted it meanwhile
+            raise TransportError(
+                f"{self.backend.name}: another process is submitting this work; retry to "
+                "re-attach to its job", provider_status="IN_FLIGHT_ELSEWHERE")
         try:
             job_id = self.backend.submit(submission, tag=key)
         except QhybridError as exc:

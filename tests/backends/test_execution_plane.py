@@ -124,12 +124,28 @@ def test_a_submit_interrupted_before_the_job_id_was_written_finds_the_job(vqe) -
     submission = _estimate(vqe, np.array([[0.1, 0.2, 0.3, 0.4]]))
     key = submitter.key(submission)
     # The crash window: intent written, provider accepted the job, its id never recorded.
-    store.intend(key, backend.name, "estimate", None)
+    store.claim(key, backend.name, "estimate", None, owner="crashed-process", stale_after=30)
     backend.submit(submission, tag=key)
     result = submitter.attempt(submission, key)
     assert result.evs[0].shape == (1,)
     assert store.count_local_jobs() == 1 and submitter.log.reattachments == 1
     assert store.ledger(key).status == "done"
+
+
+def test_work_another_process_is_submitting_is_left_to_it_then_reattached(vqe) -> None:  # noqa: ANN001
+    store = StateStore("sqlite://")
+    backend = open_backend("aer", Settings(), transpiler_seed=1, store=store)
+    submitter = Submitter(backend, store, ExecutionLog())
+    submission = _estimate(vqe, np.array([[0.1, 0.2, 0.3, 0.4]]))
+    key = submitter.key(submission)
+    assert store.claim(key, backend.name, "estimate", None, owner="other-process", stale_after=30)
+    with pytest.raises(TransportError) as info:  # transient: Prefect retries it
+        submitter.attempt(submission, key)
+    assert info.value.provider_status == "IN_FLIGHT_ELSEWHERE" and store.count_local_jobs() == 0
+    # The other process gets its job id; the retry re-attaches to that job.
+    store.submitted(key, backend.submit(submission, tag=key))
+    assert submitter.attempt(submission, key).evs[0].shape == (1,)
+    assert store.count_local_jobs() == 1 and submitter.log.reattachments == 1
 
 
 _CRASHER = textwrap.dedent("""
