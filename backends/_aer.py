@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import numpy as np
 from qiskit.circuit import QuantumCircuit
-from qiskit.quantum_info import SparsePauliOp
 from qiskit_aer import AerError, AerSimulator
 from qiskit_aer.noise import NoiseModel
 from qiskit_aer.primitives import EstimatorV2, SamplerV2
 
-from qhybrid.core import BackendName, ExecutionError, SubmissionError
 from backends._devices import calibration_snapshot, fake_device
 from backends._isa import IsaCache, counts_by_row
 from backends._protocol import BackendLimits, Submission, SubmissionResult
+from qhybrid.core import BackendName, ExecutionError, SubmissionError
 
 # Up to this many active qubits a density matrix (cost independent of shots) beats
 # Monte Carlo trajectories for noisy sampling; measured at 10 qubits: ~10 s vs ~40 s/4000 shots.

@@ -18,20 +18,19 @@ import uuid
 import warnings
 
 import numpy as np
+import requests
 from pydantic import SecretStr
 from qiskit.circuit import QuantumCircuit
 from qiskit.providers import BackendV2
-from qiskit.quantum_info import SparsePauliOp
 from qiskit_ibm_runtime import Batch, QiskitRuntimeService, Session
-import requests
 from qiskit_ibm_runtime.exceptions import (
     IBMAccountError,
     IBMApiError,
+    IBMBackendApiError,
+    IBMBackendApiProtocolError,
     IBMBackendError,
     IBMBackendValueError,
     IBMError,
-    IBMBackendApiError,
-    IBMBackendApiProtocolError,
     IBMInputValueError,
     IBMNotAuthorizedError,
     IBMRuntimeError,

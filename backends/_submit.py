@@ -47,7 +47,6 @@ from qhybrid.core import (
     TransportError,
 )
 
-
 # Identifies this process in the ledger; a key another process claimed less than
 # _IN_FLIGHT_SECONDS ago (and has no job for yet) is left to it.
 _OWNER = uuid.uuid4().hex

@@ -6,8 +6,8 @@ Never imports qiskit: circuits arrive here as files and hashes.
 from registry._dvc import DataPin, file_md5, pin_inputs
 from registry._manifest import read_manifest, write_manifest
 from registry._plots import convergence_png, histogram_png
-from registry._provenance import git_commit, package_versions
 from registry._promotion_log import append_decision, read_decisions
+from registry._provenance import git_commit, package_versions
 from registry._tracking import SCORE_TAG, Tracker
 
 __all__ = [

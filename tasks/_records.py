@@ -5,18 +5,18 @@ from __future__ import annotations
 import datetime as dt
 import shutil
 
+from backends import StateStore, release_leases
 from qhybrid.core import (
     BaselineResult,
     ExperimentSpec,
     GateResult,
     PromotionDecision,
     PromotionLogRecord,
-    RunManifest,
     RunCancelledError,
+    RunManifest,
     RunReport,
     Settings,
 )
-from backends import StateStore, release_leases
 from qhybrid.experiments import Execution
 from registry import (
     SCORE_TAG,
@@ -29,10 +29,10 @@ from registry import (
 from tasks._work import (
     RunSession,
     counts_sha256,
-    open_for_release,
     decision_tags,
     ideal_counts,
     new_scratch,
+    open_for_release,
     prepare_inputs,
     write_artifacts,
 )

@@ -20,7 +20,7 @@ from qhybrid.core import (
     Settings,
 )
 from qhybrid.experiments import Execution, decide
-from tasks import _records, _work
+from tasks import _hardware, _records, _work
 from tasks._markdown import decision_markdown, gate_markdown
 from tasks._secrets import resolve_ibm_token
 from tasks.submission import prefect_runner
@@ -77,7 +77,7 @@ def statistical_gate(session: _work.RunSession) -> GateResult:
 @task(name="hardware-gate", cache_policy=NO_CACHE)
 def hardware_gate(session: _work.RunSession, ideal: Execution) -> tuple[GateResult, Execution]:
     """Gate 3: the optimised circuit on the hardware target."""
-    result, execution = _work.hardware_gate(session, ideal)
+    result, execution = _hardware.hardware_gate(session, ideal)
     _publish(session, result)
     return result, execution
 

@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from hypothesis import given, settings as hsettings, strategies as st
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from qhybrid.core import (
     BackendNameError,

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from backends import BackendExecutor, open_executor
-from qhybrid.core import QaoaMaxcutFamily, SpecError, Settings, spec_from_mapping
+from qhybrid.core import QaoaMaxcutFamily, Settings, SpecError, spec_from_mapping
 from qhybrid.experiments import (
     analyse,
     brute_force_maxcut,

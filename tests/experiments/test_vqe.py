@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from backends import BackendExecutor, open_executor
+from backends import open_executor
 from qhybrid.core import Settings, load_spec
 from qhybrid.experiments import build_workload, exact_ground_energy, load_instance, optimise_and_measure
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from qhybrid.core import DataError, PromotionLogRecord, RunManifest, InvalidInputError, TrackingError
+from qhybrid.core import DataError, InvalidInputError, PromotionLogRecord, RunManifest, TrackingError
 from registry import (
     Tracker,
     append_decision,
