@@ -57,4 +57,4 @@ ui-mlflow: setup
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlruns/mlflow.db --host 127.0.0.1 --port 5000
 
 clean:
-	rm -rf mlruns .prefect
+	rm -rf mlruns .prefect .qhybrid

@@ -272,7 +272,9 @@ class IbmBackend:
 
     @staticmethod
     def _convert(results, *, mitigated: bool) -> SubmissionResult:  # noqa: ANN001 - PrimitiveResult
-        metadata = {"mitigation": _applied(results.metadata) if mitigated else None}
+        shots = results.metadata.get("shots") if isinstance(results.metadata, dict) else None
+        metadata = {"mitigation": _applied(results.metadata) if mitigated else None,
+                    "shots": int(shots) if isinstance(shots, int | float) else None}
         if results and hasattr(results[0].data, "evs"):
             return SubmissionResult(
                 evs=[np.asarray(r.data.evs, dtype=float).reshape(-1) for r in results],

@@ -114,16 +114,19 @@ def mitigation_arms(
         workload.ansatz, workload.observable, points, seed=spec.seeds.simulator)[0])
     seeds = [derive_seed(spec.seeds.simulator, 1000 + k) for k in range(policy.repeats)]
     arms: dict[str, tuple[list[float], float]] = {}
+    shots: dict[str, int | None] = {}
     applied: dict[str, object] = {}
     for arm, mitigation in (("unmitigated", None), ("mitigated", policy)):
         start = time.perf_counter()
-        values = []
+        values, reported = [], []
         for seed in seeds:
             evs, _stds, metadata = backend.estimate_with_stds(
                 workload.ansatz, workload.observable, points, seed=seed, mitigation=mitigation)
             values.append(float(evs[0]))
+            reported.append(metadata.get("shots"))
             applied = metadata.get("mitigation") or applied  # type: ignore[assignment]
         arms[arm] = (values, time.perf_counter() - start)
+        shots[arm] = sum(reported) if all(isinstance(n, int) for n in reported) else None  # type: ignore[arg-type]
     qpu = {arm: policy.repeats * backend.submitter.backend.estimate_qpu_seconds(Submission(
         "estimate", (Pub(workload.ansatz, points, workload.observable),), seed=0,
         precision=backend.precision, mitigation=m)) for arm, m in (("unmitigated", None),
@@ -141,4 +144,5 @@ def mitigation_arms(
         mitigated_values=tuple(arms["mitigated"][0]),
         unmitigated_seconds=arms["unmitigated"][1], mitigated_seconds=arms["mitigated"][1],
         unmitigated_qpu_seconds=qpu["unmitigated"], mitigated_qpu_seconds=qpu["mitigated"],
+        unmitigated_shots=shots["unmitigated"], mitigated_shots=shots["mitigated"],
     )

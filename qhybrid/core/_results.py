@@ -121,6 +121,10 @@ class MitigationRecord(_Model):
     mitigated_seconds: float
     unmitigated_qpu_seconds: float
     mitigated_qpu_seconds: float
+    unmitigated_shots: int | None = Field(default=None, description="Shots the provider reports.")
+    mitigated_shots: int | None = Field(
+        default=None, description="Including the extra circuits mitigation runs (calibration, "
+        "noise-scaled copies, twirls), as the provider reports them.")
 
 
 class ExecutionRecord(_Model):

@@ -65,6 +65,8 @@ def test_mitigated_and_unmitigated_arms_in_a_session(prefect_server, settings, r
     assert abs(mitigation.mitigated_value - mitigation.ideal_value) < abs(
         mitigation.unmitigated_value - mitigation.ideal_value)
     assert mitigation.mitigated_qpu_seconds > mitigation.unmitigated_qpu_seconds > 0
+    assert mitigation.unmitigated_shots is not None and mitigation.mitigated_shots is not None
+    assert mitigation.mitigated_shots >= mitigation.unmitigated_shots > 0
     criterion = next(c for c in hardware.criteria if c.name == "mitigation_improvement_low")
     assert criterion.passed and hardware.metrics["mitigation_improvement"] == mitigation.improvement
 
