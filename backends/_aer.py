@@ -41,6 +41,11 @@ class AerBackend:
         )
 
     @property
+    def fingerprint(self) -> str:
+        """Name plus everything that shapes the executed circuit (part of idempotency keys)."""
+        return f"{self.name}|transpiler_seed={self.transpiler_seed}|opt={self._transpiled.optimization_level}"
+
+    @property
     def num_qubits(self) -> int | None:
         """Qubits of the emulated device; None for the ideal simulator (memory is the limit)."""
         return self._device.num_qubits if self._device is not None else None

@@ -1,8 +1,12 @@
 """A circuit breaker per backend, kept in the state store so every process sees it.
 
 closed --(N consecutive provider failures, or a maintenance signal)--> open
-open --(cool-down elapsed)--> half-open: the next submission is a probe
+open --(cool-down elapsed)--> half-open: one submission, the probe, is let through
 half-open --probe succeeds--> closed;  --probe fails--> open again
+(a probe silent for a whole cool-down, e.g. its process died, is replaced by a new one)
+
+Only a new submission that went through the breaker can close it: a re-attachment to an
+existing job says nothing about the backend taking new work.
 
 Counted as failures: transport errors and provider rejections, the signs of a sick backend.
 Not counted: submissions refused as formed (the caller's fault) and jobs that fail while
@@ -41,19 +45,22 @@ class CircuitBreaker:
         """Let a new submission through, or fail fast.
 
         Raises:
-            BreakerOpenError: The breaker is open and the cool-down has not ended.
+            BreakerOpenError: The breaker is open and the cool-down has not ended, or another
+                submission is the half-open probe.
         """
-        state, failures, opened_at, trips = self.store.breaker(self.backend)
-        if state != "open":
+        state, failures, since, _trips = self.store.breaker(self.backend)
+        if state == "closed":
             return
-        remaining = (opened_at or 0.0) + self.cooldown - time.time()
-        if remaining > 0:
-            raise BreakerOpenError(
-                f"{self.backend}: circuit breaker open after {failures} failures; "
-                f"failing fast for another {remaining:.0f} s",
-                provider_status="BREAKER_OPEN",
-            )
-        self.store.set_breaker(self.backend, "half-open", failures, opened_at, trips)
+        now = time.time()
+        remaining = (since or 0.0) + self.cooldown - now
+        if remaining <= 0 and self.store.take_breaker(self.backend, state, since, "half-open", now):
+            return  # this submission is the probe
+        what = "a probe is in flight" if state == "half-open" else (
+            f"failing fast for another {max(remaining, 0):.0f} s")
+        raise BreakerOpenError(
+            f"{self.backend}: circuit breaker {state} after {failures} failures; {what}",
+            provider_status="BREAKER_OPEN",
+        )
 
     def success(self) -> None:
         """A submission went through: close the breaker."""

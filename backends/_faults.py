@@ -51,6 +51,11 @@ class FaultyBackend:
         self._doomed: set[str] = set()
 
     @property
+    def fingerprint(self) -> str:
+        """The wrapped backend's fingerprint."""
+        return self.inner.fingerprint
+
+    @property
     def num_qubits(self) -> int | None:
         """The wrapped backend's qubit count."""
         return self.inner.num_qubits
@@ -93,9 +98,9 @@ class FaultyBackend:
                 self._doomed.add(job_id)
         return job_id
 
-    def find(self, tag: str) -> str | None:
+    def find(self, tag: str, *, since: float | None = None) -> str | None:
         """As the wrapped backend's."""
-        return self.inner.find(tag)
+        return self.inner.find(tag, since=since)
 
     def status(self, job_id: str) -> JobStatus:
         """ERROR for a doomed job, else the wrapped backend's."""

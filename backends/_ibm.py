@@ -12,6 +12,7 @@ real devices are remote: jobs are tagged with the idempotency key and fetched by
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import math
 import uuid
@@ -22,7 +23,14 @@ import requests
 from pydantic import SecretStr
 from qiskit.circuit import QuantumCircuit
 from qiskit.providers import BackendV2
+from qiskit.providers.exceptions import QiskitBackendNotFoundError
 from qiskit_ibm_runtime import Batch, QiskitRuntimeService, Session
+from qiskit_ibm_runtime.api.exceptions import (
+    ApiError,
+    AuthenticationLicenseError,
+    RequestsApiError,
+    UserTimeoutExceededError,
+)
 from qiskit_ibm_runtime.exceptions import (
     IBMAccountError,
     IBMApiError,
@@ -34,8 +42,12 @@ from qiskit_ibm_runtime.exceptions import (
     IBMInputValueError,
     IBMNotAuthorizedError,
     IBMRuntimeError,
+    RuntimeInvalidStateError,
     RuntimeJobFailureError,
+    RuntimeJobMaxTimeoutError,
+    RuntimeJobNotFound,
     RuntimeJobTimeoutError,
+    RuntimeProgramNotFound,
 )
 from qiskit_ibm_runtime.executor_estimator import Estimator
 from qiskit_ibm_runtime.executor_sampler import Sampler
@@ -49,33 +61,58 @@ from qhybrid.core import (
     BackendRejectedError,
     ExecutionError,
     MitigationSpec,
+    PostProcessingError,
     QhybridError,
     SubmissionError,
     TransportError,
 )
 
 
+def _http_status(code: int | None, message: str, status: str) -> QhybridError:
+    # -1: no response at all; 429/5xx: the provider cannot take work now; 4xx: our request.
+    if code is None or code < 0:
+        return TransportError(message, provider_status=status)
+    if code == 429 or code >= 500:
+        return BackendRejectedError(message, provider_status=str(code))
+    if code == 404:
+        return ExecutionError(message, provider_status="NOT_FOUND")
+    return SubmissionError(message, provider_status=str(code))
+
+
 def map_runtime_error(exc: Exception, backend: str) -> QhybridError:
-    """Translate a qiskit-ibm-runtime exception into the qhybrid tree, keeping its message."""
+    """Translate a qiskit-ibm-runtime (or HTTP-layer) exception into the qhybrid tree.
+
+    The provider's class name or HTTP status is kept as ``provider_status``, its message in
+    the message. A job that is gone (cancelled, not found, over its maximum time) is final:
+    an ``ExecutionError``, so that its ledger key is marked failed instead of re-attached.
+    """
     status = type(exc).__name__
     message = f"{backend}: {exc}"
-    if isinstance(exc, IBMNotAuthorizedError | IBMAccountError):
+    if isinstance(exc, IBMNotAuthorizedError | IBMAccountError | AuthenticationLicenseError):
         return BackendNameError(message, field="ibm_token")
-    if isinstance(exc, RuntimeJobTimeoutError):
+    if isinstance(exc, QiskitBackendNotFoundError):
+        return BackendNameError(message, field="backend")
+    if isinstance(exc, RuntimeJobTimeoutError | UserTimeoutExceededError):
         return TransportError(message, provider_status=status)
     if isinstance(exc, RuntimeJobFailureError):
         return ExecutionError(message, provider_status=status)
+    if isinstance(exc, RuntimeInvalidStateError):
+        return ExecutionError(message, provider_status="CANCELLED")
+    if isinstance(exc, RuntimeJobNotFound | RuntimeProgramNotFound):
+        return ExecutionError(message, provider_status="NOT_FOUND")
+    if isinstance(exc, RuntimeJobMaxTimeoutError):
+        return ExecutionError(message, provider_status="MAX_TIME")
     if isinstance(exc, IBMInputValueError | IBMBackendValueError):
         return SubmissionError(message, provider_status=status)
-    if isinstance(exc, IBMBackendApiProtocolError | IBMBackendApiError | IBMApiError):
+    if isinstance(exc, RequestsApiError):
+        return _http_status(exc.status_code, message, status)
+    if isinstance(exc, IBMBackendApiProtocolError | IBMBackendApiError | IBMApiError | ApiError):
         return TransportError(message, provider_status=status)
     if isinstance(exc, requests.Timeout | requests.ConnectionError):
         return TransportError(message, provider_status=status)
     if isinstance(exc, requests.HTTPError):
-        code = exc.response.status_code if exc.response is not None else None
-        if code is not None and (code == 429 or code >= 500):
-            return BackendRejectedError(message, provider_status=str(code))
-        return SubmissionError(message, provider_status=str(code))
+        return _http_status(exc.response.status_code if exc.response is not None else None,
+                            message, status)
     if isinstance(exc, IBMRuntimeError | IBMBackendError):
         return BackendRejectedError(message, provider_status=status)
     return ExecutionError(message, provider_status=status)
@@ -83,6 +120,7 @@ def map_runtime_error(exc: Exception, backend: str) -> QhybridError:
 
 _RUNTIME_ERRORS = (
     IBMError,
+    QiskitBackendNotFoundError,
     requests.RequestException,
     IBMAccountError,
     IBMBackendApiError,
@@ -127,12 +165,20 @@ def mitigation_options(mitigation: MitigationSpec | None) -> dict[str, object]:
     return options
 
 
-def _applied(metadata: object) -> dict[str, object]:
-    """The mitigation-related options the primitive reports it finalised, JSON-ready."""
+def _applied(metadata: object) -> dict[str, object] | None:
+    """The mitigation-related options the primitive reports it finalised, JSON-ready; None when
+    it applied no technique at all."""
     options = metadata.get("options", {}) if isinstance(metadata, dict) else {}
     keep = {k: options[k] for k in ("resilience_level", "resilience", "twirling",
                                      "dynamical_decoupling") if k in options}
-    return json.loads(json.dumps(keep, default=str))
+    keep = json.loads(json.dumps(keep, default=str))
+    resilience = keep.get("resilience") or {}
+    twirling = keep.get("twirling") or {}
+    applied = (keep.get("resilience_level") or resilience.get("measure_mitigation")
+               or resilience.get("zne_mitigation") or resilience.get("pec_mitigation")
+               or twirling.get("enable_gates") or twirling.get("enable_measure")
+               or (keep.get("dynamical_decoupling") or {}).get("enable"))
+    return keep if applied else None
 
 
 class IbmBackend:
@@ -187,6 +233,11 @@ class IbmBackend:
         self.limits = BackendLimits(max_pubs=int(max_pubs or 300))
         self._transpiled = IsaCache(self.name, self._device, num_qubits=self._device.num_qubits,
                                     optimization_level=1, seed=transpiler_seed)
+
+    @property
+    def fingerprint(self) -> str:
+        """Name plus everything that shapes the executed circuit (part of idempotency keys)."""
+        return f"{self.name}|transpiler_seed={self.transpiler_seed}|opt={self._transpiled.optimization_level}"
 
     @property
     def num_qubits(self) -> int:
@@ -257,7 +308,11 @@ class IbmBackend:
         m = submission.mitigation
         if m is not None:
             options["twirling"] = {"enable_gates": m.twirling, "enable_measure": m.twirling}
+            if m.twirling:
+                options["twirling"]["num_randomizations"] = m.twirling_randomizations  # type: ignore[index]
             options["dynamical_decoupling"] = {"enable": m.dynamical_decoupling}
+            if m.dynamical_decoupling:
+                options["dynamical_decoupling"]["sequence_type"] = m.dynamical_decoupling_sequence  # type: ignore[index]
         return Sampler(mode=mode, options=options)
 
     def _pubs(self, submission: Submission) -> list[tuple]:
@@ -271,9 +326,9 @@ class IbmBackend:
         return out
 
     @staticmethod
-    def _convert(results, *, mitigated: bool) -> SubmissionResult:  # noqa: ANN001 - PrimitiveResult
+    def _convert(results) -> SubmissionResult:  # noqa: ANN001 - PrimitiveResult
         shots = results.metadata.get("shots") if isinstance(results.metadata, dict) else None
-        metadata = {"mitigation": _applied(results.metadata) if mitigated else None,
+        metadata = {"mitigation": _applied(results.metadata),
                     "shots": int(shots) if isinstance(shots, int | float) else None}
         if results and hasattr(results[0].data, "evs"):
             return SubmissionResult(
@@ -303,7 +358,7 @@ class IbmBackend:
                 warnings.filterwarnings("ignore", message="No positive, finite standard errors",
                                         category=UserWarning)
                 results = self._run(submission, None).result()
-            return self._convert(results, mitigated=submission.mitigation is not None)
+            return self._convert(results)
         except _RUNTIME_ERRORS as exc:
             raise map_runtime_error(exc, self.name) from exc
         except (ValueError, TypeError) as exc:  # pydantic validation of options, bad PUBs
@@ -330,11 +385,13 @@ class IbmBackend:
         except (ValueError, TypeError) as exc:
             raise SubmissionError(f"{self.name}: {exc}") from exc
 
-    def find(self, tag: str) -> str | None:
-        """The newest IBM job carrying the key's tag, if any."""
+    def find(self, tag: str, *, since: float | None = None) -> str | None:
+        """The newest IBM job carrying the key's tag, created at or after ``since``, if any."""
+        # Five seconds' allowance for the difference between our clock and IBM's.
+        after = dt.datetime.fromtimestamp(since - 5.0, dt.UTC) if since is not None else None
         try:
             jobs = self._remote().jobs(job_tags=[f"qhybrid-{tag}"], backend_name=self._device.name,
-                                       limit=1)
+                                       limit=1, created_after=after)
         except _RUNTIME_ERRORS as exc:
             raise map_runtime_error(exc, self.name) from exc
         return jobs[0].job_id() if jobs else None
@@ -364,12 +421,16 @@ class IbmBackend:
             results = job.result(timeout=self.timeout)
         except _RUNTIME_ERRORS as exc:
             raise map_runtime_error(exc, self.name) from exc
-        return self._convert(results, mitigated=True)
+        except (ValueError, KeyError, TypeError) as exc:  # the runtime's result decoders
+            raise PostProcessingError(f"{self.name}: cannot decode job {job_id}: {exc}") from exc
+        return self._convert(results)
 
     def cancel(self, job_id: str) -> None:
-        """Cancel the IBM job (ignored if it already finished)."""
+        """Cancel the IBM job; a job that already finished is left as it is."""
         try:
             self._job(job_id).cancel()
+        except RuntimeInvalidStateError:
+            return  # 409 "Job cannot be cancelled": it has finished
         except _RUNTIME_ERRORS as exc:
             raise map_runtime_error(exc, self.name) from exc
 

@@ -30,6 +30,9 @@ class Engine(Protocol):
     limits: BackendLimits
 
     @property
+    def fingerprint(self) -> str: ...  # noqa: D102
+
+    @property
     def num_qubits(self) -> int | None: ...  # noqa: D102
 
     def describe(self) -> dict[str, object]: ...  # noqa: D102
@@ -57,6 +60,11 @@ class LocalJobs:
         self.store = store
         self.name = engine.name
         self.limits = engine.limits
+
+    @property
+    def fingerprint(self) -> str:
+        """The engine's fingerprint."""
+        return self.engine.fingerprint
 
     @property
     def num_qubits(self) -> int | None:
@@ -100,9 +108,9 @@ class LocalJobs:
         self.store.put_local_job(job_id, self.name, tag, "DONE", result.to_json(), None)
         return job_id
 
-    def find(self, tag: str) -> str | None:
-        """The newest job of this backend tagged ``tag``."""
-        return self.store.local_job_by_tag(self.name, tag)
+    def find(self, tag: str, *, since: float | None = None) -> str | None:
+        """The newest job of this backend tagged ``tag``, created at or after ``since``."""
+        return self.store.local_job_by_tag(self.name, tag, since=since)
 
     def status(self, job_id: str) -> JobStatus:
         """DONE, ERROR or CANCELLED.

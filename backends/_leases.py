@@ -3,14 +3,30 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from backends._store import StateStore
 from qhybrid.core import QhybridError
 
 
+@dataclass(frozen=True)
+class Release:
+    """What happened to one lease: released, or still open because releasing it failed."""
+
+    kind: str
+    provider_id: str
+    backend: str
+    released: bool
+    detail: str
+
+    def __str__(self) -> str:
+        outcome = "cancelled" if self.released else "release failed, still open"
+        return f"{self.kind} {self.provider_id} on {self.backend}: {outcome} ({self.detail})"
+
+
 def release_leases(
     store: StateStore, flow_run_id: str, opener: Callable[[str], object], *, reason: str
-) -> list[str]:
+) -> list[Release]:
     """Cancel every lease ``flow_run_id`` still holds, so nothing is left running or billed.
 
     Args:
@@ -20,18 +36,21 @@ def release_leases(
         reason: Why, recorded on each lease (e.g. ``flow cancelled``).
 
     Returns:
-        One line per lease released, or per lease whose release failed (it stays open, so a
-        later release can try again).
+        One outcome per lease; a lease whose release failed stays open, so that a later
+        release can try again. A cancelled job's ledger key is marked failed, so that a rerun
+        submits afresh instead of re-attaching to a job that will never finish.
     """
-    lines: list[str] = []
+    outcomes: list[Release] = []
     for lease in store.leases(flow_run_id, status="open"):
         try:
             backend = opener(lease.backend)
             backend.release(lease.kind, lease.provider_id)  # type: ignore[attr-defined]
         except QhybridError as exc:
-            lines.append(f"{lease.kind} {lease.provider_id} on {lease.backend}: "
-                         f"release failed ({exc.message}); still open")
+            outcomes.append(Release(lease.kind, lease.provider_id, lease.backend, False, exc.message))
             continue
         store.close_lease(lease.provider_id, status="cancelled", note=reason)
-        lines.append(f"{lease.kind} {lease.provider_id} on {lease.backend}: cancelled ({reason})")
-    return lines
+        if lease.kind == "job":
+            store.fail_job(lease.provider_id, {"error": "ExecutionError", "message": reason,
+                                               "provider_status": "CANCELLED"})
+        outcomes.append(Release(lease.kind, lease.provider_id, lease.backend, True, reason))
+    return outcomes

@@ -120,7 +120,10 @@ class SubmissionResult:
             flat.evs += part.evs
             flat.stds += part.stds
             flat.counts += part.counts
-        out = SubmissionResult(metadata=parts[0].metadata if parts else {})
+        out = SubmissionResult(metadata=dict(parts[0].metadata) if parts else {})
+        shots = [part.metadata.get("shots") for part in parts]
+        if len(parts) > 1 and all(isinstance(n, int) for n in shots):
+            out.metadata["shots"] = sum(shots)  # type: ignore[arg-type]
         index = 0
         for chunks in shapes:
             take = slice(index, index + len(chunks))
@@ -153,6 +156,11 @@ class Backend(Protocol):
     limits: BackendLimits
 
     @property
+    def fingerprint(self) -> str:
+        """The name plus what shapes the executed circuits (transpiler seed and level)."""
+        ...
+
+    @property
     def num_qubits(self) -> int | None:
         """The device's qubits; None when only memory limits it."""
         ...
@@ -173,8 +181,9 @@ class Backend(Protocol):
         """Send the work; returns the provider's job id. ``tag`` is the idempotency key."""
         ...
 
-    def find(self, tag: str) -> str | None:
-        """The id of a job already submitted with ``tag``, if the provider has one."""
+    def find(self, tag: str, *, since: float | None = None) -> str | None:
+        """The id of a job submitted with ``tag`` at or after ``since`` (epoch seconds), if the
+        provider has one."""
         ...
 
     def status(self, job_id: str) -> JobStatus:
@@ -206,7 +215,8 @@ def _canonical_qasm(circuit: QuantumCircuit) -> str:
 
 def idempotency_key(submission: Submission, backend: str) -> str:
     """A deterministic key for "this work on this backend": SHA-256 of the canonical OpenQASM 3
-    of every circuit, its parameter values and observable, the options, backend, shots and seed.
+    of every circuit, its parameter values and observable, the options, shots and seed, and
+    ``backend`` (a backend's ``fingerprint``: its name, transpiler seed and level).
     """
     digest = hashlib.sha256()
     digest.update(json.dumps({"backend": backend, **submission.options()}, sort_keys=True).encode())

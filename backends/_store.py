@@ -102,6 +102,7 @@ class LedgerRow:
     job_id: str | None
     error: dict[str, object] | None
     attempts: int
+    updated: float
 
 
 @dataclass(frozen=True)
@@ -189,7 +190,7 @@ class StateStore:
             return None
         r = rows[0]
         return LedgerRow(r.key, r.backend, r.status, r.job_id,
-                         json.loads(r.error) if r.error else None, r.attempts)
+                         json.loads(r.error) if r.error else None, r.attempts, r.updated)
 
     def claim(self, key: str, backend: str, kind: str, flow_run_id: str | None, *,
               owner: str, stale_after: float) -> bool:
@@ -230,6 +231,13 @@ class StateStore:
             status="failed" if error else "done",
             error=json.dumps(error) if error else None, updated=time.time()))
 
+    def fail_job(self, job_id: str, error: dict[str, object]) -> None:
+        """Mark the ledger key of a job that will never finish (e.g. cancelled) as failed, so
+        that a rerun submits afresh instead of re-attaching to it."""
+        self._write(update(SUBMISSIONS).where(
+            SUBMISSIONS.c.job_id == job_id, SUBMISSIONS.c.status == "submitted").values(
+            status="failed", error=json.dumps(error), updated=time.time()))
+
     def ledger_counts(self) -> dict[str, int]:
         """Ledger rows by status."""
         out: dict[str, int] = {}
@@ -252,11 +260,13 @@ class StateStore:
                           .where(LOCAL_JOBS.c.job_id == job_id))
         return (rows[0].status, rows[0].result, rows[0].error) if rows else None
 
-    def local_job_by_tag(self, backend: str, tag: str) -> str | None:
-        """The newest local job of ``backend`` tagged ``tag``."""
-        rows = self._read(select(LOCAL_JOBS.c.job_id)
-                          .where(LOCAL_JOBS.c.backend == backend, LOCAL_JOBS.c.tag == tag)
-                          .order_by(LOCAL_JOBS.c.created.desc()).limit(1))
+    def local_job_by_tag(self, backend: str, tag: str, *, since: float | None = None) -> str | None:
+        """The newest local job of ``backend`` tagged ``tag`` (created at or after ``since``)."""
+        query = select(LOCAL_JOBS.c.job_id).where(LOCAL_JOBS.c.backend == backend,
+                                                  LOCAL_JOBS.c.tag == tag)
+        if since is not None:
+            query = query.where(LOCAL_JOBS.c.created >= since)
+        rows = self._read(query.order_by(LOCAL_JOBS.c.created.desc()).limit(1))
         return rows[0].job_id if rows else None
 
     def cancel_local_job(self, job_id: str) -> bool:
@@ -295,6 +305,16 @@ class StateStore:
                     raise
                 self._write(update(BREAKERS).where(BREAKERS.c.backend == backend).values(**values))
 
+    def take_breaker(self, backend: str, from_state: str, opened_at: float | None,
+                     to_state: str, now: float) -> bool:
+        """Move a breaker ``from_state`` -> ``to_state`` only if nobody moved it since it was
+        read (compare-and-set on its state and ``opened_at``); ``opened_at`` becomes ``now``."""
+        c = BREAKERS.c
+        same_time = c.opened_at.is_(None) if opened_at is None else c.opened_at == opened_at
+        return bool(self._write(update(BREAKERS).where(
+            c.backend == backend, c.state == from_state, same_time).values(
+            state=to_state, opened_at=now)))
+
     # -- leases -----------------------------------------------------------------------------
 
     def open_lease(self, flow_run_id: str | None, backend: str, kind: str, provider_id: str) -> None:
@@ -303,9 +323,9 @@ class StateStore:
                                           provider_id=provider_id, status="open",
                                           opened=time.time()))
 
-    def close_lease(self, provider_id: str, *, status: str = "closed", note: str | None = None) -> None:
-        """Close (or mark cancelled) an open lease."""
-        self._write(update(LEASES).where(LEASES.c.provider_id == provider_id,
+    def close_lease(self, provider_id: str, *, status: str = "closed", note: str | None = None) -> int:
+        """Close (or mark cancelled) an open lease; returns how many were open (0 or 1)."""
+        return self._write(update(LEASES).where(LEASES.c.provider_id == provider_id,
                                          LEASES.c.status == "open")
                     .values(status=status, closed=time.time(), note=note))
 

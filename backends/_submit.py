@@ -131,10 +131,11 @@ class Submitter:
         self.flow_run_id = flow_run_id
         self.breaker = CircuitBreaker(store, backend.name, threshold=breaker_threshold,
                                       cooldown=breaker_cooldown)
+        self.remote = bool(getattr(backend, "remote", False))
 
     def key(self, submission: Submission) -> str:
         """The submission's idempotency key on this backend."""
-        return idempotency_key(submission, self.backend.name)
+        return idempotency_key(submission, self.backend.fingerprint)
 
     def attempt(self, submission: Submission, key: str) -> SubmissionResult:
         """One attempt at the result of ``submission`` (see the module docstring).
@@ -158,13 +159,15 @@ class Submitter:
         if row is not None and row.status in ("submitted", "done") and row.job_id:
             job_id = row.job_id
         elif row is not None and row.status == "submitting":
-            job_id = self.backend.find(key)
+            # Only a job from this claim counts: an older one under the key had failed.
+            job_id = self.backend.find(key, since=row.updated)
             if job_id is not None:
                 self.store.submitted(key, job_id)
+                self._open_job_lease(job_id)  # found after a crash: now this run's to close
         if job_id is not None:
             self.log.count("reattachments")
-            return self._collect(key, job_id)
-        return self._collect(key, self._submit(submission, key))
+            return self._collect(key, job_id, fresh=False)
+        return self._collect(key, self._submit(submission, key), fresh=True)
 
     def _submit(self, submission: Submission, key: str) -> str:
         self.breaker.allow()
@@ -186,33 +189,40 @@ class Submitter:
             raise
         self.store.submitted(key, job_id)
         self.log.submitted(job_id, self.backend.estimate_qpu_seconds(submission))
-        if getattr(self.backend, "remote", False):
-            self.store.open_lease(self.flow_run_id, self.backend.name, "job", job_id)
-            self.log.count("leases_opened")
+        self._open_job_lease(job_id)
         return job_id
 
-    def _collect(self, key: str, job_id: str) -> SubmissionResult:
+    def _open_job_lease(self, job_id: str) -> None:
+        if self.remote:
+            self.store.open_lease(self.flow_run_id, self.backend.name, "job", job_id)
+            self.log.count("leases_opened")
+
+    def _collect(self, key: str, job_id: str, *, fresh: bool) -> SubmissionResult:
         try:
             result = self.backend.result(job_id)
         except QhybridError as exc:
             self._failure(exc)
             if not exc.transient:
                 self.store.finished(key, error=exc.to_dict())
-                self._close_lease(job_id, "failed")
+                self._close_job_lease(job_id, "failed")
             raise
-        self.breaker.success()
+        if fresh:  # only new work that went through the breaker says the backend takes work
+            self.breaker.success()
         self.store.finished(key)
-        self._close_lease(job_id, None)
+        self._close_job_lease(job_id, None)
         return result
 
     def _failure(self, exc: QhybridError) -> None:
         if self.breaker.failure(exc):
             self.log.count("breaker_trips")
 
-    def _close_lease(self, job_id: str, note: str | None) -> None:
-        if getattr(self.backend, "remote", False):
-            self.store.close_lease(job_id, note=note)
-            self.log.count("leases_closed")
+    def _close_job_lease(self, job_id: str, note: str | None) -> None:
+        if self.remote:  # local jobs finish at submission: nothing to lease
+            self._close_lease(job_id, note)
+
+    def _close_lease(self, provider_id: str, note: str | None = None, status: str = "closed") -> None:
+        if self.store.close_lease(provider_id, status=status, note=note):
+            self.log.count("leases_closed")  # only leases this run actually closed
 
     @contextmanager
     def mode(self, mode: Mode) -> Iterator[None]:
@@ -233,14 +243,17 @@ class Submitter:
         try:
             yield
         except BaseException as exc:
-            # Failed, cancelled or timed out inside: cancel the Session/Batch and its queued jobs.
-            self.backend.close_mode(cancel=True)  # type: ignore[attr-defined]
-            self.store.close_lease(provider_id, status="cancelled", note=type(exc).__name__)
-            self.log.count("leases_closed")
+            # Failed, cancelled or timed out inside: cancel the Session/Batch and its queued jobs,
+            # and re-raise the original error even if cancelling fails (the lease stays open).
+            try:
+                self.backend.close_mode(cancel=True)  # type: ignore[attr-defined]
+            except QhybridError as close_error:
+                exc.add_note(f"cancelling the {mode} failed: {close_error.message}")
+            else:
+                self._close_lease(provider_id, note=type(exc).__name__, status="cancelled")
             raise
         self.backend.close_mode()  # type: ignore[attr-defined]
-        self.store.close_lease(provider_id)
-        self.log.count("leases_closed")
+        self._close_lease(provider_id)
 
 
 Runner = Callable[[Submitter, Submission, str], SubmissionResult]

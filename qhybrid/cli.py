@@ -410,10 +410,14 @@ def leases(
         store = StateStore(settings.state_store_url)
         released: list[str] = []
         if release is not None:
-            released = release_leases(
+            if settings.ibm_token is None and settings.ibm_token_block:
+                from tasks._secrets import resolve_ibm_token
+
+                settings = resolve_ibm_token(settings)
+            released = [str(o) for o in release_leases(
                 store, release,
                 lambda name: open_backend(name, settings, transpiler_seed=0, store=store),
-                reason="released by `qhybrid leases`")
+                reason="released by `qhybrid leases`")]
         still_open = store.leases(status="open")
     except QhybridError as exc:
         raise _fail(exc, as_json) from exc

@@ -108,9 +108,10 @@ def fail_session(session: RunSession, exc: BaseException | None = None) -> list[
     reason, status = failure_reason(exc) if exc is not None else ("flow failed", "FAILED")
     released: list[str] = []
     if session.flow_run_id is not None:
-        released = release_leases(session.store, session.flow_run_id,
+        outcomes = release_leases(session.store, session.flow_run_id,
                                   lambda name: open_for_release(session, name), reason=reason)
-        session.log.count("leases_closed", sum(1 for line in released if "cancelled" in line))
+        session.log.count("leases_closed", sum(1 for o in outcomes if o.released))
+        released = [str(o) for o in outcomes]
     session.tracker.set_tags(session.parent_run_id, {
         "qhybrid.failure": reason,
         "qhybrid.execution": session.log.record().model_dump_json(exclude={"job_ids"})[:5000]})

@@ -7,10 +7,20 @@ import inspect
 import numpy as np
 import pytest
 from qiskit_ibm_runtime import exceptions as runtime_exceptions
+from qiskit_ibm_runtime.api.exceptions import RequestsApiError
 
 from backends import IbmBackend, map_runtime_error, open_backend, open_executor
 from backends._ibm import _RUNTIME_ERRORS
-from qhybrid.core import BackendNameError, QhybridError, Settings, VqeFamily
+from qhybrid.core import (
+    BackendNameError,
+    BackendRejectedError,
+    ExecutionError,
+    QhybridError,
+    Settings,
+    SubmissionError,
+    TransportError,
+    VqeFamily,
+)
 from qhybrid.experiments import build_workload, h2_hamiltonian
 
 
@@ -60,9 +70,12 @@ def test_unknown_devices_and_missing_token_are_input_errors() -> None:
 
 
 def test_every_runtime_exception_class_is_mapped() -> None:
-    classes = [c for _, c in inspect.getmembers(runtime_exceptions, inspect.isclass)
+    from qiskit_ibm_runtime.api import exceptions as http_exceptions
+
+    classes = [c for module in (runtime_exceptions, http_exceptions)
+               for _, c in inspect.getmembers(module, inspect.isclass)
                if issubclass(c, Exception) and c.__module__.startswith("qiskit_ibm_runtime")]
-    assert classes
+    assert len(classes) > 15
     unmapped = [c.__name__ for c in classes if not issubclass(c, _RUNTIME_ERRORS)]
     assert unmapped == [], f"add these to backends._ibm mapping: {unmapped}"
     for cls in classes:
@@ -72,6 +85,30 @@ def test_every_runtime_exception_class_is_mapped() -> None:
             continue
         mapped = map_runtime_error(exc, "ibm:x")
         assert isinstance(mapped, QhybridError) and "boom" in str(mapped)
+
+
+@pytest.mark.parametrize(("exc", "cls", "status"), [
+    (RequestsApiError("no route", -1), TransportError, "RequestsApiError"),
+    (RequestsApiError("busy", 503), BackendRejectedError, "503"),
+    (RequestsApiError("slow down", 429), BackendRejectedError, "429"),
+    (RequestsApiError("bad", 400), SubmissionError, "400"),
+    (RequestsApiError("gone", 404), ExecutionError, "NOT_FOUND"),
+    (runtime_exceptions.RuntimeInvalidStateError("cancelled"), ExecutionError, "CANCELLED"),
+    (runtime_exceptions.RuntimeJobNotFound("no job"), ExecutionError, "NOT_FOUND"),
+    (runtime_exceptions.RuntimeJobMaxTimeoutError("too long"), ExecutionError, "MAX_TIME"),
+    (runtime_exceptions.RuntimeJobTimeoutError("wait"), TransportError, "RuntimeJobTimeoutError"),
+])
+def test_provider_failures_keep_their_status_and_get_the_right_class(exc, cls, status) -> None:  # noqa: ANN001
+    mapped = map_runtime_error(exc, "ibm:x")
+    assert type(mapped) is cls and mapped.provider_status == status
+    assert str(exc) in mapped.message
+
+
+def test_an_unknown_real_device_is_an_input_error() -> None:
+    from qiskit.providers.exceptions import QiskitBackendNotFoundError
+
+    mapped = map_runtime_error(QiskitBackendNotFoundError("No backend matches"), "ibm:nowhere")
+    assert isinstance(mapped, BackendNameError) and mapped.exit_code == 2
 
 
 @pytest.mark.ibm

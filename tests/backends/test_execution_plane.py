@@ -274,3 +274,60 @@ def test_zne_and_twirling_are_applied_in_local_mode(vqe) -> None:  # noqa: ANN00
     backend = executor.submitter.backend
     plain = backend.estimate_qpu_seconds(_estimate(vqe, point))
     assert backend.estimate_qpu_seconds(_estimate(vqe, point, mitigation=zne)) > plain > 0
+
+
+def test_key_covers_the_transpilation(vqe) -> None:  # noqa: ANN001
+    submission = _estimate(vqe, np.array([[0.1, 0.2, 0.3, 0.4]]))
+    keys = {open_executor("aer-noisy:fake_manila", Settings(), transpiler_seed=seed).submitter.key(submission)
+            for seed in (1, 2)}
+    assert len(keys) == 2
+
+
+def test_half_open_lets_one_probe_through_and_reattachment_does_not_close_it(tmp_path: Path, vqe) -> None:  # noqa: ANN001
+    store = StateStore(f"sqlite:///{tmp_path}/state.db")
+    settings = Settings(breaker_threshold=1, breaker_cooldown_seconds=0.2)
+    executor = open_executor("aer", settings, transpiler_seed=1, store=store)
+    point = np.array([[0.1, 0.2, 0.3, 0.4]])
+    executor.estimate(vqe.ansatz, vqe.observable, point, seed=1)  # a finished job to re-attach to
+    breaker = executor.submitter.breaker
+    breaker.failure(TransportError("down"))
+    assert breaker.state == "open"
+    # Re-attaching to a finished job is allowed while open and does not close the breaker.
+    executor.estimate(vqe.ansatz, vqe.observable, point, seed=1)
+    assert breaker.state == "open"
+    time.sleep(0.25)
+    breaker.allow()  # the probe
+    assert breaker.state == "half-open"
+    with pytest.raises(BreakerOpenError, match="a probe is in flight"):
+        breaker.allow()
+    breaker.success()
+    assert breaker.state == "closed"
+
+
+def test_an_old_failed_job_under_the_key_is_not_taken_for_the_new_one(
+        vqe, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+    monkeypatch.setattr("backends._submit._IN_FLIGHT_SECONDS", 0.0)  # the claimant is long dead
+    store = StateStore("sqlite://")
+    backend = open_backend("aer", Settings(), transpiler_seed=1, store=store)
+    submitter = Submitter(backend, store, ExecutionLog())
+    submission = _estimate(vqe, np.array([[0.1, 0.2, 0.3, 0.4]]))
+    key = submitter.key(submission)
+    store.put_local_job("local-old", backend.name, key, "ERROR", None,
+                        '{"error": "ExecutionError", "message": "old failure"}')
+    time.sleep(0.01)
+    store.claim(key, backend.name, "estimate", None, owner="crashed-process", stale_after=30)
+    assert submitter.attempt(submission, key).evs[0].shape == (1,)
+    assert store.count_local_jobs() == 2 and store.ledger(key).status == "done"
+
+
+def test_released_job_leases_mark_their_keys_failed(vqe) -> None:  # noqa: ANN001
+    from backends import release_leases
+
+    store = StateStore("sqlite://")
+    backend = open_backend("aer", Settings(), transpiler_seed=1, store=store)
+    store.claim("k", backend.name, "sample", "run-1", owner="me", stale_after=30)
+    store.submitted("k", "job-1")
+    store.open_lease("run-1", backend.name, "job", "job-1")
+    outcomes = release_leases(store, "run-1", lambda _name: backend, reason="flow cancelled")
+    assert [o.released for o in outcomes] == [True]
+    assert store.ledger("k").status == "failed"  # a rerun submits afresh, not re-attaches
