@@ -18,7 +18,7 @@ from qiskit import qasm3
 from qiskit.circuit import QuantumCircuit
 from qiskit.quantum_info import SparsePauliOp
 
-from qhybrid.core import MitigationSpec, PostProcessingError
+from qhybrid.core import MitigationSpec, PostProcessingError, SubmissionError
 
 Counts = dict[str, int]
 JobStatus = Literal["QUEUED", "RUNNING", "DONE", "ERROR", "CANCELLED"]
@@ -143,10 +143,13 @@ class BackendLimits:
     Attributes:
         max_pubs: PUBs per job.
         max_rows: Parameter sets (rows) per job, over all its PUBs.
+        max_bytes: Payload per job: each PUB's OpenQASM 3 text plus its parameter values
+            (8 bytes each) and observable terms, an estimate of what goes over the wire.
     """
 
     max_pubs: int = 300
     max_rows: int = 10_000
+    max_bytes: int = 50_000_000
 
 
 class Backend(Protocol):
@@ -233,33 +236,52 @@ def idempotency_key(submission: Submission, backend: str) -> str:
     return digest.hexdigest()
 
 
+def _payload(pub: Pub) -> tuple[int, int]:
+    """(fixed bytes, bytes per row) of a PUB's payload estimate."""
+    fixed = len(_canonical_qasm(pub.circuit))
+    if pub.observable is not None:  # a label and a complex coefficient per term
+        fixed += len(pub.observable) * (pub.observable.num_qubits + 16)
+    return fixed, 8 * max(int(np.asarray(pub.points).shape[-1]), 1)
+
+
 def split(submission: Submission, limits: BackendLimits) -> tuple[list[Submission], list[list[int]]]:
     """Split a submission so that no part exceeds ``limits``.
 
-    PUBs with more rows than ``limits.max_rows`` are cut into row chunks; chunks are packed
-    into parts of at most ``max_pubs`` PUBs and ``max_rows`` rows.
+    PUBs with more rows than fit one job (by ``max_rows`` or ``max_bytes``) are cut into row
+    chunks; chunks are packed in order into parts within ``max_pubs``, ``max_rows`` and
+    ``max_bytes``.
 
     Returns:
         The parts, and for each original PUB the row counts of its chunks (for
         :meth:`SubmissionResult.join`).
+
+    Raises:
+        SubmissionError: One row of a PUB alone exceeds ``max_bytes``.
     """
-    chunks: list[Pub] = []
+    chunks: list[tuple[Pub, int]] = []
     shapes: list[list[int]] = []
     for pub in submission.pubs:
         points = np.asarray(pub.points)
+        fixed, per_row = _payload(pub)
+        if fixed + per_row > limits.max_bytes:
+            raise SubmissionError(f"one PUB of {fixed + per_row} bytes exceeds the backend's "
+                                  f"{limits.max_bytes} bytes per job")
+        step = min(limits.max_rows, (limits.max_bytes - fixed) // per_row)
         sizes = []
-        for start in range(0, max(pub.rows, 1), limits.max_rows):
-            part = points[start:start + limits.max_rows]
-            chunks.append(Pub(pub.circuit, part, pub.observable))
+        for start in range(0, max(pub.rows, 1), step):
+            part = points[start:start + step]
+            chunks.append((Pub(pub.circuit, part, pub.observable), fixed + per_row * part.shape[0]))
             sizes.append(part.shape[0])
         shapes.append(sizes)
     parts: list[list[Pub]] = [[]]
-    rows = 0
-    for chunk in chunks:
-        if parts[-1] and (len(parts[-1]) >= limits.max_pubs or rows + chunk.rows > limits.max_rows):
+    rows = size = 0
+    for chunk, nbytes in chunks:
+        if parts[-1] and (len(parts[-1]) >= limits.max_pubs or rows + chunk.rows > limits.max_rows
+                          or size + nbytes > limits.max_bytes):
             parts.append([])
-            rows = 0
+            rows = size = 0
         parts[-1].append(chunk)
         rows += chunk.rows
+        size += nbytes
     return ([Submission(submission.kind, tuple(p), submission.seed, submission.shots,
                         submission.precision, submission.mitigation) for p in parts], shapes)

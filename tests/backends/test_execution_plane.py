@@ -95,6 +95,19 @@ def test_split_respects_limits_and_keeps_order(rows: list[int], max_pubs: int, m
     assert [sum(s) for s in shapes] == rows
 
 
+def test_split_respects_the_payload_limit(vqe) -> None:  # noqa: ANN001
+    from backends._protocol import _payload
+
+    points = np.random.default_rng(0).uniform(-3, 3, size=(40, 4))
+    pub = Pub(vqe.ansatz, points, vqe.observable)
+    fixed, per_row = _payload(pub)
+    limit = fixed + 10 * per_row  # room for 10 rows per job
+    parts, shapes = split(Submission("estimate", (pub, pub), seed=1), BackendLimits(max_bytes=limit))
+    assert shapes == [[10, 10, 10, 10]] * 2 and len(parts) == 8
+    with pytest.raises(SubmissionError, match="exceeds"):
+        split(Submission("estimate", (pub,), seed=1), BackendLimits(max_bytes=fixed))
+
+
 def test_a_split_submission_gives_the_same_result(vqe) -> None:  # noqa: ANN001
     points = np.random.default_rng(0).uniform(-3, 3, size=(23, 4))
     whole = open_executor("aer", Settings(), transpiler_seed=1)
