@@ -143,3 +143,23 @@ def test_a_cancelled_flow_leaves_no_open_lease(prefect_server, settings, repo) -
         filter_string=f"tags.`qhybrid.prefect_flow_run_id` = '{flow_run_id}'")
     assert [r.info.status for r in runs] == ["KILLED"]
     assert runs[0].data.tags["qhybrid.failure"] == "flow cancelled"
+
+
+def test_a_flow_that_times_out_leaves_no_open_lease(prefect_server, settings, repo) -> None:  # noqa: ANN001
+    from flows import promote_experiment
+    from registry import Tracker
+
+    # 50 mitigation repeats keep the hardware gate in its session far beyond the timeout.
+    spec = _small(repo, backend="ibm:fake_lagos", mode="session",
+                  mitigation={"readout": True, "repeats": 50})
+    store = StateStore(settings.state_store_url)
+    with pytest.raises(TimeoutError):
+        promote_experiment.with_options(timeout_seconds=25)(spec, settings)
+    leases = store.leases()
+    assert leases and [lease.status for lease in leases] == ["cancelled"] * len(leases)
+    tracker = Tracker.for_settings(settings)
+    runs = tracker.client.search_runs(
+        [e.experiment_id for e in tracker.client.search_experiments()],
+        filter_string=f"tags.`qhybrid.prefect_flow_run_id` = '{leases[0].flow_run_id}'")
+    assert [r.info.status for r in runs] == ["FAILED"]
+    assert runs[0].data.tags["qhybrid.failure"] == "flow timed out"
