@@ -118,6 +118,15 @@ def test_a_split_submission_gives_the_same_result(vqe) -> None:  # noqa: ANN001
     assert limited.submitter.log.provider_submissions == 5  # ceil(23 / 5)
 
 
+def _one_local_submission(workload):  # noqa: ANN001, ANN202
+    """An in-memory store, Aer behind it, a submitter, one estimate submission and its key."""
+    store = StateStore("sqlite://")
+    backend = open_backend("aer", Settings(), transpiler_seed=1, store=store)
+    submitter = Submitter(backend, store, ExecutionLog())
+    submission = _estimate(workload, np.array([[0.1, 0.2, 0.3, 0.4]]))
+    return store, backend, submitter, submission, submitter.key(submission)
+
+
 # -- never pay twice -----------------------------------------------------------------------------
 
 def test_a_repeated_submission_reattaches(tmp_path: Path, vqe) -> None:  # noqa: ANN001
@@ -133,11 +142,7 @@ def test_a_repeated_submission_reattaches(tmp_path: Path, vqe) -> None:  # noqa:
 
 
 def test_a_submit_interrupted_before_the_job_id_was_written_finds_the_job(vqe) -> None:  # noqa: ANN001
-    store = StateStore("sqlite://")
-    backend = open_backend("aer", Settings(), transpiler_seed=1, store=store)
-    submitter = Submitter(backend, store, ExecutionLog())
-    submission = _estimate(vqe, np.array([[0.1, 0.2, 0.3, 0.4]]))
-    key = submitter.key(submission)
+    store, backend, submitter, submission, key = _one_local_submission(vqe)
     # The crash window: intent written, provider accepted the job, its id never recorded.
     store.claim(key, backend.name, "estimate", None, owner="crashed-process", stale_after=30)
     backend.submit(submission, tag=key)
@@ -148,11 +153,7 @@ def test_a_submit_interrupted_before_the_job_id_was_written_finds_the_job(vqe) -
 
 
 def test_work_another_process_is_submitting_is_left_to_it_then_reattached(vqe) -> None:  # noqa: ANN001
-    store = StateStore("sqlite://")
-    backend = open_backend("aer", Settings(), transpiler_seed=1, store=store)
-    submitter = Submitter(backend, store, ExecutionLog())
-    submission = _estimate(vqe, np.array([[0.1, 0.2, 0.3, 0.4]]))
-    key = submitter.key(submission)
+    store, backend, submitter, submission, key = _one_local_submission(vqe)
     assert store.claim(key, backend.name, "estimate", None, owner="other-process", stale_after=30)
     with pytest.raises(TransportError) as info:  # transient: Prefect retries it
         submitter.attempt(submission, key)
@@ -320,11 +321,7 @@ def test_half_open_lets_one_probe_through_and_reattachment_does_not_close_it(tmp
 def test_an_old_failed_job_under_the_key_is_not_taken_for_the_new_one(
         vqe, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
     monkeypatch.setattr("backends._submit._IN_FLIGHT_SECONDS", 0.0)  # the claimant is long dead
-    store = StateStore("sqlite://")
-    backend = open_backend("aer", Settings(), transpiler_seed=1, store=store)
-    submitter = Submitter(backend, store, ExecutionLog())
-    submission = _estimate(vqe, np.array([[0.1, 0.2, 0.3, 0.4]]))
-    key = submitter.key(submission)
+    store, backend, submitter, submission, key = _one_local_submission(vqe)
     store.put_local_job("local-old", backend.name, key, "ERROR", None,
                         '{"error": "ExecutionError", "message": "old failure"}')
     time.sleep(0.01)

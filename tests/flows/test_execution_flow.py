@@ -11,6 +11,16 @@ from backends import StateStore
 from qhybrid.core import ExperimentSpec, RunManifest, load_spec, spec_from_mapping
 
 
+def _parent_runs(settings, flow_run_id: str) -> list:  # noqa: ANN001
+    """The MLflow parent runs of one Prefect flow run."""
+    from registry import Tracker
+
+    tracker = Tracker.for_settings(settings)
+    return tracker.client.search_runs(
+        [e.experiment_id for e in tracker.client.search_experiments()],
+        filter_string=f"tags.`qhybrid.prefect_flow_run_id` = '{flow_run_id}'")
+
+
 def _small(repo: Path, **hardware: object) -> ExperimentSpec:
     data = load_spec(repo / "specs" / "qaoa-maxcut-small.yaml").model_dump(mode="json")
     data["gates"]["hardware"] |= hardware
@@ -106,7 +116,6 @@ def test_a_cancelled_flow_leaves_no_open_lease(prefect_server, settings, repo) -
     from prefect.states import Cancelling
 
     from flows import promote_experiment
-    from registry import Tracker
 
     # Many mitigation repeats keep the hardware gate inside its session long enough to cancel.
     spec = _small(repo, backend="ibm:fake_lagos", mode="session",
@@ -137,17 +146,13 @@ def test_a_cancelled_flow_leaves_no_open_lease(prefect_server, settings, repo) -
     leases = store.leases(flow_run_id)
     assert leases and [lease.status for lease in leases] == ["cancelled"] * len(leases)
     assert store.leases(status="open") == []
-    tracker = Tracker.for_settings(settings)
-    runs = tracker.client.search_runs(
-        [e.experiment_id for e in tracker.client.search_experiments()],
-        filter_string=f"tags.`qhybrid.prefect_flow_run_id` = '{flow_run_id}'")
+    runs = _parent_runs(settings, flow_run_id)
     assert [r.info.status for r in runs] == ["KILLED"]
     assert runs[0].data.tags["qhybrid.failure"] == "flow cancelled"
 
 
 def test_a_flow_that_times_out_leaves_no_open_lease(prefect_server, settings, repo) -> None:  # noqa: ANN001
     from flows import promote_experiment
-    from registry import Tracker
 
     # 50 mitigation repeats keep the hardware gate in its session far beyond the timeout.
     spec = _small(repo, backend="ibm:fake_lagos", mode="session",
@@ -157,9 +162,6 @@ def test_a_flow_that_times_out_leaves_no_open_lease(prefect_server, settings, re
         promote_experiment.with_options(timeout_seconds=25)(spec, settings)
     leases = store.leases()
     assert leases and [lease.status for lease in leases] == ["cancelled"] * len(leases)
-    tracker = Tracker.for_settings(settings)
-    runs = tracker.client.search_runs(
-        [e.experiment_id for e in tracker.client.search_experiments()],
-        filter_string=f"tags.`qhybrid.prefect_flow_run_id` = '{leases[0].flow_run_id}'")
+    runs = _parent_runs(settings, leases[0].flow_run_id)
     assert [r.info.status for r in runs] == ["FAILED"]
     assert runs[0].data.tags["qhybrid.failure"] == "flow timed out"
