@@ -9,6 +9,8 @@ shared by every wrapper in the process, so a whole run under faults is reproduci
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 from collections import Counter
 
@@ -26,6 +28,7 @@ _LOCK = threading.Lock()
 _GENERATORS: dict[FaultPlan, np.random.Generator] = {}
 INJECTED: Counter[str] = Counter()
 """Faults injected in this process, by fault kind."""
+_SUBMITTED: list[str] = []  # job ids this process submitted, in order (for ``crash``)
 
 
 def _draw(plan: FaultPlan) -> float:
@@ -93,6 +96,8 @@ class FaultyBackend:
             if x < edge:
                 self._inject(kind, cls, what)
         job_id = self.inner.submit(submission, tag=tag)
+        with _LOCK:
+            _SUBMITTED.append(job_id)
         if x < edge + self.plan.execution:
             with _LOCK:
                 self._doomed.add(job_id)
@@ -107,7 +112,11 @@ class FaultyBackend:
         return "ERROR" if job_id in self._doomed else self.inner.status(job_id)
 
     def result(self, job_id: str) -> SubmissionResult:
-        """The result, unless waiting for it times out or the job is doomed."""
+        """The result, unless waiting for it times out, the job is doomed, or the plan says to
+        crash the process now."""
+        crash = self.plan.crash
+        if crash and len(_SUBMITTED) >= crash and _SUBMITTED[crash - 1] == job_id:
+            os.kill(os.getpid(), signal.SIGKILL)  # a crash: no cleanup, nothing flushed
         if _draw(self.plan) < self.plan.timeout:
             self._inject("timeout", TransportError, f"timeout waiting for job {job_id}")
         if job_id in self._doomed:

@@ -22,7 +22,9 @@ class FaultPlan(BaseModel):
     - ``execution``: the job was accepted and fails on the provider (ExecutionError, final).
 
     All but ``execution`` are transient. ``target`` limits the faults to backends whose name
-    starts with it (e.g. ``target=ibm:`` leaves the simulators healthy).
+    starts with it (e.g. ``target=ibm:`` leaves the simulators healthy). ``crash=N`` kills the
+    process (SIGKILL) while it waits for the result of the N-th job it submitted, after the job
+    id is recorded: run the same command again to see it re-attach instead of paying twice.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -32,6 +34,7 @@ class FaultPlan(BaseModel):
     rejection: float = Field(default=0.0, ge=0, le=1)
     maintenance: float = Field(default=0.0, ge=0, le=1)
     execution: float = Field(default=0.0, ge=0, le=1)
+    crash: int = Field(default=0, ge=0, description="SIGKILL at the N-th job's result; 0 never.")
     seed: int = Field(default=0, ge=0)
     target: str = Field(default="", description="Backend-name prefix the faults apply to.")
 
@@ -42,7 +45,7 @@ class FaultPlan(BaseModel):
     @property
     def active(self) -> bool:
         """Whether any fault can be injected."""
-        return self.total > 0
+        return self.total > 0 or self.crash > 0
 
     @property
     def total(self) -> float:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
@@ -163,3 +164,44 @@ def test_leases_lists_and_releases_what_a_killed_run_left_open(env, tmp_path) ->
     assert len(document["released"]) == 2 and all("cancelled" in line for line in document["released"])
     assert [lease["flow_run_id"] for lease in document["open"]] == ["run-2"]
     assert [lease.status for lease in store.leases("run-1")] == ["cancelled", "cancelled"]
+
+
+@pytest.mark.slow
+def test_a_run_killed_between_submission_and_result_reattaches_when_run_again(env, tmp_path) -> None:  # noqa: ANN001
+    import signal
+
+    from sqlalchemy import func, select
+
+    from backends import StateStore
+    from backends._store import LOCAL_JOBS
+
+    full = {**os.environ, **env, "PREFECT_HOME": str(tmp_path / "prefect"),
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "MLFLOW_DISABLE_TELEMETRY": "true",
+            "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
+            "QHYBRID_FAULTS": "crash=3"}
+    full.pop("PREFECT_API_URL", None)
+    # Its own process group, so that the local Prefect server it leaves behind can be stopped;
+    # output to a file, since that orphan would hold a pipe open.
+    log = tmp_path / "crashed.log"
+    with log.open("w") as sink:
+        crashed = subprocess.Popen([sys.executable, "-m", "qhybrid.cli", "run", "specs/vqe-h2.yaml"],
+                                   env=full, cwd=REPO, start_new_session=True,
+                                   stdout=sink, stderr=subprocess.STDOUT)
+        try:
+            crashed.wait(timeout=600)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(crashed.pid, signal.SIGKILL)
+    assert crashed.returncode == -signal.SIGKILL, log.read_text()
+    store = StateStore(env["QHYBRID_STATE_URL"])
+    assert store.count_local_jobs() == 3 and store.ledger_counts() == {"done": 2, "submitted": 1}
+
+    rerun = _cli(["run", "specs/vqe-h2.yaml", "--json"], env, tmp_path)
+    assert rerun.returncode == 0, rerun.stderr
+    execution = json.loads(rerun.stdout)["execution"]
+    assert execution["reattachments"] == 3  # the two finished jobs and the one killed mid-wait
+    assert execution["provider_submissions"] == execution["distinct_jobs"] - 3
+    with store.engine.connect() as conn:
+        per_key = conn.execute(select(LOCAL_JOBS.c.tag, func.count()).group_by(LOCAL_JOBS.c.tag)).all()
+    assert max(n for _tag, n in per_key) == 1  # no work was paid for twice
+    assert store.count_local_jobs() == execution["distinct_jobs"]
