@@ -53,13 +53,19 @@ def prefect_runner(settings: Settings) -> Runner:
     )
 
     last_check = [0.0]
+    by_backend: dict[str, Task] = {}
 
     def run(submitter: Submitter, submission: Submission, key: str) -> SubmissionResult:
         if submitter.flow_run_id and time.monotonic() - last_check[0] > _CANCEL_POLL_SECONDS:
             last_check[0] = time.monotonic()
             raise_if_cancelled(submitter.flow_run_id)
+        name = submitter.backend.name
+        if name not in by_backend:
+            # The tag lets the Prefect UI filter by backend, and Prefect's tag concurrency
+            # limits (`prefect concurrency-limit create backend:ibm:... 2`) cap a backend.
+            by_backend[name] = configured.with_options(tags={f"backend:{name}"})
         # quote(): Prefect need not walk circuits and arrays looking for futures.
-        return configured(quote(submitter), quote(submission), key)
+        return by_backend[name](quote(submitter), quote(submission), key)
 
     return run
 

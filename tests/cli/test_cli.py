@@ -110,9 +110,14 @@ def test_promote_replay_show_and_refuse(env, tmp_path) -> None:  # noqa: ANN001
     steps = sorted(name.rsplit("-", 1)[0] for name, _state in states if not name.startswith("submit-job"))
     assert steps == sorted(["open-records", "ideal-gate", "statistical-gate", "hardware-gate",
                             "baseline-gate", "decide-promotion", "close-records"])
-    # One task run per provider submission (no faults: no retries, nothing re-attached).
+    # One task run per provider submission (no faults: no retries, nothing re-attached), each
+    # tagged with its backend.
     execution = report["execution"]
     assert len(states) - 7 == execution["distinct_jobs"] == execution["provider_submissions"]
+    with sqlite3.connect(tmp_path / "prefect" / "prefect.db") as db:
+        tags = {row[0] for row in db.execute(
+            "select tags from task_run where flow_run_id = ? and name like 'submit-job%'", (flow_run,))}
+    assert tags == {'["backend:aer"]', '["backend:ibm:fake_manila"]'}, tags
     assert artifacts == 5
 
     replayed = _cli(["replay", report["manifest"], "--json"], env, tmp_path)
