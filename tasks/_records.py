@@ -112,9 +112,12 @@ def fail_session(session: RunSession, exc: BaseException | None = None) -> list[
                                   lambda name: open_for_release(session, name), reason=reason)
         session.log.count("leases_closed", sum(1 for o in outcomes if o.released))
         released = [str(o) for o in outcomes]
+    record = session.log.record()
     session.tracker.set_tags(session.parent_run_id, {
         "qhybrid.failure": reason,
-        "qhybrid.execution": session.log.record().model_dump_json(exclude={"job_ids"})[:5000]})
+        "qhybrid.execution": f"{record.provider_submissions} provider submissions, "
+                             f"{len(record.fallbacks)} fallbacks, {record.breaker_trips} breaker trips"})
+    session.tracker.log_dict(session.parent_run_id, record.model_dump(mode="json"), "execution.json")
     session.tracker.end_run(session.parent_run_id, status)
     shutil.rmtree(session.scratch, ignore_errors=True)
     return released

@@ -149,6 +149,13 @@ def test_a_cancelled_flow_leaves_no_open_lease(prefect_server, settings, repo) -
     runs = _parent_runs(settings, flow_run_id)
     assert [r.info.status for r in runs] == ["KILLED"]
     assert runs[0].data.tags["qhybrid.failure"] == "flow cancelled"
+    from registry import Tracker
+
+    kept = Tracker.for_settings(settings).client.download_artifacts(runs[0].info.run_id,
+                                                                    "execution.json")
+    record = json.loads(Path(kept).read_text())  # what the run did before it was cancelled
+    assert record["leases_opened"] == record["leases_closed"] == 1
+    assert record["provider_submissions"] > 0
 
 
 def test_a_flow_that_times_out_leaves_no_open_lease(prefect_server, settings, repo) -> None:  # noqa: ANN001
