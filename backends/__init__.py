@@ -7,7 +7,7 @@ tree.
 """
 
 from backends._aer import AerBackend
-from backends._breaker import CircuitBreaker, is_maintenance
+from backends._breaker import CircuitBreaker
 from backends._devices import calibration_snapshot, check_width, fake_device
 from backends._factory import memory_store, open_backend, open_engine, open_executor
 from backends._faults import INJECTED, FaultyBackend
@@ -48,7 +48,6 @@ __all__ = [
     "check_width",
     "fake_device",
     "idempotency_key",
-    "is_maintenance",
     "map_runtime_error",
     "memory_store",
     "mitigation_options",

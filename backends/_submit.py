@@ -166,7 +166,8 @@ class Submitter:
                 self._open_job_lease(job_id)  # found after a crash: now this run's to close
         if job_id is not None:
             self.log.count("reattachments")
-            return self._collect(key, job_id, fresh=False)
+            return self._collect(key, job_id, fresh=False,
+                                 recorded=row is not None and row.status == "done")
         return self._collect(key, self._submit(submission, key), fresh=True)
 
     def _submit(self, submission: Submission, key: str) -> str:
@@ -197,7 +198,7 @@ class Submitter:
             self.store.open_lease(self.flow_run_id, self.backend.name, "job", job_id)
             self.log.count("leases_opened")
 
-    def _collect(self, key: str, job_id: str, *, fresh: bool) -> SubmissionResult:
+    def _collect(self, key: str, job_id: str, *, fresh: bool, recorded: bool = False) -> SubmissionResult:
         try:
             result = self.backend.result(job_id)
         except QhybridError as exc:
@@ -208,8 +209,9 @@ class Submitter:
             raise
         if fresh:  # only new work that went through the breaker says the backend takes work
             self.breaker.success()
-        self.store.finished(key)
-        self._close_job_lease(job_id, None)
+        if not recorded:  # a re-attachment to a finished job has nothing new to write
+            self.store.finished(key)
+            self._close_job_lease(job_id, None)
         return result
 
     def _failure(self, exc: QhybridError) -> None:
