@@ -35,10 +35,10 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
-from qhybrid.core import TrackingError
+from qhybrid.core import InvalidInputError, TrackingError
 
 _META = MetaData()
 
@@ -157,6 +157,7 @@ class StateStore:
         url: A SQLAlchemy URL (``sqlite:///...`` or ``postgresql+psycopg://...``).
 
     Raises:
+        InvalidInputError: The URL is malformed or names an unknown database driver.
         TrackingError: The store cannot be opened or written.
     """
 
@@ -164,6 +165,9 @@ class StateStore:
         self.url = url
         try:
             self.engine = _engine(url)
+        except (ArgumentError, NoSuchModuleError) as exc:  # a URL nothing can connect to
+            raise InvalidInputError(f"not a usable state store URL '{url}': {exc}",
+                                    field="QHYBRID_STATE_URL") from exc
         except SQLAlchemyError as exc:
             raise TrackingError(f"cannot open the state store {url}: {exc}") from exc
 

@@ -111,7 +111,7 @@ def _wait_for_records(flow_run_id: str | None) -> None:
 def _preflight(spec: ExperimentSpec, settings: Settings, backends: dict[str, str],
                allow_unpinned_data: bool) -> None:
     """Everything that can be checked before a flow starts: backends, data pins, parameters."""
-    from backends import check_width, open_engine
+    from backends import StateStore, check_width, open_engine
     from qhybrid.core import parse_backend_name
     from tasks._work import prepare_inputs
 
@@ -121,6 +121,7 @@ def _preflight(spec: ExperimentSpec, settings: Settings, backends: dict[str, str
 
         settings = resolve_ibm_token(settings)  # local to the check; the flow resolves its own
 
+    StateStore(settings.state_store_url)  # a bad QHYBRID_STATE_URL stops here, exit 2
     opened = {field: open_engine(name, settings, transpiler_seed=spec.seeds.transpiler, field=field)
               for field, name in backends.items()}
     _instance, workload, _pins, _overrides = prepare_inputs(

@@ -67,6 +67,15 @@ def test_bad_input_exits_2_and_writes_nothing(env, tmp_path, patch, args, field)
     assert not (tmp_path / "log.jsonl").exists()
 
 
+@pytest.mark.parametrize("url", ["not a url", "nosuchdb://x/y"])
+def test_a_bad_state_store_url_exits_2_naming_it(env, tmp_path, monkeypatch, url: str) -> None:  # noqa: ANN001
+    monkeypatch.setenv("QHYBRID_STATE_URL", url)
+    result = CliRunner().invoke(app, ["promote", str(REPO / "specs" / "vqe-h2.yaml"), "--json"])
+    assert result.exit_code == 2, result.output
+    assert json.loads(result.stdout)["error"]["field"] == "QHYBRID_STATE_URL"
+    assert not (tmp_path / "mlflow.db").exists()
+
+
 def test_malformed_yaml_and_tampered_data(env, tmp_path, project_copy, monkeypatch) -> None:  # noqa: ANN001
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: [oops\n")
