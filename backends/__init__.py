@@ -10,39 +10,54 @@ from backends._aer import AerBackend
 from backends._breaker import CircuitBreaker
 from backends._devices import calibration_snapshot, check_width, fake_device
 from backends._factory import memory_store, open_backend, open_engine, open_executor
-from backends._faults import INJECTED, FaultyBackend
+from backends._faults import FaultyBackend
 from backends._ibm import IbmBackend, map_runtime_error, mitigation_options
 from backends._jobs import LocalJobs
-from backends._leases import release_leases
+from backends._leases import Release, release_leases
 from backends._protocol import (
     Backend,
     BackendLimits,
+    Described,
+    Engine,
+    Mode,
     Pub,
     Submission,
     SubmissionResult,
+    SupportsModes,
+    SupportsRelease,
     idempotency_key,
     split,
 )
-from backends._store import StateStore
+from backends._store import LeaseRow, LedgerRow, StateStore
 from backends._submit import BackendExecutor, ExecutionLog, Runner, Submitter, attempt_once
+from backends._wrapper import BackendWrapper, DescribedWrapper
 
 __all__ = [
-    "INJECTED",
     "AerBackend",
     "Backend",
     "BackendExecutor",
     "BackendLimits",
+    "BackendWrapper",
     "CircuitBreaker",
+    "Described",
+    "DescribedWrapper",
+    "Engine",
     "ExecutionLog",
     "FaultyBackend",
     "IbmBackend",
+    "LeaseRow",
+    "LedgerRow",
     "LocalJobs",
+    "Mode",
     "Pub",
+    "Release",
     "Runner",
     "StateStore",
     "Submission",
     "SubmissionResult",
     "Submitter",
+    "SupportsModes",
+    "SupportsRelease",
     "attempt_once",
     "calibration_snapshot",
     "check_width",

@@ -3,8 +3,12 @@ a fake device's noise (``aer-noisy:<device>``)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TypeVar
+
 import numpy as np
 from qiskit.circuit import QuantumCircuit
+from qiskit.primitives import BasePrimitiveJob
 from qiskit_aer import AerError, AerSimulator
 from qiskit_aer.noise import NoiseModel
 from qiskit_aer.primitives import EstimatorV2, SamplerV2
@@ -17,6 +21,7 @@ from qhybrid.core import BackendName, ExecutionError, SubmissionError
 # Up to this many active qubits a density matrix (cost independent of shots) beats
 # Monte Carlo trajectories for noisy sampling; measured at 10 qubits: ~10 s vs ~40 s/4000 shots.
 _DENSITY_MATRIX_MAX_QUBITS = 10
+_R = TypeVar("_R")
 
 
 class AerBackend:
@@ -95,34 +100,36 @@ class AerBackend:
             raise SubmissionError(f"{self.name} cannot apply error mitigation", field="mitigation")
         width = max(pub.circuit.num_qubits for pub in submission.pubs)
         backend_options = self._backend_options(width)
-        try:
-            if submission.kind == "estimate":
-                estimator = EstimatorV2(options={
-                    "backend_options": backend_options,
-                    "run_options": {"seed_simulator": submission.seed},
-                })
-                pubs = []
-                for pub in submission.pubs:
-                    isa = self.prepare(pub.circuit)
-                    observable = pub.observable
-                    mapped = observable.apply_layout(isa.layout) if isa.layout is not None else observable
-                    pubs.append((isa, mapped, np.asarray(pub.points)))
-                results = estimator.run(pubs, precision=submission.precision or 0.0).result()
-                return SubmissionResult(
-                    evs=[np.asarray(r.data.evs, dtype=float).reshape(-1) for r in results],
-                    stds=[np.asarray(r.data.stds, dtype=float).reshape(-1) for r in results],
-                    metadata={"simulator": "aer", "mitigation": None},
-                )
-            sampler = SamplerV2(seed=submission.seed, options={"backend_options": backend_options})
-            results = sampler.run(
-                [(self.prepare(pub.circuit), np.asarray(pub.points)) for pub in submission.pubs],
-                shots=submission.shots,
-            ).result()
+        if submission.kind == "estimate":
+            estimator = EstimatorV2(options={
+                "backend_options": backend_options,
+                "run_options": {"seed_simulator": submission.seed},
+            })
+            pubs = []
+            for pub in submission.pubs:
+                isa = self.prepare(pub.circuit)
+                observable = pub.observable
+                mapped = observable.apply_layout(isa.layout) if isa.layout is not None else observable
+                pubs.append((isa, mapped, np.asarray(pub.points)))
+            estimates = self._call(lambda: estimator.run(pubs, precision=submission.precision or 0.0))
             return SubmissionResult(
-                counts=[counts_by_row(r) for r in results],
+                evs=[np.asarray(r.data.evs, dtype=float).reshape(-1) for r in estimates],
+                stds=[np.asarray(r.data.stds, dtype=float).reshape(-1) for r in estimates],
                 metadata={"simulator": "aer", "mitigation": None},
             )
+        sampler = SamplerV2(seed=submission.seed, options={"backend_options": backend_options})
+        sample_pubs = [(self.prepare(pub.circuit), np.asarray(pub.points)) for pub in submission.pubs]
+        samples = self._call(lambda: sampler.run(sample_pubs, shots=submission.shots))
+        return SubmissionResult(
+            counts=[counts_by_row(r) for r in samples],
+            metadata={"simulator": "aer", "mitigation": None},
+        )
+
+    def _call(self, run: Callable[[], BasePrimitiveJob[_R, object]]) -> _R:
+        """Run a primitive and wait for it, mapping what Aer and qiskit's PUB checks raise."""
+        try:
+            return run().result()
         except AerError as exc:
             raise ExecutionError(f"{self.name}: {exc}", provider_status="ERROR") from exc
-        except (ValueError, TypeError) as exc:
+        except ValueError as exc:  # qiskit's PUB coercion: shapes or parameters that do not fit
             raise SubmissionError(f"{self.name}: {exc}") from exc

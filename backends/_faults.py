@@ -4,7 +4,8 @@ It wraps the backend protocol (mitiq-style: a wrapper, not a subclass) and strik
 real failure would: transport, quota and maintenance faults before the provider sees the
 submission; execution faults on a job the provider accepted; timeouts while waiting for a
 job's result, so that a retry must re-attach. Draws come from one seeded generator per plan,
-shared by every wrapper in the process, so a whole run under faults is reproducible.
+shared by every wrapper in the process, so a whole run under faults is reproducible; each
+wrapper counts the faults it injected.
 """
 
 from __future__ import annotations
@@ -16,18 +17,18 @@ from collections import Counter
 
 import numpy as np
 
-from backends._protocol import Backend, BackendLimits, JobStatus, Submission, SubmissionResult
+from backends._protocol import Backend, JobStatus, Submission, SubmissionResult
+from backends._wrapper import BackendWrapper
 from qhybrid.core import (
     BackendRejectedError,
     ExecutionError,
     FaultPlan,
+    QhybridError,
     TransportError,
 )
 
 _LOCK = threading.Lock()
 _GENERATORS: dict[FaultPlan, np.random.Generator] = {}
-INJECTED: Counter[str] = Counter()
-"""Faults injected in this process, by fault kind."""
 _SUBMITTED: list[str] = []  # the first job ids this process submitted (for ``crash``)
 
 
@@ -37,7 +38,7 @@ def _draw(plan: FaultPlan) -> float:
         return float(rng.random())
 
 
-class FaultyBackend:
+class FaultyBackend(BackendWrapper):
     """Delegates to ``inner``, injecting classified faults at the plan's rates.
 
     Args:
@@ -46,38 +47,19 @@ class FaultyBackend:
     """
 
     def __init__(self, inner: Backend, plan: FaultPlan) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.plan = plan
-        self.name = inner.name
-        self.limits: BackendLimits = inner.limits
-        self.remote = getattr(inner, "remote", False)
+        self.injected: Counter[str] = Counter()
+        """Faults this wrapper injected, by kind."""
         self._doomed: set[str] = set()
-
-    @property
-    def fingerprint(self) -> str:
-        """The wrapped backend's fingerprint."""
-        return self.inner.fingerprint
-
-    @property
-    def num_qubits(self) -> int | None:
-        """The wrapped backend's qubit count."""
-        return self.inner.num_qubits
 
     def describe(self) -> dict[str, object]:
         """The wrapped backend's description, with the fault plan."""
         return {**self.inner.describe(), "faults": self.plan.model_dump()}
 
-    def refused_options(self, submission: Submission) -> list[str]:
-        """As the wrapped backend's."""
-        return self.inner.refused_options(submission)
-
-    def estimate_qpu_seconds(self, submission: Submission) -> float:
-        """As the wrapped backend's."""
-        return self.inner.estimate_qpu_seconds(submission)
-
-    def _inject(self, kind: str, cls: type, what: str) -> None:
+    def _inject(self, kind: str, cls: type[QhybridError], what: str) -> None:
         with _LOCK:
-            INJECTED[kind] += 1
+            self.injected[kind] += 1
         raise cls(f"{self.name}: injected {what}", provider_status=f"INJECTED_{kind.upper()}")
 
     def submit(self, submission: Submission, *, tag: str) -> str:
@@ -87,15 +69,16 @@ class FaultyBackend:
         per call. An ``execution`` fault lets the provider accept the job and dooms it.
         """
         x, edge = _draw(self.plan), 0.0
-        for kind, cls, what in (
+        faults: tuple[tuple[str, type[QhybridError], str], ...] = (
             ("transport", TransportError, "connection reset while submitting"),
             ("rejection", BackendRejectedError, "rejection: quota exhausted"),
             ("maintenance", BackendRejectedError, "rejection: backend under maintenance"),
-        ):
+        )
+        for kind, cls, what in faults:
             edge += getattr(self.plan, kind)
             if x < edge:
                 self._inject(kind, cls, what)
-        job_id = self.inner.submit(submission, tag=tag)
+        job_id = self.backend.submit(submission, tag=tag)
         if len(_SUBMITTED) < self.plan.crash:  # only the first ``crash`` ids are ever needed
             with _LOCK:
                 _SUBMITTED.append(job_id)
@@ -104,13 +87,9 @@ class FaultyBackend:
                 self._doomed.add(job_id)
         return job_id
 
-    def find(self, tag: str, *, since: float | None = None) -> str | None:
-        """As the wrapped backend's."""
-        return self.inner.find(tag, since=since)
-
     def status(self, job_id: str) -> JobStatus:
         """ERROR for a doomed job, else the wrapped backend's."""
-        return "ERROR" if job_id in self._doomed else self.inner.status(job_id)
+        return "ERROR" if job_id in self._doomed else self.backend.status(job_id)
 
     def result(self, job_id: str) -> SubmissionResult:
         """The result, unless waiting for it times out, the job is doomed, or the plan says to
@@ -122,20 +101,4 @@ class FaultyBackend:
             self._inject("timeout", TransportError, f"timeout waiting for job {job_id}")
         if job_id in self._doomed:
             self._inject("execution", ExecutionError, f"failure of job {job_id}")
-        return self.inner.result(job_id)
-
-    def cancel(self, job_id: str) -> None:
-        """As the wrapped backend's."""
-        self.inner.cancel(job_id)
-
-    def open_mode(self, mode: str) -> str:
-        """As the wrapped backend's."""
-        return self.inner.open_mode(mode)  # type: ignore[attr-defined]
-
-    def close_mode(self, *, cancel: bool = False) -> None:
-        """As the wrapped backend's."""
-        self.inner.close_mode(cancel=cancel)  # type: ignore[attr-defined]
-
-    def release(self, kind: str, provider_id: str) -> None:
-        """As the wrapped backend's."""
-        self.inner.release(kind, provider_id)  # type: ignore[attr-defined]
+        return self.backend.result(job_id)

@@ -18,13 +18,18 @@ import math
 import uuid
 import warnings
 
+from collections.abc import Callable
+from typing import TypeVar
+
 import numpy as np
+import pydantic
 import requests
 from pydantic import SecretStr
 from qiskit.circuit import QuantumCircuit
 from qiskit.providers import BackendV2
 from qiskit.providers.exceptions import QiskitBackendNotFoundError
-from qiskit_ibm_runtime import Batch, QiskitRuntimeService, Session
+from qiskit_ibm_runtime import Batch, QiskitRuntimeService, RuntimeJobV2, Session
+from qiskit_ibm_runtime.fake_provider.local_runtime_job import LocalRuntimeJob
 from qiskit_ibm_runtime.api.exceptions import (
     ApiError,
     AuthenticationLicenseError,
@@ -54,7 +59,7 @@ from qiskit_ibm_runtime.executor_sampler import Sampler
 
 from backends._devices import calibration_snapshot, fake_device
 from backends._isa import IsaCache, counts_by_row
-from backends._protocol import BackendLimits, JobStatus, Submission, SubmissionResult
+from backends._protocol import BackendLimits, JobStatus, Mode, Submission, SubmissionResult
 from qhybrid.core import (
     BackendName,
     BackendNameError,
@@ -132,6 +137,8 @@ _RUNTIME_ERRORS = (
     RuntimeJobTimeoutError,
 )
 
+
+_P = TypeVar("_P", Estimator, Sampler)
 
 # Repetition delay between shots on IBM devices (their default rep_delay), seconds.
 _REP_DELAY = 250e-6
@@ -296,7 +303,7 @@ class IbmBackend:
             total += pub.rows * bases * self._shots(submission) * (duration * factor + _REP_DELAY)
         return total
 
-    def _primitive(self, submission: Submission, tags: list[str] | None):
+    def _primitive(self, submission: Submission, tags: list[str] | None) -> Estimator | Sampler:
         mode = self._mode or self._device
         options: dict[str, object] = {"simulator": {"seed_simulator": submission.seed}}
         if tags:
@@ -304,7 +311,7 @@ class IbmBackend:
         if submission.kind == "estimate":
             options |= mitigation_options(submission.mitigation)
             options["default_precision"] = submission.precision or self.precision
-            return Estimator(mode=mode, options=options)
+            return self._options_checked(lambda: Estimator(mode=mode, options=options))
         m = submission.mitigation
         if m is not None:
             options["twirling"] = {"enable_gates": m.twirling, "enable_measure": m.twirling}
@@ -313,7 +320,13 @@ class IbmBackend:
             options["dynamical_decoupling"] = {"enable": m.dynamical_decoupling}
             if m.dynamical_decoupling:
                 options["dynamical_decoupling"]["sequence_type"] = m.dynamical_decoupling_sequence  # type: ignore[index]
-        return Sampler(mode=mode, options=options)
+        return self._options_checked(lambda: Sampler(mode=mode, options=options))
+
+    def _options_checked(self, build: Callable[[], _P]) -> _P:
+        try:
+            return build()
+        except pydantic.ValidationError as exc:  # the runtime validates its options with pydantic
+            raise SubmissionError(f"{self.name}: options refused: {exc}") from exc
 
     def _pubs(self, submission: Submission) -> list[tuple]:
         out: list[tuple] = []
@@ -338,11 +351,17 @@ class IbmBackend:
             )
         return SubmissionResult(counts=[counts_by_row(r) for r in results], metadata=metadata)
 
-    def _run(self, submission: Submission, tags: list[str] | None):  # noqa: ANN202
+    def _run(self, submission: Submission, tags: list[str] | None) -> RuntimeJobV2 | LocalRuntimeJob:
         primitive = self._primitive(submission, tags)
-        if submission.kind == "sample":
-            return primitive.run(self._pubs(submission), shots=submission.shots)
-        return primitive.run(self._pubs(submission))
+        pubs = self._pubs(submission)
+        try:
+            if submission.kind == "sample":
+                return primitive.run(pubs, shots=submission.shots)
+            return primitive.run(pubs)
+        except _RUNTIME_ERRORS as exc:
+            raise map_runtime_error(exc, self.name) from exc
+        except ValueError as exc:  # qiskit's PUB coercion: shapes or parameters that do not fit
+            raise SubmissionError(f"{self.name}: {exc}") from exc
 
     def run(self, submission: Submission) -> SubmissionResult:
         """Execute the submission in local testing mode, synchronously (fake devices).
@@ -351,18 +370,18 @@ class IbmBackend:
             SubmissionError: Options or PUBs the runtime refuses as formed.
             ExecutionError: The job failed.
         """
-        try:
-            with warnings.catch_warnings():
-                # Runtime 0.51's ZNE reports zero per-noise-factor errors in local mode and warns
-                # that its fit falls back to unweighted; intervals come from seeded repeats instead.
-                warnings.filterwarnings("ignore", message="No positive, finite standard errors",
-                                        category=UserWarning)
-                results = self._run(submission, None).result()
-            return self._convert(results)
-        except _RUNTIME_ERRORS as exc:
-            raise map_runtime_error(exc, self.name) from exc
-        except (ValueError, TypeError) as exc:  # pydantic validation of options, bad PUBs
-            raise SubmissionError(f"{self.name}: {exc}") from exc
+        with warnings.catch_warnings():
+            # Runtime 0.51's ZNE reports zero per-noise-factor errors in local mode and warns
+            # that its fit falls back to unweighted; intervals come from seeded repeats instead.
+            # Local mode computes inside run(), so the filter covers both calls.
+            warnings.filterwarnings("ignore", message="No positive, finite standard errors",
+                                    category=UserWarning)
+            job = self._run(submission, None)
+            try:
+                results = job.result()
+            except _RUNTIME_ERRORS as exc:
+                raise map_runtime_error(exc, self.name) from exc
+        return self._convert(results)
 
     # -- remote jobs (real devices) --------------------------------------------------------
 
@@ -378,12 +397,7 @@ class IbmBackend:
             QhybridError: The mapped runtime error.
         """
         self._remote()
-        try:
-            return self._run(submission, [f"qhybrid-{tag}"]).job_id()
-        except _RUNTIME_ERRORS as exc:
-            raise map_runtime_error(exc, self.name) from exc
-        except (ValueError, TypeError) as exc:
-            raise SubmissionError(f"{self.name}: {exc}") from exc
+        return self._run(submission, [f"qhybrid-{tag}"]).job_id()
 
     def find(self, tag: str, *, since: float | None = None) -> str | None:
         """The newest IBM job carrying the key's tag, created at or after ``since``, if any."""
@@ -436,7 +450,7 @@ class IbmBackend:
 
     # -- execution modes -------------------------------------------------------------------
 
-    def open_mode(self, mode: str) -> str:
+    def open_mode(self, mode: Mode) -> str:
         """Open a Session or Batch that later submissions run in; returns its id.
 
         In local testing mode the runtime accepts both and runs jobs the same way; its

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import json
 import uuid
-from typing import Protocol
-
-from backends._protocol import BackendLimits, JobStatus, Submission, SubmissionResult
+from backends._protocol import Engine, JobStatus, Submission, SubmissionResult
 from backends._store import StateStore
+from backends._wrapper import DescribedWrapper
 from qhybrid.core import (
     BackendError,
     ExecutionError,
@@ -23,31 +22,10 @@ from qhybrid.core import (
 )
 
 
-class Engine(Protocol):
-    """A local simulator that runs a submission synchronously."""
-
-    name: str
-    limits: BackendLimits
-
-    @property
-    def fingerprint(self) -> str: ...  # noqa: D102
-
-    @property
-    def num_qubits(self) -> int | None: ...  # noqa: D102
-
-    def describe(self) -> dict[str, object]: ...  # noqa: D102
-
-    def refused_options(self, submission: Submission) -> list[str]: ...  # noqa: D102
-
-    def estimate_qpu_seconds(self, submission: Submission) -> float: ...  # noqa: D102
-
-    def run(self, submission: Submission) -> SubmissionResult: ...  # noqa: D102
-
-
 _ERRORS = {cls.__name__: cls for cls in (ExecutionError, SubmissionError, BackendError)}
 
 
-class LocalJobs:
+class LocalJobs(DescribedWrapper):
     """A :class:`~backends._protocol.Backend` over a local engine and the state store.
 
     Args:
@@ -56,32 +34,9 @@ class LocalJobs:
     """
 
     def __init__(self, engine: Engine, store: StateStore) -> None:
+        super().__init__(engine)
         self.engine = engine
         self.store = store
-        self.name = engine.name
-        self.limits = engine.limits
-
-    @property
-    def fingerprint(self) -> str:
-        """The engine's fingerprint."""
-        return self.engine.fingerprint
-
-    @property
-    def num_qubits(self) -> int | None:
-        """The engine's device qubits."""
-        return self.engine.num_qubits
-
-    def describe(self) -> dict[str, object]:
-        """The engine's description."""
-        return self.engine.describe()
-
-    def refused_options(self, submission: Submission) -> list[str]:
-        """What the engine would not apply."""
-        return self.engine.refused_options(submission)
-
-    def estimate_qpu_seconds(self, submission: Submission) -> float:
-        """The engine's estimate."""
-        return self.engine.estimate_qpu_seconds(submission)
 
     def submit(self, submission: Submission, *, tag: str) -> str:
         """Run the work and store the outcome under a new job id.
@@ -145,23 +100,6 @@ class LocalJobs:
     def cancel(self, job_id: str) -> None:
         """Local jobs finish at submission; cancelling one that has is a no-op."""
         self.store.cancel_local_job(job_id)
-
-    def open_mode(self, mode: str) -> str:
-        """Open the engine's Session or Batch (IBM local testing mode).
-
-        Raises:
-            SubmissionError: The engine has no execution modes.
-        """
-        opener = getattr(self.engine, "open_mode", None)
-        if opener is None:
-            raise SubmissionError(f"{self.name} has no {mode} mode", field="mode")
-        return opener(mode)
-
-    def close_mode(self, *, cancel: bool = False) -> None:
-        """Close the engine's Session or Batch, if it has one open."""
-        closer = getattr(self.engine, "close_mode", None)
-        if closer is not None:
-            closer(cancel=cancel)
 
     def release(self, kind: str, provider_id: str) -> None:
         """Close a lease left open: cancel the job, or close the engine's Session or Batch."""

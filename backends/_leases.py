@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from backends._protocol import Backend, SupportsRelease
 from backends._store import StateStore
-from qhybrid.core import QhybridError
+from qhybrid.core import QhybridError, SubmissionError
 
 
 @dataclass(frozen=True)
@@ -25,7 +26,7 @@ class Release:
 
 
 def release_leases(
-    store: StateStore, flow_run_id: str, opener: Callable[[str], object], *, reason: str
+    store: StateStore, flow_run_id: str, opener: Callable[[str], Backend], *, reason: str
 ) -> list[Release]:
     """Cancel every lease ``flow_run_id`` still holds, so nothing is left running or billed.
 
@@ -44,7 +45,12 @@ def release_leases(
     for lease in store.leases(flow_run_id, status="open"):
         try:
             backend = opener(lease.backend)
-            backend.release(lease.kind, lease.provider_id)  # type: ignore[attr-defined]
+            if isinstance(backend, SupportsRelease):
+                backend.release(lease.kind, lease.provider_id)
+            elif lease.kind == "job":
+                backend.cancel(lease.provider_id)
+            else:
+                raise SubmissionError(f"{lease.backend} cannot close a {lease.kind}")
         except QhybridError as exc:
             outcomes.append(Release(lease.kind, lease.provider_id, lease.backend, False, exc.message))
             continue

@@ -11,7 +11,7 @@ import hashlib
 import json
 import weakref
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Literal, Protocol, runtime_checkable
 
 import numpy as np
 from qiskit import qasm3
@@ -152,11 +152,13 @@ class BackendLimits:
     max_bytes: int = 50_000_000
 
 
-class Backend(Protocol):
-    """What every backend does; implemented by local job services and remote providers."""
+class Described(Protocol):
+    """What every backend and local engine tells about itself."""
 
     name: str
     limits: BackendLimits
+    remote: bool
+    """True when jobs live at a remote provider (and are leased); False for local engines."""
 
     @property
     def fingerprint(self) -> str:
@@ -180,6 +182,23 @@ class Backend(Protocol):
         """Pre-flight estimate of the QPU time the submission would use (0 for simulators)."""
         ...
 
+
+class Engine(Described, Protocol):
+    """A local simulator that runs a submission synchronously (Aer, IBM local testing mode)."""
+
+    def run(self, submission: Submission) -> SubmissionResult:
+        """Execute the submission and return its result.
+
+        Raises:
+            SubmissionError: The engine refuses the submission as formed.
+            ExecutionError: The execution failed.
+        """
+        ...
+
+
+class Backend(Described, Protocol):
+    """What every backend does; implemented by local job services and remote providers."""
+
     def submit(self, submission: Submission, *, tag: str) -> str:
         """Send the work; returns the provider's job id. ``tag`` is the idempotency key."""
         ...
@@ -199,6 +218,32 @@ class Backend(Protocol):
 
     def cancel(self, job_id: str) -> None:
         """Cancel the job if it has not finished."""
+        ...
+
+
+@runtime_checkable
+class SupportsModes(Protocol):
+    """A backend with execution modes (qiskit-ibm-runtime's Session and Batch)."""
+
+    def open_mode(self, mode: Mode) -> str:
+        """Open a Session or Batch that later submissions run in; returns its id.
+
+        Raises:
+            SubmissionError: The backend has no such mode.
+        """
+        ...
+
+    def close_mode(self, *, cancel: bool = False) -> None:
+        """Close the open Session or Batch (cancelling its queued jobs when ``cancel``)."""
+        ...
+
+
+@runtime_checkable
+class SupportsRelease(Protocol):
+    """A backend that can close what another process left open (a job, a Session, a Batch)."""
+
+    def release(self, kind: str, provider_id: str) -> None:
+        """Cancel the job, or close the Session or Batch, ``provider_id``."""
         ...
 
 

@@ -33,6 +33,7 @@ from backends._protocol import (
     Pub,
     Submission,
     SubmissionResult,
+    SupportsModes,
     idempotency_key,
     split,
 )
@@ -131,7 +132,7 @@ class Submitter:
         self.flow_run_id = flow_run_id
         self.breaker = CircuitBreaker(store, backend.name, threshold=breaker_threshold,
                                       cooldown=breaker_cooldown)
-        self.remote = bool(getattr(backend, "remote", False))
+        self.remote = backend.remote
 
     def key(self, submission: Submission) -> str:
         """The submission's idempotency key on this backend."""
@@ -236,10 +237,10 @@ class Submitter:
         if mode == "single":
             yield
             return
-        open_mode = getattr(self.backend, "open_mode", None)
-        if open_mode is None:
-            raise SubmissionError(f"{self.backend.name} has no {mode} mode", field="mode")
-        provider_id = open_mode(mode)
+        backend = self.backend
+        if not isinstance(backend, SupportsModes):
+            raise SubmissionError(f"{backend.name} has no {mode} mode", field="mode")
+        provider_id = backend.open_mode(mode)
         self.store.open_lease(self.flow_run_id, self.backend.name, mode, provider_id)
         self.log.count("leases_opened")
         try:
@@ -248,13 +249,13 @@ class Submitter:
             # Failed, cancelled or timed out inside: cancel the Session/Batch and its queued jobs,
             # and re-raise the original error even if cancelling fails (the lease stays open).
             try:
-                self.backend.close_mode(cancel=True)  # type: ignore[attr-defined]
+                backend.close_mode(cancel=True)
             except QhybridError as close_error:
                 exc.add_note(f"cancelling the {mode} failed: {close_error.message}")
             else:
                 self._close_lease(provider_id, note=type(exc).__name__, status="cancelled")
             raise
-        self.backend.close_mode()  # type: ignore[attr-defined]
+        backend.close_mode()
         self._close_lease(provider_id)
 
 

@@ -1,43 +1,48 @@
-"""The gated promotion: ideal -> statistical -> hardware -> baseline -> decision."""
+"""The gated promotion: ideal -> statistical -> hardware -> baseline -> decide -> apply."""
 
 from __future__ import annotations
 
 from prefect import flow
 from prefect.runtime import flow_run
-from prefect.states import Cancelled
+from prefect.states import Cancelled, State
 
-from qhybrid.core import ExperimentSpec, RunCancelledError, RunReport, Settings
+from qhybrid.core import ExperimentSpec, RunCancelledError, RunOptions, RunReport
 from tasks import (
+    apply_promotion,
     baseline_gate,
-    close_records,
     decide_promotion,
+    fail_records,
+    finish_run,
+    flow_services,
     hardware_gate,
     ideal_gate,
     open_records,
+    record_evidence,
     statistical_gate,
 )
-from tasks._records import fail_session
 
 
-@flow(name="promote-experiment", log_prints=False, validate_parameters=False)
-def promote_experiment(
-    spec: ExperimentSpec, settings: Settings, allow_unpinned_data: bool = False
-) -> RunReport:
-    """Run every gate for ``spec`` and promote it in the MLflow registry if all pass."""
-    run_id = flow_run.get_id()
-    session = open_records(spec, settings, "promotion", allow_unpinned_data, run_id)
+@flow(name="promote-experiment", log_prints=False, persist_result=True)
+def promote_experiment(spec: ExperimentSpec, options: RunOptions | None = None) -> RunReport | State:
+    """Run every gate for ``spec`` and promote it in the MLflow registry if all pass.
+
+    Settings and secrets are read where the flow runs (``QHYBRID_*``), never passed in.
+    """
+    services = flow_services()
+    run = open_records(spec, options or RunOptions(), "promotion", flow_run.get_id(), services)
     try:
-        ideal, ideal_execution = ideal_gate(session)
-        statistical = statistical_gate(session)
-        hardware, hardware_execution = hardware_gate(session, ideal_execution)
-        baseline, baselines = baseline_gate(session, hardware_execution)
-        gates = [ideal, statistical, hardware, baseline]
-        decision = decide_promotion(session, gates, hardware_execution, baselines)
-        return close_records(session, "promotion", spec.gates.ideal.backend, ideal_execution,
-                             gates, baselines, decision, run_id)
+        ideal = ideal_gate(run, services)
+        statistical = statistical_gate(run, services)
+        hardware = hardware_gate(run, services, ideal.trial)
+        baseline = baseline_gate(run, services, hardware.trial)
+        steps = [ideal, statistical, hardware, baseline]
+        decision = decide_promotion(run, services, steps, hardware.trial)
+        recorded = record_evidence(run, services, ideal.trial, steps, decision)
+        version = apply_promotion(run, services, decision)
+        return finish_run(run, services, recorded, ideal.trial, steps, decision, version)
     except RunCancelledError as exc:
-        fail_session(session, exc)  # leases released: nothing left running or billed
+        fail_records(run, services, exc)  # leases released: nothing left running or billed
         return Cancelled(message=exc.message)
     except BaseException as exc:  # failure, timeout, SIGTERM: release leases, then re-raise
-        fail_session(session, exc)
+        fail_records(run, services, exc)
         raise

@@ -4,26 +4,28 @@ from __future__ import annotations
 
 from prefect import flow
 from prefect.runtime import flow_run
-from prefect.states import Cancelled
+from prefect.states import Cancelled, State
 
-from qhybrid.core import ExperimentSpec, RunCancelledError, RunReport, Settings
-from tasks import close_records, open_records, run_on_backend
-from tasks._records import fail_session
+from qhybrid.core import ExperimentSpec, RunCancelledError, RunOptions, RunReport
+from tasks import fail_records, finish_run, flow_services, open_records, record_evidence, run_on_backend
 
 
-@flow(name="run-experiment", log_prints=False, validate_parameters=False)
-def run_experiment(
-    spec: ExperimentSpec, settings: Settings, backend: str, allow_unpinned_data: bool = False
-) -> RunReport:
-    """Optimise and sample ``spec`` on ``backend``; record the run in MLflow with a manifest."""
-    run_id = flow_run.get_id()
-    session = open_records(spec, settings, "run", allow_unpinned_data, run_id)
+@flow(name="run-experiment", log_prints=False, persist_result=True)
+def run_experiment(spec: ExperimentSpec, options: RunOptions | None = None) -> RunReport | State:
+    """Optimise and sample ``spec`` on ``options.backend`` (default: the spec's ideal backend);
+    record the run in MLflow with a manifest.
+
+    Settings and secrets are read where the flow runs (``QHYBRID_*``), never passed in.
+    """
+    services = flow_services()
+    run = open_records(spec, options or RunOptions(), "run", flow_run.get_id(), services)
     try:
-        execution = run_on_backend(session, backend)
-        return close_records(session, "run", backend, execution, [], [], None, run_id)
+        outcome = run_on_backend(run, services)
+        recorded = record_evidence(run, services, outcome.trial, [outcome])
+        return finish_run(run, services, recorded, outcome.trial, [outcome])
     except RunCancelledError as exc:
-        fail_session(session, exc)  # leases released: nothing left running or billed
+        fail_records(run, services, exc)  # leases released: nothing left running or billed
         return Cancelled(message=exc.message)
     except BaseException as exc:  # failure, timeout, SIGTERM: release leases, then re-raise
-        fail_session(session, exc)
+        fail_records(run, services, exc)
         raise

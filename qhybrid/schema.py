@@ -14,22 +14,40 @@ import json
 import sys
 from pathlib import Path
 
-from qhybrid.core import ExperimentSpec, PromotionLogRecord, RunManifest, RunReport
+from pydantic import BaseModel
+
+from qhybrid.core import (
+    ErrorReport,
+    ExperimentSpec,
+    ExperimentsReport,
+    LeasesReport,
+    PromotionLogRecord,
+    ReplayReport,
+    RunManifest,
+    RunOptions,
+    RunReport,
+    ShowReport,
+)
 
 # pydantic emits Draft 2020-12 schemas but does not name the dialect.
 _DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
-_CONTRACTS: tuple[
-    type[ExperimentSpec] | type[PromotionLogRecord] | type[RunManifest] | type[RunReport], ...
-] = (
+CONTRACTS: tuple[type[BaseModel], ...] = (
+    ErrorReport,
     ExperimentSpec,
+    ExperimentsReport,
+    LeasesReport,
     PromotionLogRecord,
+    ReplayReport,
     RunManifest,
+    RunOptions,
     RunReport,
+    ShowReport,
 )
+"""Every wire contract: what the CLI prints with --json, reads from disk, or a flow takes."""
 
 
-def schemas() -> dict[str, dict]:
+def schemas() -> dict[str, dict[str, object]]:
     """JSON Schema of every wire contract, keyed by file stem.
 
     Schemas are generated in pydantic's validation mode: they describe what qhybrid accepts
@@ -38,14 +56,14 @@ def schemas() -> dict[str, dict]:
     Returns:
         A mapping from the lower-cased model name (e.g. ``experimentspec``) to its schema.
     """
-    out: dict[str, dict] = {}
-    for model in _CONTRACTS:
+    out: dict[str, dict[str, object]] = {}
+    for model in CONTRACTS:
         schema = {"$schema": _DIALECT, **model.model_json_schema(mode="validation")}
         out[model.__name__.lower()] = schema
     return out
 
 
-def render(schema: dict) -> str:
+def render(schema: dict[str, object]) -> str:
     """A schema as the text written to disk: sorted keys, indent 2, trailing newline.
 
     Args:

@@ -13,11 +13,11 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import ParamSpec, TypeVar
 
-from mlflow.entities import Metric, Param, RunTag
+from mlflow.entities import Metric, Param, Run, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from qhybrid.core import ModelVersionRecord, Settings, TrackingError
+from qhybrid.core import ModelVersionRecord, RunRecord, Settings, TrackingError
 
 SCORE_TAG = "qhybrid.score"
 _MAX_PARAM = 6000
@@ -45,6 +45,21 @@ def _mapped(action: str) -> Callable[[Callable[_P, _R]], Callable[_P, _R]]:
     return wrap
 
 
+@_mapped("open the tracking store")
+def _client(tracking_uri: str) -> MlflowClient:
+    return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+
+def _record(run: Run) -> RunRecord:
+    return RunRecord(
+        run_id=run.info.run_id, name=run.info.run_name, status=run.info.status,
+        start_time=run.info.start_time, end_time=run.info.end_time,
+        artifact_uri=run.info.artifact_uri, params=dict(run.data.params),
+        metrics=dict(run.data.metrics),
+        tags={k: v for k, v in run.data.tags.items() if not k.startswith("mlflow.")},
+    )
+
+
 class Tracker:
     """Writes and reads qhybrid's records in one MLflow store.
 
@@ -58,7 +73,7 @@ class Tracker:
         self.tracking_uri = tracking_uri
         self.artifact_root = artifact_root
         self.experiment_name = experiment
-        self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+        self.client = _client(tracking_uri)
         self._experiment_id: str | None = None
 
     @classmethod
@@ -141,28 +156,18 @@ class Tracker:
         return self.client.get_run(run_id).info.artifact_uri
 
     @_mapped("read a run")
-    def get_run(self, run_id: str) -> dict[str, object]:
-        """A run's info, params, metrics and tags as plain data."""
-        run = self.client.get_run(run_id)
-        return {
-            "run_id": run.info.run_id,
-            "name": run.info.run_name,
-            "status": run.info.status,
-            "start_time": run.info.start_time,
-            "end_time": run.info.end_time,
-            "artifact_uri": run.info.artifact_uri,
-            "params": dict(run.data.params),
-            "metrics": dict(run.data.metrics),
-            "tags": {k: v for k, v in run.data.tags.items() if not k.startswith("mlflow.")},
-        }
+    def get_run(self, run_id: str) -> RunRecord:
+        """A run's info, params, metrics and tags."""
+        return _record(self.client.get_run(run_id))
 
     @_mapped("list child runs")
-    def child_runs(self, run_id: str) -> list[dict[str, object]]:
-        """The runs nested under ``run_id``."""
+    def child_runs(self, run_id: str) -> list[RunRecord]:
+        """The runs nested under ``run_id``, in start order."""
         runs = self.client.search_runs(
-            [self.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{run_id}'"
+            [self.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{run_id}'",
+            order_by=["attributes.start_time ASC"],
         )
-        return [self.get_run(r.info.run_id) for r in runs]
+        return [_record(r) for r in runs]
 
     # --- model registry ---------------------------------------------------------------------
 

@@ -1,25 +1,36 @@
-"""Prefect tasks wrapping the work of each gate and of the records."""
+"""Prefect tasks: thin wrappers around the use cases (retries, artifacts, names, tags)."""
 
 from tasks.gates import (
+    apply_promotion,
     baseline_gate,
-    close_records,
     decide_promotion,
+    fail_records,
+    finish_run,
     hardware_gate,
     ideal_gate,
     open_records,
+    record_evidence,
     run_on_backend,
     statistical_gate,
 )
-from tasks.submission import prefect_runner, retry_if_transient, submit_job
+from tasks.settings import flow_services, read_settings, resolve_ibm_token
+from tasks.submission import prefect_runner, raise_if_cancelled, retry_if_transient, submit_job
 
 __all__ = [
+    "apply_promotion",
     "baseline_gate",
-    "close_records",
     "decide_promotion",
+    "fail_records",
+    "finish_run",
+    "flow_services",
     "hardware_gate",
     "ideal_gate",
     "open_records",
     "prefect_runner",
+    "raise_if_cancelled",
+    "read_settings",
+    "record_evidence",
+    "resolve_ibm_token",
     "retry_if_transient",
     "run_on_backend",
     "statistical_gate",

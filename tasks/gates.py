@@ -1,4 +1,5 @@
-"""Prefect tasks: thin wrappers that add artifacts and names to the work functions.
+"""Prefect tasks: one-line wrappers around the use cases, plus what only Prefect shows (the
+markdown artifacts of each gate and decision).
 
 Gates do not retry as a whole: their unit of retry is each provider submission (the
 ``submit-job`` task in :mod:`tasks.submission`), retried only for transient errors and
@@ -7,116 +8,129 @@ re-attached through the idempotency ledger.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Sequence
+
 from prefect import task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.logging import get_run_logger
 
+import qhybrid_usecases as usecases
 from qhybrid.core import (
-    BaselineResult,
     ExperimentSpec,
-    GateResult,
+    LeaseRelease,
     PromotionDecision,
+    RunOptions,
     RunReport,
-    Settings,
+    TrialResult,
 )
-from qhybrid.experiments import Execution, decide
-from tasks import _hardware, _records, _work
+from qhybrid_usecases import RecordedRun, RunHandle, Services, StepOutcome
 from tasks._markdown import decision_markdown, gate_markdown
-from tasks._secrets import resolve_ibm_token
-from tasks.submission import prefect_runner
 
 
-def _artifact_key(session: _work.RunSession, what: str) -> str:
-    return f"{session.spec.name}-{what}".lower()
-
-
-def _publish(session: _work.RunSession, result: GateResult) -> None:
-    create_markdown_artifact(
-        key=_artifact_key(session, f"gate-{result.gate}"),
-        markdown=gate_markdown(result, f"{session.spec.name} {session.spec.version}"),
-        description=f"gate {result.gate}: {'pass' if result.passed else 'fail'}",
-    )
+def _publish(run: RunHandle, outcome: StepOutcome) -> StepOutcome:
+    if outcome.gate is not None:
+        create_markdown_artifact(
+            key=f"{run.spec.name}-gate-{outcome.gate.gate}".lower(),
+            markdown=gate_markdown(outcome.gate, f"{run.spec.name} {run.spec.version}"),
+            description=f"gate {outcome.gate.gate}: {'pass' if outcome.gate.passed else 'fail'}",
+        )
+    return outcome
 
 
 @task(name="open-records", cache_policy=NO_CACHE)
-def open_records(
-    spec: ExperimentSpec, settings: Settings, kind: str, allow_unpinned_data: bool,
-    flow_run_id: str | None,
-) -> _work.RunSession:
+def open_records(spec: ExperimentSpec, options: RunOptions, kind: usecases.RunKind,
+                 flow_run_id: str | None, services: Services) -> RunHandle:
     """Check the inputs against dvc.lock and open the MLflow parent run."""
-    settings = resolve_ibm_token(settings)
-    session = _records.open_session(spec, settings, kind=kind,
-                                    allow_unpinned_data=allow_unpinned_data, flow_run_id=flow_run_id)
-    session.runner = prefect_runner(settings)
-    return session
+    return usecases.open_run(spec, options, services, kind=kind, flow_run_id=flow_run_id)
 
 
 @task(name="run-on-backend", cache_policy=NO_CACHE)
-def run_on_backend(session: _work.RunSession, backend: str) -> Execution:
+def run_on_backend(run: RunHandle, services: Services) -> StepOutcome:
     """One optimisation and sampling on one backend, without gates."""
-    execution, _seconds = _work.run_execution_on(session, backend, "run")
-    return execution
+    return usecases.run_on_backend(run, services)
 
 
 @task(name="ideal-gate", cache_policy=NO_CACHE)
-def ideal_gate(session: _work.RunSession) -> tuple[GateResult, Execution]:
+def ideal_gate(run: RunHandle, services: Services) -> StepOutcome:
     """Gate 1: optimise on the ideal simulator."""
-    result, execution = _work.ideal_gate(session)
-    _publish(session, result)
-    return result, execution
+    return _publish(run, usecases.ideal_gate(run, services))
 
 
 @task(name="statistical-gate", cache_policy=NO_CACHE)
-def statistical_gate(session: _work.RunSession) -> GateResult:
+def statistical_gate(run: RunHandle, services: Services) -> StepOutcome:
     """Gate 2: independent repeats and a confidence interval."""
-    result = _work.statistical_gate(session)
-    _publish(session, result)
-    return result
+    return _publish(run, usecases.statistical_gate(run, services))
 
 
 @task(name="hardware-gate", cache_policy=NO_CACHE)
-def hardware_gate(session: _work.RunSession, ideal: Execution) -> tuple[GateResult, Execution]:
+def hardware_gate(run: RunHandle, services: Services, ideal: TrialResult) -> StepOutcome:
     """Gate 3: the optimised circuit on the hardware target."""
-    result, execution = _hardware.hardware_gate(session, ideal)
-    _publish(session, result)
-    return result, execution
+    return _publish(run, usecases.hardware_gate(run, services, ideal))
 
 
 @task(name="baseline-gate", cache_policy=NO_CACHE)
-def baseline_gate(
-    session: _work.RunSession, hardware: Execution
-) -> tuple[GateResult, list[BaselineResult]]:
+def baseline_gate(run: RunHandle, services: Services, hardware: TrialResult) -> StepOutcome:
     """Gate 4: classical baselines side by side."""
-    result, baselines = _work.baseline_gate(session, hardware)
-    _publish(session, result)
-    return result, baselines
+    return _publish(run, usecases.baseline_gate(run, services, hardware))
 
 
 @task(name="decide-promotion", cache_policy=NO_CACHE)
-def decide_promotion(
-    session: _work.RunSession, gates: list[GateResult], hardware: Execution,
-    baselines: list[BaselineResult],
-) -> PromotionDecision:
+def decide_promotion(run: RunHandle, services: Services, steps: Sequence[StepOutcome],
+                     hardware: TrialResult) -> PromotionDecision:
     """The pure decision, fed with the current champion's score."""
-    champion = session.tracker.champion_score(session.spec.name)
-    score = hardware.metrics[session.workload.objective]
-    decision = decide(gates, score, champion, session.workload.direction)
+    gates = [step.gate for step in steps if step.gate is not None]
+    decision = usecases.decide_promotion(run, services, gates, hardware)
+    baselines = [b for step in steps for b in step.baselines]
     create_markdown_artifact(
-        key=_artifact_key(session, "decision"),
-        markdown=decision_markdown(decision, baselines, f"{session.spec.name} {session.spec.version}"),
+        key=f"{run.spec.name}-decision".lower(),
+        markdown=decision_markdown(decision, baselines, f"{run.spec.name} {run.spec.version}"),
         description="promotion decision",
     )
     return decision
 
 
-@task(name="close-records", cache_policy=NO_CACHE)
-def close_records(
-    session: _work.RunSession, kind: str, backend: str, execution: Execution,
-    gates: list[GateResult], baselines: list[BaselineResult],
-    decision: PromotionDecision | None, flow_run_id: str | None,
-) -> RunReport:
-    """Manifest, artifacts, registry and promotion log; the parent run ends FINISHED."""
-    return _records.close_session(
-        session, kind=kind, backend=backend, execution=execution, gates=gates,
-        baselines=baselines, decision=decision, flow_run_id=flow_run_id,
-    )
+@task(name="record-evidence", cache_policy=NO_CACHE)
+def record_evidence(run: RunHandle, services: Services, trial: TrialResult,
+                    steps: Sequence[StepOutcome],
+                    decision: PromotionDecision | None = None) -> RecordedRun:
+    """Manifest, circuits, plots, metrics and verdict tags."""
+    return usecases.record_evidence(run, services, trial, steps, decision)
+
+
+@task(name="apply-promotion", cache_policy=NO_CACHE)
+def apply_promotion(run: RunHandle, services: Services, decision: PromotionDecision) -> str | None:
+    """Register the version, move aliases, append to the promotion log."""
+    return usecases.apply_promotion(run, services, decision)
+
+
+@task(name="finish-run", cache_policy=NO_CACHE)
+def finish_run(run: RunHandle, services: Services, recorded: RecordedRun, trial: TrialResult,
+               steps: Sequence[StepOutcome], decision: PromotionDecision | None = None,
+               registered_version: str | None = None) -> RunReport:
+    """The parent run ends FINISHED; the report."""
+    return usecases.finish_run(run, services, recorded, trial, steps, decision,
+                               registered_version)
+
+
+def fail_records(run: RunHandle, services: Services, exc: BaseException) -> list[LeaseRelease]:
+    """Release the run's leases and end its MLflow run FAILED or KILLED.
+
+    A plain function, not a task: it runs while the flow is failing, timing out or being
+    cancelled, when new task runs may not start.
+    """
+    released = usecases.fail_run(run, services, exc)
+    logger = _logger()
+    for lease in released:
+        logger.log(logging.INFO if lease.released else logging.WARNING,
+                   "lease %s %s on %s: %s", lease.kind, lease.provider_id, lease.backend,
+                   "released" if lease.released else f"NOT released ({lease.detail})")
+    return released
+
+
+def _logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
+    try:
+        return get_run_logger()
+    except RuntimeError:  # prefect's MissingContextError: called outside a flow run
+        return logging.getLogger("qhybrid.run")

@@ -7,7 +7,7 @@ Validation, submission and execution errors fail at once.
 
 A flow called in-process does not notice a cancellation set through Prefect's API (only
 workers and runners act on it), so the runner checks the flow run's state before each
-submission, at most once per ``_CANCEL_POLL_SECONDS``, and stops the run cooperatively.
+submission, at most once per ``settings.cancel_poll_seconds``, and stops the run cooperatively.
 """
 
 from __future__ import annotations
@@ -24,8 +24,6 @@ from prefect.utilities.annotations import quote
 
 from backends import Runner, Submission, SubmissionResult, Submitter
 from qhybrid.core import RunCancelledError, Settings, is_transient
-
-_CANCEL_POLL_SECONDS = 1.0
 
 
 def retry_if_transient(task: Task, task_run: TaskRun, state: State) -> bool:
@@ -56,7 +54,8 @@ def prefect_runner(settings: Settings) -> Runner:
     by_backend: dict[str, Task] = {}
 
     def run(submitter: Submitter, submission: Submission, key: str) -> SubmissionResult:
-        if submitter.flow_run_id and time.monotonic() - last_check[0] > _CANCEL_POLL_SECONDS:
+        if (submitter.flow_run_id
+                and time.monotonic() - last_check[0] >= settings.cancel_poll_seconds):
             last_check[0] = time.monotonic()
             raise_if_cancelled(submitter.flow_run_id)
         name = submitter.backend.name

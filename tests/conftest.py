@@ -1,8 +1,11 @@
-"""Shared fixtures: real components on temporary stores."""
+"""Shared fixtures: real components on temporary stores, and settings isolated from the
+developer's environment."""
 
 from __future__ import annotations
 
+import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -21,17 +24,54 @@ def repo() -> Path:
     return REPO
 
 
+def record_env(root: Path) -> dict[str, str]:
+    """``QHYBRID_*`` variables that read the repo's pinned data and write every record under
+    ``root``."""
+    return {
+        "QHYBRID_PROJECT_ROOT": str(REPO),
+        "QHYBRID_MLFLOW_TRACKING_URI": f"sqlite:///{root}/mlflow.db",
+        "QHYBRID_MLFLOW_ARTIFACT_ROOT": str(root / "artifacts"),
+        "QHYBRID_PROMOTION_LOG": str(root / "promotion-log.jsonl"),
+        "QHYBRID_MANIFESTS_DIR": str(root / "manifests"),
+        "QHYBRID_STATE_URL": f"sqlite:///{root}/state.db",
+    }
+
+
+@pytest.fixture(autouse=True)
+def qhybrid_env(request: pytest.FixtureRequest, tmp_path: Path,
+                monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """Every test starts without the developer's ``QHYBRID_*`` variables (tests marked ``ibm``
+    keep the IBM account ones), with its records under its own tmp_path. Flows read their
+    settings from this environment."""
+    keep = ("QHYBRID_IBM_",) if request.node.get_closest_marker("ibm") else ()
+    for key in list(os.environ):
+        if key.startswith("QHYBRID_") and not key.startswith(keep or ("\0",)):
+            monkeypatch.delenv(key)
+    values = record_env(tmp_path)
+    for key, value in values.items():
+        monkeypatch.setenv(key, value)
+    return values
+
+
 @pytest.fixture
-def settings(repo: Path, tmp_path: Path) -> Settings:
-    """Settings reading the repo's pinned data and writing every record under tmp_path."""
-    return Settings(
-        project_root=repo,
-        mlflow_tracking_uri=f"sqlite:///{tmp_path}/mlflow.db",
-        mlflow_artifact_root=tmp_path / "artifacts",
-        promotion_log=tmp_path / "promotion-log.jsonl",
-        manifests_dir=tmp_path / "manifests",
-        state_url=f"sqlite:///{tmp_path}/state.db",
-    )
+def settings(qhybrid_env: dict[str, str]) -> Settings:
+    """The settings a flow in this test reads."""
+    return Settings()
+
+
+@pytest.fixture
+def configure(monkeypatch: pytest.MonkeyPatch) -> Callable[..., Settings]:
+    """Change settings for this test, as a user would: through ``QHYBRID_*`` variables.
+
+    ``configure(faults="transport=1", retry_backoff_seconds=0)`` returns the new settings.
+    """
+
+    def apply(**updates: object) -> Settings:
+        for key, value in updates.items():
+            monkeypatch.setenv(f"QHYBRID_{key.upper()}", str(value))
+        return Settings()
+
+    return apply
 
 
 @pytest.fixture

@@ -20,6 +20,19 @@ from qhybrid.core._errors import (
     is_transient,
 )
 from qhybrid.core._faults import FaultPlan, parse_faults
+from qhybrid.core._options import RunOptions
+from qhybrid.core._reports import (
+    ErrorRecord,
+    ErrorReport,
+    ExperimentsReport,
+    LeaseRecord,
+    LeaseRelease,
+    LeasesReport,
+    RegisteredExperiment,
+    ReplayReport,
+    RunRecord,
+    ShowReport,
+)
 from qhybrid.core._results import (
     BaselineResult,
     CircuitRecord,
@@ -35,9 +48,11 @@ from qhybrid.core._results import (
     PromotionLogRecord,
     RunManifest,
     RunReport,
+    TrialResult,
 )
 from qhybrid.core._settings import Settings
 from qhybrid.core._spec import (
+    FAMILY_KINDS,
     BaselineGateSpec,
     DatasetSpec,
     ExperimentSpec,
@@ -57,8 +72,6 @@ from qhybrid.core._spec import (
 
 __all__ = [
     "BackendError",
-    "BackendKind",
-    "BackendName",
     "BackendNameError",
     "BackendRejectedError",
     "BaselineGateSpec",
@@ -70,10 +83,13 @@ __all__ = [
     "DatasetSpec",
     "Direction",
     "DowngradeRecord",
+    "ErrorRecord",
+    "ErrorReport",
     "ExecutionError",
     "ExecutionRecord",
     "ExperimentSpec",
-    "FaultPlan",
+    "ExperimentsReport",
+    "FAMILY_KINDS",
     "FamilySpec",
     "GateName",
     "GateResult",
@@ -81,6 +97,9 @@ __all__ = [
     "HardwareGateSpec",
     "IdealGateSpec",
     "InvalidInputError",
+    "LeaseRecord",
+    "LeaseRelease",
+    "LeasesReport",
     "MitigationRecord",
     "MitigationSpec",
     "ModelVersionRecord",
@@ -90,21 +109,23 @@ __all__ = [
     "PromotionLogRecord",
     "QaoaMaxcutFamily",
     "QhybridError",
+    "RegisteredExperiment",
     "ReplayMismatchError",
+    "ReplayReport",
     "RunCancelledError",
     "RunManifest",
+    "RunRecord",
     "RunReport",
     "SeedSpec",
-    "Settings",
+    "ShowReport",
     "SpecError",
     "StatisticalGateSpec",
     "SubmissionError",
     "TrackingError",
     "TransportError",
+    "TrialResult",
     "VqeFamily",
     "is_transient",
     "load_spec",
-    "parse_backend_name",
-    "parse_faults",
     "spec_from_mapping",
 ]

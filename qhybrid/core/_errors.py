@@ -1,23 +1,24 @@
 """The qhybrid exception tree.
 
 Every error qhybrid raises on purpose derives from :class:`QhybridError`. Each class knows
-its layer, whether retrying can help (``transient``) and the CLI exit code it maps to.
+its layer and whether retrying can help (``transient``). What a class means to a user (a CLI
+exit code, an HTTP status) is decided at that entry point, not here.
 
     QhybridError
-    ├── InvalidInputError            validation: spec, flag, data (exit 2, never transient)
+    ├── InvalidInputError            validation: spec, flag, data, setting (never transient)
     │   ├── SpecError                the spec file or one of its fields
     │   ├── BackendNameError         a backend string that names nothing we can run
     │   └── DataError                missing input data, or data that does not match dvc.lock
-    ├── BackendError                 the execution seam (exit 4)
+    ├── BackendError                 the execution seam
     │   ├── TransportError           the call never reached the provider (transient)
     │   ├── SubmissionError          the provider refused the request as formed (fail fast)
     │   ├── BackendRejectedError     quota, maintenance, offline (transient)
     │   ├── BreakerOpenError         our circuit breaker refuses the backend for now (fail fast)
     │   └── ExecutionError           the job ran and failed
-    ├── PostProcessingError          results could not be turned into metrics (exit 5)
-    ├── TrackingError                MLflow, promotion log or manifest could not be written (exit 6)
-    ├── ReplayMismatchError          a replay did not reproduce the recorded counts (exit 7)
-    └── RunCancelledError            the flow run was cancelled while it worked (exit 8)
+    ├── PostProcessingError          results could not be turned into metrics
+    ├── TrackingError                MLflow, promotion log, manifest or state store unusable
+    ├── ReplayMismatchError          a replay did not reproduce the recorded counts or circuit
+    └── RunCancelledError            the flow run was cancelled while it worked
 
 Foreign exceptions are translated once, at the boundary that meets them, with
 ``raise Mapped(...) from exc``.
@@ -34,15 +35,14 @@ class QhybridError(Exception):
     Attributes:
         layer: Which layer the failure belongs to.
         transient: Whether the same call may succeed if retried.
-        exit_code: The CLI exit code for this class.
         field: For input errors, the dotted name of the offending field, if known.
         provider_status: The provider's original status, when a provider was involved.
         recovery: The recovery action taken (retry, re-attach, fallback), set as it happens.
+        detail: JSON-ready evidence for the error (e.g. what a replay found), if any.
     """
 
     layer: ClassVar[str] = "internal"
     transient: ClassVar[bool] = False
-    exit_code: ClassVar[int] = 1
 
     def __init__(
         self,
@@ -50,10 +50,12 @@ class QhybridError(Exception):
         *,
         field: str | None = None,
         provider_status: str | None = None,
+        detail: dict[str, object] | None = None,
     ) -> None:
         self.message = message
         self.field = field
         self.provider_status = provider_status
+        self.detail = detail
         self.recovery: str | None = None
         super().__init__(f"{field}: {message}" if field else message)
 
@@ -67,6 +69,7 @@ class QhybridError(Exception):
             "message": self.message,
             "provider_status": self.provider_status,
             "recovery": self.recovery,
+            "detail": self.detail,
         }
 
 
@@ -74,7 +77,6 @@ class InvalidInputError(QhybridError):
     """Input that can never succeed as given; the user must change it."""
 
     layer = "validation"
-    exit_code = 2
 
 
 class SpecError(InvalidInputError):
@@ -93,7 +95,6 @@ class BackendError(QhybridError):
     """A failure at the execution seam."""
 
     layer = "execution"
-    exit_code = 4
 
 
 class TransportError(BackendError):
@@ -132,28 +133,24 @@ class PostProcessingError(QhybridError):
     """Raw results could not be turned into metrics."""
 
     layer = "post-processing"
-    exit_code = 5
 
 
 class TrackingError(QhybridError):
     """The system of record (MLflow, promotion log, manifest) could not be written or read."""
 
     layer = "tracking"
-    exit_code = 6
 
 
 class ReplayMismatchError(QhybridError):
     """A replay did not reproduce the recorded simulator counts bit for bit."""
 
     layer = "replay"
-    exit_code = 7
 
 
 class RunCancelledError(QhybridError):
     """Someone cancelled the flow run (Prefect UI, API or CLI); work stops at the next step."""
 
     layer = "orchestration"
-    exit_code = 8
 
 
 def is_transient(exc: BaseException) -> bool:

@@ -17,6 +17,35 @@ class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+class TrialResult(_Model):
+    """One trial on one backend: parameters optimised (or taken from the spec), then sampled
+    and analysed.
+
+    Attributes:
+        backend: Where it ran.
+        parameters: Final parameters, in the family's documented order.
+        counts: Counts of the measured circuit at ``parameters``.
+        metrics: The family's analysis of the counts (and energy, where it has one).
+        history: The objective as the optimiser minimised it, per iteration; empty when fixed.
+        evaluations: Parameter points the optimiser evaluated.
+        batches: Batched estimator calls (PUBs) the optimiser made.
+        quantum_seconds: Wall time inside the executor.
+        classical_seconds: Wall time in the optimiser and the analysis.
+        seeds: The seeds this trial used.
+    """
+
+    backend: str
+    parameters: tuple[float, ...]
+    counts: dict[str, int]
+    metrics: dict[str, float]
+    history: tuple[float, ...] = ()
+    evaluations: int = 0
+    batches: int = 0
+    quantum_seconds: float = 0.0
+    classical_seconds: float = 0.0
+    seeds: dict[str, int] = {}
+
+
 class CriterionResult(_Model):
     """One explicit criterion of a verdict: ``value op limit``."""
 

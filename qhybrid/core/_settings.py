@@ -50,6 +50,11 @@ class Settings(BaseSettings):
     breaker_cooldown_seconds: float = Field(
         default=60.0, ge=0, le=86_400, description="How long an open breaker fails fast."
     )
+    cancel_poll_seconds: float = Field(
+        default=1.0, ge=0, le=600,
+        description="How often, at most, a flow asks Prefect whether it was cancelled (before "
+        "a provider submission); 0 asks before every submission.",
+    )
     faults: str = Field(
         default="",
         description="Faults to inject on purpose, e.g. transport=0.3,execution=0.02,seed=7.",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -24,6 +24,7 @@ class QaoaMaxcutFamily(_Model):
     """QAOA for weighted or unweighted MaxCut on a graph read from data."""
 
     kind: Literal["qaoa-maxcut"] = "qaoa-maxcut"
+    baseline_solvers: ClassVar[tuple[str, ...]] = ("brute-force", "one-exchange")
     reps: int = Field(default=1, ge=1, le=8, description="QAOA depth p.")
 
 
@@ -31,12 +32,18 @@ class VqeFamily(_Model):
     """VQE for a qubit Hamiltonian (Pauli sum) read from data."""
 
     kind: Literal["vqe"] = "vqe"
+    baseline_solvers: ClassVar[tuple[str, ...]] = ("exact-diagonalisation",)
     ansatz: Literal["real-amplitudes", "efficient-su2"] = "real-amplitudes"
     reps: int = Field(default=1, ge=1, le=8, description="Ansatz layers.")
     entanglement: Literal["linear", "full", "circular"] = "linear"
 
 
 FamilySpec = Annotated[QaoaMaxcutFamily | VqeFamily, Field(discriminator="kind")]
+"""Every family's options, told apart by ``kind``. A new family adds its model here."""
+
+FAMILY_KINDS: tuple[str, ...] = tuple(
+    str(model.model_fields["kind"].default) for model in (QaoaMaxcutFamily, VqeFamily)
+)
 
 
 class DatasetSpec(_Model):
@@ -235,8 +242,7 @@ class ExperimentSpec(_Model):
 
     @model_validator(mode="after")
     def _baselines_fit_family(self) -> ExperimentSpec:
-        allowed = {"qaoa-maxcut": {"brute-force", "one-exchange"}, "vqe": {"exact-diagonalisation"}}
-        wrong = set(self.gates.baseline.solvers) - allowed[self.family.kind]
+        wrong = set(self.gates.baseline.solvers) - set(self.family.baseline_solvers)
         if wrong:
             raise ValueError(
                 f"gates.baseline.solvers: {sorted(wrong)} do not apply to {self.family.kind}"
@@ -274,7 +280,7 @@ def _check_backend(value: str) -> None:
 
 
 def _location(loc: tuple[int | str, ...]) -> str:
-    parts = [str(p) for p in loc if not (isinstance(p, str) and p in ("qaoa-maxcut", "vqe"))]
+    parts = [str(p) for p in loc if not (isinstance(p, str) and p in FAMILY_KINDS)]
     return ".".join(parts) or "<spec>"
 
 

@@ -1,7 +1,8 @@
 """Pure domain: problem instances, circuit families, optimisation, baselines and verdicts.
 
 Nothing here imports prefect, mlflow or dvc, and nothing here executes a circuit by itself:
-execution goes through an :class:`Executor` handed in by the caller.
+execution goes through an :class:`Executor` handed in by the caller. Each circuit family is
+one module implementing :class:`Family`, registered by its ``kind``.
 """
 
 from qhybrid.experiments._baselines import (
@@ -9,25 +10,25 @@ from qhybrid.experiments._baselines import (
     cut_values,
     exact_ground_energy,
     one_exchange_maxcut,
-    run_baselines,
 )
 from qhybrid.experiments._datagen import h2_hamiltonian, random_regular_graph, write_instance
 from qhybrid.experiments._executor import Counts, Executor
-from qhybrid.experiments._families import (
+from qhybrid.experiments._family import (
+    Family,
     Workload,
-    analyse,
     build_workload,
     counts_to_bits,
-    degradation,
-    quality,
+    families,
+    family_for,
+    register,
+    run_baselines,
 )
 from qhybrid.experiments._optimise import OptimisationResult, optimise
-from qhybrid.experiments._problems import (
-    GraphInstance,
-    PauliSumInstance,
-    load_instance,
-)
-from qhybrid.experiments._runner import Execution, derive_seed, measure, optimise_and_measure
+from qhybrid.experiments._qaoa_maxcut import QAOA_MAXCUT, QaoaMaxcut
+from qhybrid.experiments._problems import GraphInstance, Instance, PauliSumInstance, load_instance
+from qhybrid.experiments._runner import derive_seed, measure, optimise_and_measure
+from qhybrid.experiments._serialise import bind, qasm3_sha256, write_circuit
+from qhybrid.experiments._vqe import VQE, Vqe
 from qhybrid.experiments._verdicts import (
     baseline_verdict,
     confidence_interval,
@@ -40,37 +41,44 @@ from qhybrid.experiments._verdicts import (
 )
 
 __all__ = [
+    "QAOA_MAXCUT",
+    "VQE",
     "Counts",
-    "Execution",
     "Executor",
+    "Family",
     "GraphInstance",
+    "Instance",
     "OptimisationResult",
     "PauliSumInstance",
+    "QaoaMaxcut",
+    "Vqe",
     "Workload",
-    "analyse",
     "baseline_verdict",
+    "bind",
     "brute_force_maxcut",
     "build_workload",
     "confidence_interval",
     "counts_to_bits",
     "cut_values",
     "decide",
-    "degradation",
     "derive_seed",
     "exact_ground_energy",
+    "families",
+    "family_for",
     "h2_hamiltonian",
     "hardware_verdict",
     "ideal_verdict",
-    "mitigation_improvement",
     "load_instance",
     "measure",
+    "mitigation_improvement",
     "one_exchange_maxcut",
     "optimise",
     "optimise_and_measure",
-    "quality",
+    "qasm3_sha256",
     "random_regular_graph",
+    "register",
     "run_baselines",
     "statistical_verdict",
     "total_variation_distance",
-    "write_instance",
+    "write_circuit",
 ]

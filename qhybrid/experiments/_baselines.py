@@ -8,7 +8,6 @@ import networkx as nx
 import numpy as np
 from networkx.algorithms.approximation import one_exchange
 
-from qhybrid.core import BaselineResult
 from qhybrid.experiments._problems import GraphInstance, PauliSumInstance
 
 
@@ -61,47 +60,3 @@ def exact_ground_energy(hamiltonian: PauliSumInstance) -> float:
     """Lowest eigenvalue of the Hamiltonian plus its constant offset."""
     matrix = hamiltonian.operator().to_matrix()
     return float(np.linalg.eigvalsh(matrix)[0]) + hamiltonian.constant_offset
-
-
-def run_baselines(
-    instance: GraphInstance | PauliSumInstance, solvers: tuple[str, ...], seed: int
-) -> list[BaselineResult]:
-    """Run the named solvers, timed, with quality on the family's scale.
-
-    For MaxCut, quality is the cut divided by the exact optimum. For a Hamiltonian, quality
-    is ``1 - |E - E_exact| / |E_exact|`` (exact diagonalisation scores 1).
-    """
-    results: list[BaselineResult] = []
-    if isinstance(instance, GraphInstance):
-        start = time.perf_counter()
-        optimum, _ = brute_force_maxcut(instance)
-        exact_seconds = time.perf_counter() - start
-        for solver in solvers:
-            if solver == "brute-force":
-                results.append(
-                    BaselineResult(
-                        solver=solver, objective=optimum, quality=1.0, seconds=exact_seconds,
-                        exact=True,
-                    )
-                )
-            elif solver == "one-exchange":
-                start = time.perf_counter()
-                value = one_exchange_maxcut(instance, seed)
-                results.append(
-                    BaselineResult(
-                        solver=solver, objective=value, quality=value / optimum,
-                        seconds=time.perf_counter() - start, exact=False,
-                    )
-                )
-    else:
-        for solver in solvers:
-            if solver == "exact-diagonalisation":
-                start = time.perf_counter()
-                energy = exact_ground_energy(instance)
-                results.append(
-                    BaselineResult(
-                        solver=solver, objective=energy, quality=1.0,
-                        seconds=time.perf_counter() - start, exact=True,
-                    )
-                )
-    return results

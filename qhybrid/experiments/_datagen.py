@@ -1,8 +1,7 @@
 """Deterministic problem-instance generators, run by dvc.yaml stages.
 
-``python -m qhybrid.experiments.datagen maxcut --nodes 10 --degree 3 --seed 7 --out F``
-``python -m qhybrid.experiments.datagen h2 --out F``
-The output is canonical JSON (sorted keys, fixed float formatting), so the same arguments
+The ``qhybrid data maxcut`` and ``qhybrid data h2`` commands call them, e.g.
+``qhybrid data maxcut --nodes 10 --degree 3 --seed 7 --out F``. The output is canonical JSON (sorted keys, fixed float formatting), so the same arguments
 give the same bytes and the same DVC hash on every machine.
 """
 

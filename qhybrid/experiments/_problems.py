@@ -70,13 +70,14 @@ class PauliSumInstance(_Model):
 
 
 Instance = Annotated[GraphInstance | PauliSumInstance, Field(discriminator="kind")]
+"""Any problem instance, told apart by ``kind``."""
 
 
 class _Envelope(_Model):
     instance: Instance
 
 
-def load_instance(path: Path, *, field: str = "dataset.path") -> GraphInstance | PauliSumInstance:
+def load_instance(path: Path, *, field: str = "dataset.path") -> Instance:
     """Read a problem instance from JSON.
 
     Raises:

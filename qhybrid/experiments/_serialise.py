@@ -10,10 +10,12 @@ from qiskit import qasm3, qpy
 from qiskit.circuit import QuantumCircuit
 
 from qhybrid.core import CircuitRecord
-from qhybrid.experiments._families import Workload
+from qhybrid.experiments._family import Workload
 
 
-def bind(workload: Workload, circuit: QuantumCircuit, parameters: np.ndarray) -> QuantumCircuit:
+def bind(
+    workload: Workload, circuit: QuantumCircuit, parameters: np.ndarray | tuple[float, ...]
+) -> QuantumCircuit:
     """``circuit`` with the family-ordered ``parameters`` bound."""
     values = workload.circuit_points(parameters)[0]
     return circuit.assign_parameters(dict(zip(circuit.parameters, values, strict=True)))

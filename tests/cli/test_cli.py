@@ -14,24 +14,15 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from qhybrid.cli import app
+from qhybrid_entrypoints.cli import app
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    values = {
-        "QHYBRID_PROJECT_ROOT": str(REPO),
-        "QHYBRID_MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db",
-        "QHYBRID_MLFLOW_ARTIFACT_ROOT": str(tmp_path / "artifacts"),
-        "QHYBRID_PROMOTION_LOG": str(tmp_path / "log.jsonl"),
-        "QHYBRID_STATE_URL": f"sqlite:///{tmp_path}/state.db",
-        "QHYBRID_MANIFESTS_DIR": str(tmp_path / "manifests"),
-    }
-    for key, value in values.items():
-        monkeypatch.setenv(key, value)
-    return values
+def env(qhybrid_env: dict[str, str]) -> dict[str, str]:
+    """The test's QHYBRID_* variables (records under tmp_path), for subprocesses too."""
+    return qhybrid_env
 
 
 def _spec(tmp_path: Path, name: str = "vqe-h2.yaml", **patch: object) -> Path:
@@ -64,7 +55,7 @@ def test_bad_input_exits_2_and_writes_nothing(env, tmp_path, patch, args, field)
     error = json.loads(result.stdout)["error"]
     assert error["field"].startswith(field)
     assert not (tmp_path / "mlflow.db").exists()
-    assert not (tmp_path / "log.jsonl").exists()
+    assert not (tmp_path / "promotion-log.jsonl").exists()
 
 
 @pytest.mark.parametrize("url", ["not a url", "nosuchdb://x/y"])
@@ -97,7 +88,7 @@ def _cli(args: list[str], env: dict[str, str], tmp_path: Path) -> subprocess.Com
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "MLFLOW_DISABLE_TELEMETRY": "true",
             "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120"}
     full.pop("PREFECT_API_URL", None)
-    return subprocess.run([sys.executable, "-m", "qhybrid.cli", *args], env=full, text=True,
+    return subprocess.run([sys.executable, "-m", "qhybrid_entrypoints.cli", *args], env=full, text=True,
                           capture_output=True, timeout=600, cwd=REPO)
 
 
@@ -118,11 +109,12 @@ def test_promote_replay_show_and_refuse(env, tmp_path) -> None:  # noqa: ANN001
     assert {state for _name, state in states} == {"COMPLETED"}
     steps = sorted(name.rsplit("-", 1)[0] for name, _state in states if not name.startswith("submit-job"))
     assert steps == sorted(["open-records", "ideal-gate", "statistical-gate", "hardware-gate",
-                            "baseline-gate", "decide-promotion", "close-records"])
+                            "baseline-gate", "decide-promotion", "record-evidence",
+                            "apply-promotion", "finish-run"])
     # One task run per provider submission (no faults: no retries, nothing re-attached), each
     # tagged with its backend.
     execution = report["execution"]
-    assert len(states) - 7 == execution["distinct_jobs"] == execution["provider_submissions"]
+    assert len(states) - 9 == execution["distinct_jobs"] == execution["provider_submissions"]
     with sqlite3.connect(tmp_path / "prefect" / "prefect.db") as db:
         tags = {row[0] for row in db.execute(
             "select tags from task_run where flow_run_id = ? and name like 'submit-job%'", (flow_run,))}
@@ -147,9 +139,130 @@ def test_promote_replay_show_and_refuse(env, tmp_path) -> None:  # noqa: ANN001
     assert [entry["promote"] for entry in log] == [True, False]
 
 
-def test_replay_detects_a_changed_record(env, tmp_path) -> None:  # noqa: ANN001
-    result = CliRunner().invoke(app, ["replay", str(tmp_path / "absent.json")])
+@pytest.fixture
+def manifest(repo: Path) -> Path:
+    """A real run's manifest, recorded through the use cases without Prefect."""
+    import qhybrid_usecases as usecases
+    from qhybrid.core import RunOptions, Settings, load_spec
+
+    services = usecases.Services.open(Settings())
+    run = usecases.open_run(load_spec(repo / "specs" / "vqe-h2.yaml"), RunOptions(), services,
+                            kind="run", flow_run_id=None)
+    outcome = usecases.run_on_backend(run, services)
+    assert outcome.trial is not None
+    recorded = usecases.record_evidence(run, services, outcome.trial, [outcome])
+    usecases.finish_run(run, services, recorded, outcome.trial, [outcome])
+    return Path(recorded.manifest)
+
+
+def test_replay_reproduces_a_recorded_run(manifest: Path) -> None:
+    result = CliRunner().invoke(app, ["replay", str(manifest), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["identical"] and report["circuit_identical"]
+    assert report["replayed_sha256"] == report["recorded_sha256"]
+
+
+@pytest.mark.parametrize("tamper", ["counts", "circuit"])
+def test_replay_detects_a_changed_record(manifest: Path, tamper: str) -> None:
+    data = json.loads(manifest.read_text())
+    if tamper == "counts":  # one shot moved from the commonest outcome to another
+        counts = data["ideal_counts"]
+        top, other = sorted(counts, key=counts.get, reverse=True)[:2]
+        counts[top] -= 1
+        counts[other] += 1
+    else:
+        final = next(c for c in data["circuits"] if c["role"] == "final")
+        final["sha256"] = "0" * 64
+    manifest.write_text(json.dumps(data))
+    result = CliRunner().invoke(app, ["replay", str(manifest), "--json"])
+    assert result.exit_code == 7, result.output
+    error = json.loads(result.stdout)["error"]
+    assert error["error"] == "ReplayMismatchError" and error["field"] == "MANIFEST"
+    detail = error["detail"]
+    if tamper == "counts":
+        assert detail["identical"] is False and detail["circuit_identical"] is True
+        assert detail["differing_outcomes"] == 2
+    else:
+        assert detail["identical"] is True and detail["circuit_identical"] is False
+
+
+def test_replay_of_a_missing_manifest_is_invalid_input(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["replay", str(tmp_path / "absent.json"), "--json"])
     assert result.exit_code == 2
+    assert json.loads(result.stdout)["error"]["field"] == "MANIFEST"
+
+
+def test_an_unusable_tracking_store_exits_6(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("QHYBRID_MLFLOW_TRACKING_URI", "sqlite:////dev/null/nowhere/mlflow.db")
+    for args in (["experiments", "--json"], ["show", "vqe-h2@champion", "--json"]):
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 6, result.output
+        assert json.loads(result.stdout)["error"]["error"] == "TrackingError"
+
+
+def test_a_backend_failure_exits_4(prefect_server, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+    monkeypatch.setenv("QHYBRID_FAULTS", "execution=1,seed=3")
+    result = CliRunner().invoke(app, ["run", str(REPO / "specs" / "vqe-h2.yaml"), "--json"])
+    assert result.exit_code == 4, result.output
+    error = json.loads(result.stdout)["error"]
+    assert error["error"] == "ExecutionError" and error["transient"] is False
+
+
+def test_results_that_cannot_be_analysed_exit_5(prefect_server, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+    from backends import AerBackend, SubmissionResult
+
+    real_run = AerBackend.run
+
+    def no_shots(backend: AerBackend, submission):  # noqa: ANN001, ANN202 - a fault on purpose
+        result = real_run(backend, submission)
+        if submission.kind == "sample":
+            return SubmissionResult(counts=[[{} for _ in rows] for rows in result.counts],
+                                    metadata=result.metadata)
+        return result
+
+    monkeypatch.setattr(AerBackend, "run", no_shots)
+    result = CliRunner().invoke(app, ["run", str(REPO / "specs" / "vqe-h2.yaml"), "--json"])
+    assert result.exit_code == 5, result.output
+    assert json.loads(result.stdout)["error"]["error"] == "PostProcessingError"
+
+
+def test_a_cancelled_run_exits_8(prefect_server, monkeypatch: pytest.MonkeyPatch, repo: Path) -> None:  # noqa: ANN001
+    import threading
+    from uuid import UUID
+
+    from prefect import get_client
+    from prefect.states import Cancelling
+
+    from backends import AerBackend, StateStore
+
+    monkeypatch.setenv("QHYBRID_CANCEL_POLL_SECONDS", "0")
+    store = StateStore(os.environ["QHYBRID_STATE_URL"])
+    reached, release = threading.Event(), threading.Event()
+    real_run = AerBackend.run
+
+    def held(backend: AerBackend, submission):  # noqa: ANN001, ANN202 - a fault on purpose
+        if not reached.is_set():
+            reached.set()
+            release.wait(120)
+        return real_run(backend, submission)
+
+    def cancel() -> None:  # what a user does from the Prefect UI while the run works
+        if reached.wait(300):
+            with store.engine.connect() as conn:
+                [flow_run_id] = {row[0] for row in conn.exec_driver_sql(
+                    "select flow_run_id from submissions")}
+            with get_client(sync_client=True) as client:
+                client.set_flow_run_state(UUID(flow_run_id), Cancelling(), force=True)
+        release.set()
+
+    monkeypatch.setattr(AerBackend, "run", held)
+    canceller = threading.Thread(target=cancel)
+    canceller.start()
+    result = CliRunner().invoke(app, ["run", str(repo / "specs" / "vqe-h2.yaml"), "--json"])
+    canceller.join(60)
+    assert result.exit_code == 8, result.output
+    assert json.loads(result.stdout)["error"]["error"] == "RunCancelledError"
 
 
 def test_circuit_wider_than_device_is_refused_before_running(env, tmp_path) -> None:  # noqa: ANN001
@@ -175,7 +288,8 @@ def test_leases_lists_and_releases_what_a_killed_run_left_open(env, tmp_path) ->
     released = CliRunner().invoke(app, ["leases", "--release", "run-1", "--json"])
     assert released.exit_code == 0, released.output
     document = json.loads(released.stdout)
-    assert len(document["released"]) == 2 and all("cancelled" in line for line in document["released"])
+    assert [(o["kind"], o["released"]) for o in document["released"]] == [
+        ("session", True), ("job", True)]
     assert [lease["flow_run_id"] for lease in document["open"]] == ["run-2"]
     assert [lease.status for lease in store.leases("run-1")] == ["cancelled", "cancelled"]
 
@@ -198,7 +312,7 @@ def test_a_run_killed_between_submission_and_result_reattaches_when_run_again(en
     # output to a file, since that orphan would hold a pipe open.
     log = tmp_path / "crashed.log"
     with log.open("w") as sink:
-        crashed = subprocess.Popen([sys.executable, "-m", "qhybrid.cli", "run", "specs/vqe-h2.yaml"],
+        crashed = subprocess.Popen([sys.executable, "-m", "qhybrid_entrypoints.cli", "run", "specs/vqe-h2.yaml"],
                                    env=full, cwd=REPO, start_new_session=True,
                                    stdout=sink, stderr=subprocess.STDOUT)
         try:

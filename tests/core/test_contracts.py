@@ -6,16 +6,34 @@ import pytest
 
 from qhybrid.core import (
     BackendRejectedError,
+    ErrorRecord,
+    ErrorReport,
+    ExperimentsReport,
+    LeaseRecord,
+    LeaseRelease,
+    LeasesReport,
+    ModelVersionRecord,
+    RegisteredExperiment,
+    ReplayReport,
+    RunOptions,
+    RunRecord,
+    ShowReport,
+    TrialResult,
     BaselineResult,
     CircuitRecord,
     CriterionResult,
     DataError,
     GateResult,
     PromotionDecision,
+    PostProcessingError,
     PromotionLogRecord,
+    QhybridError,
+    ReplayMismatchError,
+    RunCancelledError,
     RunManifest,
     RunReport,
     SubmissionError,
+    TrackingError,
     TransportError,
     is_transient,
 )
@@ -39,6 +57,23 @@ SAMPLES = [
               objective="energy_error", direction="minimise", backend="aer", metrics={},
               parameters={}, gates=(GATE,), mlflow_run_id=None, prefect_flow_run_id=None,
               manifest=None),
+    TrialResult(backend="aer", parameters=(0.1, 0.2), counts={"01": 3}, metrics={"x": 1.0},
+                history=(3.0, 2.0), seeds={"simulator": 1}),
+    RunOptions(backend="aer-noisy:fake_manila", allow_unpinned_data=True),
+    ErrorReport(error=ErrorRecord.model_validate(ReplayMismatchError(
+        "m", field="MANIFEST", detail={"identical": False}).to_dict())),
+    ReplayReport(manifest="m.json", identical=False, circuit_identical=True,
+                 recorded_sha256="a", replayed_sha256="b", differing_outcomes=2),
+    LeasesReport(released=(LeaseRelease(kind="job", provider_id="j", backend="aer",
+                                        released=True, detail="ok"),),
+                 open=(LeaseRecord(id=1, flow_run_id="f", backend="aer", kind="session",
+                                   provider_id="s", status="open"),)),
+    ShowReport(version=ModelVersionRecord(name="e", version="1", run_id="r",
+                                          aliases=("champion",)),
+               run=RunRecord(run_id="r", name="n", status="FINISHED", start_time=1,
+                             metrics={"m": 1.0}), gates=()),
+    ExperimentsReport(experiments=(RegisteredExperiment(
+        name="e", versions=(ModelVersionRecord(name="e", version="1", run_id=None),)),)),
 ]
 
 
@@ -58,4 +93,15 @@ def test_transience_by_class() -> None:
     assert is_transient(TransportError("x")) and is_transient(BackendRejectedError("x"))
     assert not is_transient(SubmissionError("x")) and not is_transient(DataError("x"))
     assert not is_transient(ValueError("x"))
-    assert DataError("x", field="dataset.path").exit_code == 2
+
+
+
+def test_exit_codes_are_decided_at_the_command_line() -> None:
+    from qhybrid_entrypoints.exits import EXIT_CODES, exit_code
+
+    expected = {DataError("x"): 2, TransportError("x"): 4, SubmissionError("x"): 4,
+                PostProcessingError("x"): 5, TrackingError("x"): 6, ReplayMismatchError("x"): 7,
+                RunCancelledError("x"): 8, QhybridError("x"): 1}
+    assert {type(e).__name__: exit_code(e) for e in expected} == {
+        type(e).__name__: code for e, code in expected.items()}
+    assert all(not hasattr(cls, "exit_code") for cls in EXIT_CODES)  # not the kernel's business

@@ -11,6 +11,7 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
 from qhybrid.core import (
+    InvalidInputError,
     BackendNameError,
     ExperimentSpec,
     SpecError,
@@ -59,7 +60,7 @@ def test_bad_fields_are_named(patch: dict, field: str) -> None:
     with pytest.raises(SpecError) as info:
         spec_from_mapping({**_base(), **patch})
     assert info.value.field is not None and info.value.field.startswith(field)
-    assert info.value.exit_code == 2
+    assert isinstance(info.value, InvalidInputError)
 
 
 def test_baseline_must_fit_family() -> None:

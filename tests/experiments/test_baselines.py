@@ -5,17 +5,25 @@ from __future__ import annotations
 import itertools
 
 import numpy as np
+import pytest
 
-from qhybrid.experiments import brute_force_maxcut, cut_values, random_regular_graph, run_baselines
+from qhybrid.core import QaoaMaxcutFamily
+from qhybrid.experiments import (
+    brute_force_maxcut,
+    build_workload,
+    cut_values,
+    random_regular_graph,
+    run_baselines,
+)
 
 
 def test_brute_force_agrees_with_enumeration() -> None:
     graph = random_regular_graph(8, 3, 2, triangle_free=False, weighted=True)
-    best = max(
-        cut_values(graph.weights, np.array([bits]))[0]
-        for bits in itertools.product([0, 1], repeat=8)
-    )
-    assert brute_force_maxcut(graph)[0] == best
+    assignments = list(itertools.product([0, 1], repeat=8))
+    # The cut from its definition, in plain Python: independent of cut_values.
+    plain = [sum(w for i, j, w in graph.edges if bits[i] != bits[j]) for bits in assignments]
+    assert brute_force_maxcut(graph)[0] == pytest.approx(max(plain))
+    assert np.allclose(cut_values(graph.weights, np.array(assignments)), plain)
 
 
 def test_generation_is_deterministic() -> None:
@@ -27,6 +35,7 @@ def test_generation_is_deterministic() -> None:
 
 def test_heuristic_never_beats_exact() -> None:
     graph = random_regular_graph(10, 3, 7, triangle_free=True, weighted=True)
-    exact, heuristic = run_baselines(graph, ("brute-force", "one-exchange"), seed=1)
+    workload = build_workload(QaoaMaxcutFamily(), graph)
+    exact, heuristic = run_baselines(workload, ("brute-force", "one-exchange"), seed=1)
     assert exact.exact and not heuristic.exact
     assert heuristic.objective <= exact.objective and heuristic.quality <= 1.0

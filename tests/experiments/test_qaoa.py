@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,6 @@ import pytest
 from backends import BackendExecutor, open_executor
 from qhybrid.core import QaoaMaxcutFamily, Settings, SpecError, spec_from_mapping
 from qhybrid.experiments import (
-    analyse,
     brute_force_maxcut,
     build_workload,
     load_instance,
@@ -66,8 +66,9 @@ def _spec(**overrides):
 
 def test_optimiser_reaches_published_optimum(graph, aer) -> None:
     workload = build_workload(QaoaMaxcutFamily(reps=1), graph)
-    execution = optimise_and_measure(workload, graph, aer, _spec(), optimiser_seed=3,
-                                     simulator_seed=4)
+    spec = _spec()
+    execution = optimise_and_measure(workload, aer, optimiser=spec.optimiser, fixed=None,
+                                     shots=spec.shots, optimiser_seed=3, simulator_seed=4)
     best_expected = -execution.history[-1]
     assert best_expected / len(graph.edges) == pytest.approx(FARHI_OPTIMUM, abs=1e-5)
     # Every optimiser request was one batched PUB.
@@ -78,10 +79,12 @@ def test_optimiser_reaches_published_optimum(graph, aer) -> None:
 
 def test_fixed_parameters_skip_optimisation(graph, aer) -> None:
     workload = build_workload(QaoaMaxcutFamily(reps=1), graph)
-    execution = optimise_and_measure(workload, graph, aer, _spec(parameters=[0.6155, 0.3927]),
-                                     optimiser_seed=3, simulator_seed=4)
-    assert execution.history == [] and execution.evaluations == 0
-    assert list(execution.parameters) == [0.6155, 0.3927]
+    spec = _spec(parameters=[0.6155, 0.3927])
+    execution = optimise_and_measure(workload, aer, optimiser=spec.optimiser,
+                                     fixed=spec.parameters, shots=spec.shots, optimiser_seed=3,
+                                     simulator_seed=4)
+    assert execution.history == () and execution.evaluations == 0
+    assert execution.parameters == (0.6155, 0.3927)
 
 
 def test_same_seed_same_counts(graph, aer) -> None:
@@ -94,13 +97,23 @@ def test_same_seed_same_counts(graph, aer) -> None:
     assert first != other
 
 
+def plain_cut(edges: tuple[tuple[int, int, float], ...], bits: tuple[int, ...]) -> float:
+    """The cut weight, straight from its definition (independent of the code under test)."""
+    return sum(w for i, j, w in edges if bits[i] != bits[j])
+
+
 def test_analysis_of_known_counts(graph) -> None:
+    # The maximum cut by plain enumeration, and an optimal assignment as a bitstring.
+    best = max(itertools.product((0, 1), repeat=graph.num_nodes),
+               key=lambda bits: plain_cut(graph.edges, bits))
+    optimum = plain_cut(graph.edges, best)
+    assert optimum == 13  # a 3-regular triangle-free graph on 10 nodes: 15 edges, 2 uncut
+    assert brute_force_maxcut(graph)[0] == optimum
     workload = build_workload(QaoaMaxcutFamily(reps=1), graph)
-    optimum, bits = brute_force_maxcut(graph)
-    key = "".join(str(b) for b in reversed(bits))  # qubit 0 is the rightmost character
-    metrics = analyse(workload, graph, {key: 3, "0" * 10: 1})
-    assert metrics["max_cut"] == optimum == 13
-    assert metrics["expected_cut"] == pytest.approx(3 * optimum / 4)
+    key = "".join(str(b) for b in reversed(best))  # qubit 0 is the rightmost character
+    metrics = workload.analyse({key: 3, "0" * 10: 1})
+    assert metrics["max_cut"] == optimum
+    assert metrics["expected_cut"] == pytest.approx((3 * optimum + 0) / 4)
     assert metrics["optimum_probability"] == pytest.approx(0.75)
 
 
@@ -116,7 +129,6 @@ def test_empty_results_are_post_processing_errors(graph) -> None:
     from qhybrid.experiments import h2_hamiltonian
 
     with pytest.raises(PostProcessingError):
-        analyse(build_workload(QaoaMaxcutFamily(reps=1), graph), graph, {})
-    h2 = h2_hamiltonian()
+        build_workload(QaoaMaxcutFamily(reps=1), graph).analyse({})
     with pytest.raises(PostProcessingError, match="not finite"):
-        analyse(build_workload(VqeFamily(), h2), h2, {"00": 1}, float("nan"))
+        build_workload(VqeFamily(), h2_hamiltonian()).analyse({"00": 1}, float("nan"))

@@ -23,8 +23,9 @@ def test_vqe_reaches_chemical_accuracy(repo: Path) -> None:
     spec = load_spec(repo / "specs" / "vqe-h2.yaml")
     h2 = load_instance(repo / spec.dataset.path)
     workload = build_workload(spec.family, h2)
-    execution = optimise_and_measure(workload, h2, open_executor("aer", Settings(), transpiler_seed=0), spec,
-                                     optimiser_seed=5, simulator_seed=6)
+    execution = optimise_and_measure(
+        workload, open_executor("aer", Settings(), transpiler_seed=0), optimiser=spec.optimiser,
+        fixed=spec.parameters, shots=spec.shots, optimiser_seed=5, simulator_seed=6)
     assert abs(execution.metrics["energy"] - FCI_H2_0735) < CHEMICAL_ACCURACY
     assert execution.metrics["energy_error"] < CHEMICAL_ACCURACY
     # The convergence history is the optimiser's objective and never ends above its start.

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 import pytest
 
-from backends import StateStore
-from qhybrid.core import ExperimentSpec, RunManifest, load_spec, spec_from_mapping
+from backends import StateStore, Submission, SubmissionResult
+from qhybrid.core import ExperimentSpec, RunManifest, RunOptions, load_spec, spec_from_mapping
 
 
 def _parent_runs(settings, flow_run_id: str) -> list:  # noqa: ANN001
@@ -27,15 +28,14 @@ def _small(repo: Path, **hardware: object) -> ExperimentSpec:
     return spec_from_mapping(data)
 
 
-def test_a_sick_target_falls_back_and_the_downgrade_cannot_pass(prefect_server, settings, repo) -> None:  # noqa: ANN001
+def test_a_sick_target_falls_back_and_the_downgrade_cannot_pass(prefect_server, configure, repo) -> None:  # noqa: ANN001
     from flows import promote_experiment
 
     spec = _small(repo, backend="ibm:fake_lagos", fallback=["aer-noisy:fake_lagos"],
                   mitigation={"readout": True})
     # Only the IBM target is down for maintenance; the simulators stay healthy.
-    sick = settings.model_copy(update={"faults": "maintenance=1,seed=1,target=ibm:",
-                                       "retry_backoff_seconds": 0.0})
-    report = promote_experiment(spec, sick)
+    configure(faults="maintenance=1,seed=1,target=ibm:", retry_backoff_seconds=0)
+    report = promote_experiment(spec)
 
     hardware = next(g for g in report.gates if g.gate == "hardware")
     assert not hardware.passed and hardware.downgraded_from == "ibm:fake_lagos"
@@ -63,7 +63,7 @@ def test_mitigated_and_unmitigated_arms_in_a_session(prefect_server, settings, r
 
     spec = _small(repo, backend="ibm:fake_lagos", mode="session",
                   mitigation={"readout": True, "require_improvement": True, "repeats": 3})
-    report = promote_experiment(spec, settings)
+    report = promote_experiment(spec)
 
     hardware = next(g for g in report.gates if g.gate == "hardware")
     mitigation = report.execution.mitigation
@@ -98,17 +98,38 @@ def test_a_rerun_reattaches_instead_of_paying_again(prefect_server, settings, re
     from flows import run_experiment
 
     spec = load_spec(repo / "specs" / "vqe-h2.yaml")
-    first = run_experiment(spec, settings, "ibm:fake_manila")
-    second = run_experiment(spec, settings, "ibm:fake_manila")
+    first = run_experiment(spec, RunOptions(backend="ibm:fake_manila"))
+    second = run_experiment(spec, RunOptions(backend="ibm:fake_manila"))
     assert first.execution.provider_submissions > 0 and first.execution.reattachments == 0
     assert second.execution.provider_submissions == 0
     assert second.execution.reattachments == first.execution.distinct_jobs
     assert second.metrics == first.metrics
 
 
-def test_a_cancelled_flow_leaves_no_open_lease(prefect_server, settings, repo) -> None:  # noqa: ANN001
-    import threading
-    import time
+class SessionHold:
+    """A fault injected on purpose: the first job submitted inside an IBM Session or Batch is
+    held until the test lets it go, so the flow is certainly inside its session, with a lease
+    open, when the test acts (no race against a gate's duration)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        from backends import IbmBackend
+
+        self.reached, self.release = threading.Event(), threading.Event()
+        original = IbmBackend.run
+
+        def held(backend: IbmBackend, submission: Submission) -> SubmissionResult:
+            if backend._mode is not None and not self.reached.is_set():
+                self.reached.set()
+                # Short waits, so that an exception Prefect injects (a timeout) is delivered.
+                while not self.release.wait(0.05):
+                    pass
+            return original(backend, submission)
+
+        monkeypatch.setattr(IbmBackend, "run", held)
+
+
+def test_a_cancelled_flow_leaves_no_open_lease(prefect_server, settings, configure, repo,  # noqa: ANN001
+                                               monkeypatch) -> None:  # noqa: ANN001
     from uuid import UUID
 
     from prefect import get_client
@@ -117,27 +138,28 @@ def test_a_cancelled_flow_leaves_no_open_lease(prefect_server, settings, repo) -
 
     from flows import promote_experiment
 
-    # Many mitigation repeats keep the hardware gate inside its session long enough to cancel.
+    configure(cancel_poll_seconds=0)  # the next submission after the hold sees the cancel
     spec = _small(repo, backend="ibm:fake_lagos", mode="session",
-                  mitigation={"readout": True, "repeats": 30})
+                  mitigation={"readout": True, "repeats": 3})
+    hold = SessionHold(monkeypatch)
     store = StateStore(settings.state_store_url)
     outcome: dict[str, object] = {}
 
     def promote() -> None:
         try:
-            outcome["report"] = promote_experiment(spec, settings)
+            outcome["report"] = promote_experiment(spec)
         except BaseException as exc:  # noqa: BLE001 - the test inspects whatever ended the flow
             outcome["error"] = exc
 
     worker = threading.Thread(target=promote)
     worker.start()
-    deadline = time.monotonic() + 300
-    while not (opened := store.leases(status="open")) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert opened, "the hardware gate never opened its session"
-    flow_run_id = opened[0].flow_run_id
+    assert hold.reached.wait(300), "the hardware gate never submitted inside its session"
+    [opened] = store.leases(status="open")
+    flow_run_id = opened.flow_run_id
+    assert flow_run_id is not None and opened.kind == "session"
     with get_client(sync_client=True) as client:
         client.set_flow_run_state(UUID(flow_run_id), Cancelling(), force=True)
+        hold.release.set()
         worker.join(300)
         final = client.read_flow_run(UUID(flow_run_id)).state
 
@@ -158,15 +180,17 @@ def test_a_cancelled_flow_leaves_no_open_lease(prefect_server, settings, repo) -
     assert record["provider_submissions"] > 0
 
 
-def test_a_flow_that_times_out_leaves_no_open_lease(prefect_server, settings, repo) -> None:  # noqa: ANN001
+def test_a_flow_that_times_out_leaves_no_open_lease(prefect_server, settings, repo,  # noqa: ANN001
+                                                    monkeypatch) -> None:  # noqa: ANN001
     from flows import promote_experiment
 
-    # 50 mitigation repeats keep the hardware gate in its session far beyond the timeout.
     spec = _small(repo, backend="ibm:fake_lagos", mode="session",
-                  mitigation={"readout": True, "repeats": 50})
+                  mitigation={"readout": True, "repeats": 3})
+    hold = SessionHold(monkeypatch)  # never released: the timeout strikes inside the session
     store = StateStore(settings.state_store_url)
     with pytest.raises(TimeoutError):
-        promote_experiment.with_options(timeout_seconds=25)(spec, settings)
+        promote_experiment.with_options(timeout_seconds=20)(spec)
+    assert hold.reached.is_set()
     leases = store.leases()
     assert leases and [lease.status for lease in leases] == ["cancelled"] * len(leases)
     runs = _parent_runs(settings, leases[0].flow_run_id)

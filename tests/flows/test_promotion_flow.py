@@ -10,33 +10,36 @@ import pytest
 from prefect import flow, task
 
 from flows import promote_experiment, run_experiment
-from qhybrid.core import SubmissionError, TransportError, load_spec
+from qhybrid.core import RunOptions, SubmissionError, TransportError, load_spec
 from registry import Tracker, read_decisions, read_manifest
 from tasks import retry_if_transient
 
 
 def test_vqe_promotion_records_everything(prefect_server, settings, repo: Path) -> None:  # noqa: ANN001
     spec = load_spec(repo / "specs" / "vqe-h2.yaml")
-    report = promote_experiment(spec, settings)
+    report = promote_experiment(spec)
     assert [g.gate for g in report.gates] == ["ideal", "statistical", "hardware", "baseline"]
     assert all(g.passed for g in report.gates), [g.reasons for g in report.gates]
     assert report.decision.promote and report.decision.aliases == ("challenger", "champion")
 
     tracker = Tracker.for_settings(settings)
     parent = tracker.get_run(report.mlflow_run_id)
-    assert parent["status"] == "FINISHED"
-    assert parent["params"]["family.kind"] == "vqe" and parent["params"]["shots"] == "4000"
-    assert parent["tags"][f"dvc.md5.{spec.dataset.path}"] == json.loads(
+    assert parent.status == "FINISHED"
+    assert parent.params["family.kind"] == "vqe" and parent.params["shots"] == "4000"
+    assert parent.tags[f"dvc.md5.{spec.dataset.path}"] == json.loads(
         (Path(report.manifest)).read_text())["data"][spec.dataset.path]["md5"]
-    assert parent["tags"]["qhybrid.prefect_flow_run_id"] == report.prefect_flow_run_id
+    assert parent.tags["qhybrid.prefect_flow_run_id"] == report.prefect_flow_run_id
+    assert parent.tags["qhybrid.registered_version"] == report.registered_version
     children = tracker.child_runs(report.mlflow_run_id)
-    assert sorted(c["tags"]["qhybrid.gate"] for c in children) == sorted(
-        ["ideal", "statistical", "hardware", "baseline"])
-    ideal = next(c for c in children if c["tags"]["qhybrid.gate"] == "ideal")
-    history = tracker.client.get_metric_history(ideal["run_id"], "objective")
+    assert [c.tags["qhybrid.gate"] for c in children] == [
+        "ideal", "statistical", "hardware", "baseline"]
+    assert {c.status for c in children} == {"FINISHED"}  # every gate run ends
+    ideal = children[0]
+    history = tracker.client.get_metric_history(ideal.run_id, "objective")
     assert len(history) >= 2
 
-    artifacts = Path(parent["artifact_uri"].removeprefix("file://")) / "experiment"
+    assert parent.artifact_uri is not None
+    artifacts = Path(parent.artifact_uri.removeprefix("file://")) / "experiment"
     for name in ("manifest.json", "spec.json", "circuits/final.qasm", "circuits/final.qpy",
                  "circuits/ansatz.qasm", "plots/histogram.png", "plots/convergence.png"):
         assert (artifacts / name).is_file(), name
@@ -49,7 +52,7 @@ def test_vqe_promotion_records_everything(prefect_server, settings, repo: Path) 
     assert tracker.version_by_alias(spec.name, "champion").version == report.registered_version
 
     # The same spec again passes but does not beat the champion: challenger only.
-    again = promote_experiment(spec, settings)
+    again = promote_experiment(spec)
     assert again.decision.aliases == ("challenger",)
     assert tracker.version_by_alias(spec.name, "champion").version == report.registered_version
     assert tracker.version_by_alias(spec.name, "challenger").version == again.registered_version
@@ -59,7 +62,7 @@ def test_vqe_promotion_records_everything(prefect_server, settings, repo: Path) 
 
 def test_run_flow_on_a_noisy_backend(prefect_server, settings, repo: Path) -> None:  # noqa: ANN001
     spec = load_spec(repo / "specs" / "vqe-h2.yaml")
-    report = run_experiment(spec, settings, "aer-noisy:fake_manila")
+    report = run_experiment(spec, RunOptions(backend="aer-noisy:fake_manila"))
     assert report.kind == "run" and report.backend == "aer-noisy:fake_manila"
     assert report.gates == () and report.decision is None
     assert report.metrics["energy_error"] < 0.2
@@ -88,15 +91,16 @@ def test_retries_only_for_transient_errors(prefect_server) -> None:  # noqa: ANN
     assert CALLS["submission"] == 1
 
 
-def test_unpinned_data_is_recorded_on_the_run(prefect_server, settings, project_copy: Path) -> None:  # noqa: ANN001
+def test_unpinned_data_is_recorded_on_the_run(prefect_server, configure, project_copy: Path,  # noqa: ANN001
+                                              repo: Path) -> None:
     data = project_copy / "data" / "h2_sto3g_0735.json"
     data.write_text(data.read_text().replace("0.18093119978423156", "0.18"))
-    local = settings.model_copy(update={"project_root": project_copy})
-    spec = load_spec(Path(__file__).resolve().parents[2] / "specs" / "vqe-h2.yaml")
-    report = run_experiment(spec, local, "aer", allow_unpinned_data=True)
-    assert report.data_overrides and "dvc.lock" in report.data_overrides[0]
+    local = configure(project_root=project_copy)
+    spec = load_spec(repo / "specs" / "vqe-h2.yaml")
+    report = run_experiment(spec, RunOptions(backend="aer", allow_unpinned_data=True))
+    assert report.data_overrides and "dvc.lock pins" in report.data_overrides[0]
     tracker = Tracker.for_settings(local)
-    assert "dvc.lock" in tracker.get_run(report.mlflow_run_id)["tags"]["qhybrid.data_overrides"]
+    assert "dvc.lock" in tracker.get_run(report.mlflow_run_id).tags["qhybrid.data_overrides"]
 
 
 def test_failed_gate_leaves_run_failed_and_registry_untouched(
@@ -111,7 +115,7 @@ def test_failed_gate_leaves_run_failed_and_registry_untouched(
     monkeypatch.setattr(IbmBackend, "run", broken)
     spec = load_spec(repo / "specs" / "vqe-h2.yaml")
     with pytest.raises(ExecutionError, match="injected"):
-        promote_experiment(spec, settings)
+        promote_experiment(spec)
     tracker = Tracker.for_settings(settings)
     runs = tracker.client.search_runs([tracker.experiment_id],
                                       filter_string="tags.`qhybrid.kind` = 'promotion'")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sqlite3
@@ -20,11 +21,11 @@ def _files_containing(root: Path, needle: bytes) -> list[Path]:
     return [p for p in root.rglob("*") if p.is_file() and needle in p.read_bytes()]
 
 
-def test_sentinel_token_appears_nowhere(prefect_server, settings, repo: Path, tmp_path: Path,  # noqa: ANN001
+def test_sentinel_token_appears_nowhere(prefect_server, configure, repo: Path, tmp_path: Path,  # noqa: ANN001
                                         caplog: pytest.LogCaptureFixture, capfd) -> None:  # noqa: ANN001
     caplog.set_level(logging.DEBUG)
-    secret = settings.model_copy(update={"ibm_token": SecretStr(SENTINEL)})
-    report = promote_experiment(load_spec(repo / "specs" / "vqe-h2.yaml"), secret)
+    assert configure(ibm_token=SENTINEL).ibm_token == SecretStr(SENTINEL)
+    report = promote_experiment(load_spec(repo / "specs" / "vqe-h2.yaml"))
     assert report.decision is not None
 
     assert SENTINEL not in report.model_dump_json()
@@ -40,30 +41,34 @@ def test_sentinel_token_appears_nowhere(prefect_server, settings, repo: Path, tm
     db_path = url.split("///", 1)[-1]
     assert os.path.exists(db_path), url
     with sqlite3.connect(db_path) as db:
-        params = db.execute("select parameters from flow_run").fetchall()
-        assert any("ibm_token" in repr(row) for row in params)  # the field is there, masked
+        params = db.execute("select parameters from flow_run where id = ?",
+                            (report.prefect_flow_run_id,)).fetchone()[0]
+        assert set(json.loads(params)) == {"spec", "options"}  # settings are no parameter
         for table in ("flow_run", "task_run", "log", "artifact"):
             rows = db.execute(f"select * from {table}").fetchall()  # noqa: S608 - fixed names
             assert SENTINEL not in repr(rows), table
 
 
-def test_token_from_a_prefect_secret_block_appears_nowhere(prefect_server, settings, repo: Path,  # noqa: ANN001
-                                                           tmp_path: Path, capfd) -> None:  # noqa: ANN001
+def test_token_from_a_prefect_secret_block_appears_nowhere(prefect_server, settings, configure,  # noqa: ANN001
+                                                           repo: Path, tmp_path: Path,
+                                                           capfd) -> None:  # noqa: ANN001
     from prefect.blocks.system import Secret
 
     from qhybrid.core import BackendNameError
-    from tasks._secrets import resolve_ibm_token
+    from tasks import read_settings, resolve_ibm_token
 
     Secret(value=SENTINEL + "-block").save("qhybrid-test-ibm-token", overwrite=True)
-    from_block = settings.model_copy(update={"ibm_token_block": "qhybrid-test-ibm-token"})
-    assert resolve_ibm_token(from_block).ibm_token.get_secret_value() == SENTINEL + "-block"
-    direct = from_block.model_copy(update={"ibm_token": SecretStr("direct")})
-    assert resolve_ibm_token(direct).ibm_token.get_secret_value() == "direct"
     with pytest.raises(BackendNameError) as info:
         resolve_ibm_token(settings.model_copy(update={"ibm_token_block": "no-such-block"}))
     assert info.value.field == "ibm_token_block"
+    direct = settings.model_copy(update={"ibm_token": SecretStr("direct"),
+                                         "ibm_token_block": "qhybrid-test-ibm-token"})
+    assert resolve_ibm_token(direct).ibm_token.get_secret_value() == "direct"
+    configure(ibm_token_block="qhybrid-test-ibm-token")
+    token = read_settings().ibm_token  # what a flow reads where it runs
+    assert token is not None and token.get_secret_value() == SENTINEL + "-block"
 
-    report = promote_experiment(load_spec(repo / "specs" / "vqe-h2.yaml"), from_block)
+    report = promote_experiment(load_spec(repo / "specs" / "vqe-h2.yaml"))
     assert SENTINEL not in report.model_dump_json()
     out, err = capfd.readouterr()
     assert SENTINEL not in out + err

@@ -14,7 +14,7 @@ from registry import (
     file_md5,
     pin_inputs,
     read_decisions,
-    read_manifest,
+    read_manifest, write_manifest,
 )
 
 DATA = "data/h2_sto3g_0735.json"
@@ -30,7 +30,7 @@ def test_tampered_data_is_refused_unless_allowed(project_copy: Path) -> None:
     target.write_text(target.read_text().replace("-1.05", "-1.06"))
     with pytest.raises(DataError, match="dvc.lock pins") as info:
         pin_inputs([DATA], project_copy)
-    assert info.value.field == "dataset.path" and info.value.exit_code == 2
+    assert info.value.field == "dataset.path"
     pins = pin_inputs([DATA], project_copy, allow_unpinned=True)
     assert not pins[DATA].matches and pins[DATA].md5 == file_md5(target)
 
@@ -72,7 +72,7 @@ def test_registry_aliases_and_champion_score(tmp_path: Path) -> None:
     [(name, versions)] = tracker.registered()
     assert name == "model" and {v.version: v.aliases for v in versions} == {
         "2": ("challenger",), "1": ("champion",)}
-    assert [c["run_id"] for c in tracker.child_runs(run)] == [nested]
+    assert [c.run_id for c in tracker.child_runs(run)] == [nested]
     assert tracker.version_by_alias("model", "nobody") is None
 
 
@@ -81,6 +81,17 @@ def test_manifest_read_errors_name_the_file(tmp_path: Path) -> None:
     bad.write_text(json.dumps({"kind": "run"}))
     with pytest.raises(InvalidInputError, match="m.json"):
         read_manifest(bad)
-    with pytest.raises(InvalidInputError):
+    with pytest.raises(InvalidInputError) as info:
         read_manifest(tmp_path / "absent.json")
-    assert RunManifest  # the contract read_manifest validates against
+    assert info.value.field == "MANIFEST"
+
+
+def test_manifest_written_is_read_back_whole(tmp_path: Path) -> None:
+    manifest = RunManifest(
+        kind="run", experiment="e", version="1.0.0", spec={"a": 1}, spec_sha256="h",
+        parameters=(0.1,), parameter_names=("theta[0]",), seeds={"simulator": 1}, shots=10,
+        backends={}, circuits=(), ideal_counts={"00": 10}, ideal_counts_sha256="c", data={},
+        packages={}, git_commit=None, prefect_flow_run_id=None, mlflow_run_id="r", created="t")
+    path = write_manifest(tmp_path / "deep" / "r.json", manifest)
+    assert read_manifest(path) == manifest
+    assert not list(path.parent.glob("*.tmp"))  # written atomically: no partial file left

@@ -1,19 +1,21 @@
 """The ``qhybrid`` command line.
 
-Exit codes: 0 done (or promoted); 2 invalid input (spec, flag, data); 3 the gates refused
-promotion; 4 backend failure; 5 post-processing failure; 6 tracking failure; 7 replay mismatch;
-8 the flow run was cancelled; 1 anything unexpected. With ``--json`` exactly one JSON document
-goes to stdout; logs, progress and errors go to stderr.
+Exit codes (:mod:`qhybrid_entrypoints.exits`): 0 done (or promoted); 2 invalid input (spec,
+flag, data, setting); 3 the gates refused promotion; 4 backend failure; 5 post-processing
+failure; 6 tracking failure; 7 replay mismatch; 8 the flow run was cancelled; 1 anything
+unexpected. With ``--json`` exactly one JSON document goes to stdout (a contract with a JSON
+Schema in docs/schema/); logs, progress and errors go to stderr.
 """
 
 from __future__ import annotations
 
-import json
+import contextlib
 import logging
 import signal
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from collections.abc import Callable
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -28,22 +30,23 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
+from pydantic import BaseModel
+
 from qhybrid.core import (
+    BackendNameError,
+    ErrorRecord,
+    ErrorReport,
     ExecutionRecord,
     ExperimentSpec,
     InvalidInputError,
     QhybridError,
     RunCancelledError,
+    RunOptions,
     RunReport,
     Settings,
-    TrackingError,
     load_spec,
 )
-
-if TYPE_CHECKING:
-    from tasks._replay import ReplayResult
-
-EXIT_REFUSED = 3
+from qhybrid_entrypoints.exits import EXIT_REFUSED, exit_code
 
 app = typer.Typer(
     name="qhybrid",
@@ -68,9 +71,14 @@ AllowUnpinned = Annotated[
 
 def _fail(exc: QhybridError, as_json: bool) -> typer.Exit:
     if as_json:
-        print(json.dumps({"error": exc.to_dict()}))
+        _emit(ErrorReport(error=ErrorRecord.model_validate(exc.to_dict())))
     err.print(f"[bold red]error[/] ({exc.layer}): {escape(str(exc))}", soft_wrap=True)
-    return typer.Exit(exc.exit_code)
+    return typer.Exit(exit_code(exc))
+
+
+def _emit(document: BaseModel) -> None:
+    """The one JSON document on stdout."""
+    print(document.model_dump_json(indent=1))
 
 
 def _settings() -> Settings:
@@ -108,26 +116,26 @@ def _wait_for_records(flow_run_id: str | None) -> None:
             time.sleep(0.2)
 
 
-def _preflight(spec: ExperimentSpec, settings: Settings, backends: dict[str, str],
-               allow_unpinned_data: bool) -> None:
+def _preflight(spec: ExperimentSpec, settings: Settings, options: RunOptions, kind: str) -> None:
     """Everything that can be checked before a flow starts: backends, data pins, parameters."""
-    from backends import StateStore, check_width, open_engine
     from qhybrid.core import parse_backend_name
-    from tasks._work import prepare_inputs
+    from qhybrid_usecases import backends_of, preflight
 
     if settings.ibm_token is None and settings.ibm_token_block and any(
-            parse_backend_name(name).is_real_hardware for name in backends.values()):
-        from tasks._secrets import resolve_ibm_token
+            parse_backend_name(name).is_real_hardware
+            for name in backends_of(spec, options, kind=kind).values()):
+        from tasks import resolve_ibm_token
 
         settings = resolve_ibm_token(settings)  # local to the check; the flow resolves its own
+    preflight(spec, settings, options, kind=kind)
 
-    StateStore(settings.state_store_url)  # a bad QHYBRID_STATE_URL stops here, exit 2
-    opened = {field: open_engine(name, settings, transpiler_seed=spec.seeds.transpiler, field=field)
-              for field, name in backends.items()}
-    _instance, workload, _pins, _overrides = prepare_inputs(
-        spec, settings, allow_unpinned_data=allow_unpinned_data)
-    for field, backend in opened.items():
-        check_width(backend.name, workload.ansatz, backend.num_qubits, field=field)
+
+def _options(backend: str | None, allow_unpinned_data: bool) -> RunOptions:
+    if backend is not None:
+        from qhybrid.core import parse_backend_name
+
+        parse_backend_name(backend, field="--backend")
+    return RunOptions(backend=backend, allow_unpinned_data=allow_unpinned_data)
 
 
 class _TaskProgress(logging.Handler):
@@ -149,7 +157,7 @@ def _exit_on_sigterm(_signum: int, _frame: object) -> None:
     raise SystemExit(143)
 
 
-def _run_flow(title: str, steps: int, call):  # noqa: ANN001, ANN202
+def _run_flow(title: str, steps: int, call: Callable[[], object]) -> RunReport:
     from prefect.exceptions import CancelledRun
 
     err.print(f"[bold]{title}[/] (a Prefect flow; its local server takes ~10 s to start)")
@@ -165,6 +173,8 @@ def _run_flow(title: str, steps: int, call):  # noqa: ANN001, ANN202
         previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
         try:
             report = call()
+            if not isinstance(report, RunReport):
+                raise RunCancelledError(f"the flow run ended without a report: {report}")
         except CancelledRun as exc:
             raise RunCancelledError(f"the flow run was cancelled: {exc}") from exc
         finally:
@@ -255,16 +265,17 @@ def run(
     try:
         settings = _settings()
         parsed = load_spec(spec)
-        target = backend or parsed.gates.ideal.backend
-        _preflight(parsed, settings, {"--backend": target}, allow_unpinned_data)
+        options = _options(backend, allow_unpinned_data)
+        _preflight(parsed, settings, options, "run")
         from flows import run_experiment
 
-        report = _run_flow(f"running {parsed.name} on {target}", 3,
-                           lambda: run_experiment(parsed, settings, target, allow_unpinned_data))
+        target = options.backend or parsed.gates.ideal.backend
+        report = _run_flow(f"running {parsed.name} on {target}", 4,
+                           lambda: run_experiment(parsed, options))
     except QhybridError as exc:
         raise _fail(exc, as_json) from exc
     if as_json:
-        print(report.model_dump_json(indent=1))
+        _emit(report)
     else:
         _print_report(report, settings)
 
@@ -279,20 +290,16 @@ def promote(
     try:
         settings = _settings()
         parsed = load_spec(spec)
-        hardware = parsed.gates.hardware
-        _preflight(parsed, settings, {"gates.ideal.backend": parsed.gates.ideal.backend,
-                                      "gates.hardware.backend": hardware.backend,
-                                      **{f"gates.hardware.fallback.{i}": name
-                                         for i, name in enumerate(hardware.fallback)}},
-                   allow_unpinned_data)
+        options = _options(None, allow_unpinned_data)
+        _preflight(parsed, settings, options, "promotion")
         from flows import promote_experiment
 
-        report = _run_flow(f"promoting {parsed.name} {parsed.version} through 4 gates", 7,
-                           lambda: promote_experiment(parsed, settings, allow_unpinned_data))
+        report = _run_flow(f"promoting {parsed.name} {parsed.version} through 4 gates", 9,
+                           lambda: promote_experiment(parsed, options))
     except QhybridError as exc:
         raise _fail(exc, as_json) from exc
     if as_json:
-        print(report.model_dump_json(indent=1))
+        _emit(report)
     else:
         _print_report(report, settings)
     if report.decision is not None and not report.decision.promote:
@@ -303,73 +310,62 @@ def promote(
 def experiments(as_json: JsonFlag = False) -> None:
     """Registered experiments, their versions, and which version holds each alias."""
     try:
-        settings = _settings()
-        from registry import Tracker
+        from qhybrid_usecases import experiments as list_experiments
 
-        registered = Tracker.for_settings(settings).registered()
+        report = list_experiments(_settings())
     except QhybridError as exc:
         raise _fail(exc, as_json) from exc
     if as_json:
-        print(json.dumps([{"name": name, "versions": [v.model_dump() for v in versions]}
-                          for name, versions in registered], indent=1))
+        _emit(report)
         return
     from rich.table import Table
 
-    if not registered:
+    if not report.experiments:
         out.print("no registered experiments yet: run `qhybrid promote SPEC`")
         return
     table = Table(title="Registered experiments")
-    for col in ("experiment", "model version", "spec version", "aliases", "score", "run"):
-        table.add_column(col)
-    for name, versions in registered:
-        for v in versions:
-            table.add_row(name, v.version, v.tags.get("qhybrid.version", "?"),
-                          ", ".join(v.aliases), v.tags.get("qhybrid.score", ""), v.run_id or "")
+    for col in ("experiment", "model version", "spec version", "aliases", "score", "MLflow run"):
+        table.add_column(col, no_wrap=col == "MLflow run")
+    for experiment in report.experiments:
+        for v in experiment.versions:
+            score = v.tags.get("qhybrid.score", "")
+            with contextlib.suppress(ValueError):
+                score = f"{float(score):.6g}"
+            table.add_row(experiment.name, v.version, v.tags.get("qhybrid.version", "?"),
+                          ", ".join(v.aliases), score, v.run_id or "")
     out.print(table)
 
 
 @app.command()
 def show(
-    target: Annotated[str, typer.Argument(help="NAME@ALIAS (e.g. qaoa-maxcut-3reg@champion) or an MLflow run id.")],
+    target: Annotated[str, typer.Argument(
+        help="NAME@ALIAS (e.g. qaoa-maxcut-3reg@champion) or an MLflow run id.")],
     as_json: JsonFlag = False,
 ) -> None:
     """What a promoted version or a run is, with its evidence (gates, metrics, tags)."""
     try:
-        settings = _settings()
-        from registry import Tracker
+        from qhybrid_usecases import show as show_target
 
-        tracker = Tracker.for_settings(settings)
-        version = None
-        if "@" in target:
-            name, alias = target.split("@", 1)
-            version = tracker.version_by_alias(name, alias)
-            if version is None:
-                raise InvalidInputError(f"no version of '{name}' holds alias '{alias}'", field="TARGET")
-            run_id = version.run_id or ""
-        else:
-            run_id = target
-        try:
-            run_info = tracker.get_run(run_id)
-        except TrackingError as exc:
-            raise InvalidInputError(f"no run '{run_id}' in {settings.tracking_uri}", field="TARGET") from exc
-        gates = tracker.child_runs(run_id)
+        report = show_target(_settings(), target)
     except QhybridError as exc:
         raise _fail(exc, as_json) from exc
-    doc = {"version": version.model_dump() if version else None, "run": run_info,
-           "gates": sorted(gates, key=lambda g: g["start_time"] or 0)}
     if as_json:
-        print(json.dumps(doc, indent=1, default=str))
+        _emit(report)
         return
+    version, run_info = report.version, report.run
     if version:
-        out.print(f"[bold]{version.name}[/] version {version.version} aliases {list(version.aliases)}")
-    out.print(f"run {run_info['run_id']} ({run_info['name']}, {run_info['status']})")
-    for key in sorted(run_info["tags"]):
+        aliases = ", ".join(version.aliases) or "no aliases"
+        out.print(f"[bold]{version.name}[/] version {version.version} ({aliases})")
+    out.print(f"run {run_info.run_id} ({run_info.name}, {run_info.status})")
+    for key in sorted(run_info.tags):
         if key.startswith(("qhybrid.", "dvc.")):
-            out.print(f"  {key} = {run_info['tags'][key]}")
-    for key, value in sorted(run_info["metrics"].items()):
+            out.print(f"  {key} = {run_info.tags[key]}")
+    for key, value in sorted(run_info.metrics.items()):
         out.print(f"  metric {key} = {value:.6g}")
-    for g in doc["gates"]:
-        out.print(f"  gate {g['tags'].get('qhybrid.gate')}: {g['tags'].get('qhybrid.verdict')}")
+    for g in report.gates:
+        out.print(f"  gate {g.tags.get('qhybrid.gate')}: {g.tags.get('qhybrid.verdict')}")
+        for key, value in sorted(g.metrics.items()):
+            out.print(f"    {key} = {value:.6g}")
 
 
 @app.command()
@@ -379,21 +375,20 @@ def replay(
 ) -> None:
     """Rerun the simulator part of a recorded run; exit 0 if counts are bit-identical, else 7."""
     try:
-        settings = _settings()
-        from registry import read_manifest
-        from tasks._replay import replay as replay_run
+        from qhybrid_usecases import replay as replay_run
+        from qhybrid_usecases import verify_replay
 
-        result: ReplayResult = replay_run(read_manifest(manifest), settings)
+        report = replay_run(manifest, _settings())
+        word = "[green]bit-identical[/]" if report.identical else "[red]DIFFERENT[/]"
+        err.print(f"counts {word} ({report.differing_outcomes} outcomes differ); "
+                  f"circuit {'identical' if report.circuit_identical else 'DIFFERENT'}")
+        verify_replay(report)
     except QhybridError as exc:
         raise _fail(exc, as_json) from exc
     if as_json:
-        print(json.dumps(result.to_dict(), indent=1))
+        _emit(report)
     else:
-        word = "[green]bit-identical[/]" if result.identical else "[red]DIFFERENT[/]"
-        out.print(f"counts {word} ({result.differing_outcomes} outcomes differ); "
-                  f"circuit {'identical' if result.circuit_identical else 'DIFFERENT'}")
-    if not (result.identical and result.circuit_identical):
-        raise typer.Exit(7)
+        out.print(f"replayed {report.manifest}: reproduced")
 
 
 @app.command()
@@ -406,32 +401,26 @@ def leases(
     """List open leases (sessions, batches, remote jobs) in the state store; release a run's."""
     try:
         settings = _settings()
-        from backends import StateStore, open_backend, release_leases
+        if release is not None and settings.ibm_token is None and settings.ibm_token_block:
+            from tasks import resolve_ibm_token
 
-        store = StateStore(settings.state_store_url)
-        released: list[str] = []
-        if release is not None:
-            if settings.ibm_token is None and settings.ibm_token_block:
-                from tasks._secrets import resolve_ibm_token
+            settings = resolve_ibm_token(settings)
+        from qhybrid_usecases import leases as open_leases
 
-                settings = resolve_ibm_token(settings)
-            released = [str(o) for o in release_leases(
-                store, release,
-                lambda name: open_backend(name, settings, transpiler_seed=0, store=store),
-                reason="released by `qhybrid leases`")]
-        still_open = store.leases(status="open")
+        report = open_leases(settings, release=release)
     except QhybridError as exc:
         raise _fail(exc, as_json) from exc
     if as_json:
-        print(json.dumps({"released": released, "open": [vars(lease) for lease in still_open]},
-                         indent=1))
+        _emit(report)
         return
-    for line in released:
-        out.print(f"released: {line}")
-    if not still_open:
+    for o in report.released:
+        outcome = "cancelled" if o.released else "release failed, still open"
+        out.print(f"released: {o.kind} {o.provider_id} on {o.backend}: {outcome} ({o.detail})")
+    if not report.open:
         out.print("no open leases")
-    for lease in still_open:
-        out.print(f"{lease.kind:8s} {lease.provider_id}  {lease.backend}  flow run {lease.flow_run_id}")
+    for lease in report.open:
+        out.print(f"{lease.kind:8s} {lease.provider_id}  {lease.backend}  "
+                  f"flow run {lease.flow_run_id}")
 
 
 @data_app.command("maxcut")

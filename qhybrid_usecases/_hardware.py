@@ -1,4 +1,4 @@
-"""Gate 3's work: the hardware target, its fallbacks, and the mitigation arms."""
+"""Gate 3: the hardware target, its fallbacks, and the mitigated and unmitigated arms."""
 
 from __future__ import annotations
 
@@ -11,126 +11,142 @@ from qhybrid.core import (
     BackendRejectedError,
     BreakerOpenError,
     DowngradeRecord,
-    GateResult,
     HardwareGateSpec,
     MitigationRecord,
+    MitigationSpec,
     TransportError,
+    TrialResult,
 )
 from qhybrid.experiments import (
-    Execution,
-    degradation,
+    Workload,
     derive_seed,
     hardware_verdict,
     measure,
     mitigation_improvement,
     total_variation_distance,
 )
-from tasks._work import RunSession, executor, gate_run, record_execution
+from qhybrid_usecases._run import RunHandle, StepOutcome, gate_run, record_trial
+from qhybrid_usecases._services import Services
 
 # Failures that mean "this backend cannot take work now": a fallback may take over.
 _FALLBACK_ON = (TransportError, BackendRejectedError, BreakerOpenError)
 
 
-def hardware_gate(session: RunSession, ideal: Execution) -> tuple[GateResult, Execution]:
+def hardware_gate(run: RunHandle, services: Services, ideal: TrialResult) -> StepOutcome:
     """Gate 3: the optimised circuit on the hardware target, compared with the ideal result.
 
     If the target cannot take work (after its retries, or with its breaker open), the policy's
     fallbacks are tried in order; a fallback's result is recorded as a downgrade and fails
     the gate. With a mitigation policy, mitigated and unmitigated arms run on the target.
+
+    Raises:
+        BackendError: The target and every fallback failed (the last failure).
     """
-    spec = session.spec
+    spec = run.spec
     policy = spec.gates.hardware
+    workload = run.workload(services)
     start = time.perf_counter()
     targets = (policy.backend, *policy.fallback)
     for index, name in enumerate(targets):
         try:
-            execution, mitigation = _on_hardware(session, ideal, name, target=index == 0)
+            trial, mitigation, described = _on_hardware(run, services, workload, ideal, name,
+                                                        target=index == 0)
             break
         except _FALLBACK_ON as exc:
             if index + 1 == len(targets):
                 raise
             exc.recovery = f"fallback to {targets[index + 1]}"
-            session.log.fallbacks.append(DowngradeRecord(
+            services.log.fallbacks.append(DowngradeRecord(
                 role="hardware", requested=policy.backend, used=targets[index + 1],
                 reason=exc.to_dict(), dropped=_dropped(policy)))
     downgraded = name != policy.backend
-    loss = degradation(session.workload, ideal.metrics, execution.metrics)
-    distance = total_variation_distance(ideal.counts, execution.counts)
+    loss = workload.family.degradation(ideal.metrics, trial.metrics)
+    distance = total_variation_distance(ideal.counts, trial.counts)
     result = hardware_verdict(
-        session.workload.objective, execution.metrics, loss, distance, policy, name,
+        workload.objective, trial.metrics, loss, distance, policy, name,
         downgraded=downgraded, improvement_low=mitigation.improvement_low if mitigation else None,
     )
     metrics = dict(result.metrics)
     if mitigation is not None:
-        session.log.mitigation = mitigation
+        services.log.mitigation = mitigation
         metrics |= {f"mitigation_{k}": float(getattr(mitigation, k)) for k in (
             "ideal_value", "unmitigated_value", "mitigated_value", "improvement",
             "improvement_low", "improvement_high", "mitigated_qpu_seconds")}
     result = result.model_copy(update={
         "seconds": time.perf_counter() - start, "metrics": metrics,
         "downgraded_from": policy.backend if downgraded else None})
-    run_id = gate_run(session, "hardware", result,
+    run_id = gate_run(run, services, result,
                       {"qhybrid.downgraded_from": policy.backend} if downgraded else {})
-    record_execution(session, run_id, execution)
+    record_trial(run_id, services, workload, trial)
     if mitigation is not None:
-        session.tracker.log_dict(run_id, mitigation.model_dump(mode="json"), "mitigation.json")
-    return result.model_copy(update={"mlflow_run_id": run_id}), execution
+        services.tracker.log_dict(run_id, mitigation.model_dump(mode="json"), "mitigation.json")
+    services.tracker.end_run(run_id)
+    return StepOutcome(gate=result.model_copy(update={"mlflow_run_id": run_id}), trial=trial,
+                       backends={"hardware": described})
 
 
 def _dropped(policy: HardwareGateSpec) -> tuple[str, ...]:
-    dropped = [f"mitigation ({', '.join(policy.mitigation.techniques())})"] if policy.mitigation else []
+    dropped = ([f"mitigation ({', '.join(policy.mitigation.techniques())})"]
+               if policy.mitigation else [])
     return tuple(dropped + ([f"mode={policy.mode}"] if policy.mode != "single" else []))
 
 
 def _on_hardware(
-    session: RunSession, ideal: Execution, name: str, *, target: bool
-) -> tuple[Execution, MitigationRecord | None]:
-    spec = session.spec
+    run: RunHandle, services: Services, workload: Workload, ideal: TrialResult, name: str, *,
+    target: bool,
+) -> tuple[TrialResult, MitigationRecord | None, dict[str, object]]:
+    spec = run.spec
     policy = spec.gates.hardware
-    backend = executor(session, name, field="gates.hardware.backend" if target
-                       else "gates.hardware.fallback")
-    session.backends["hardware"] = backend.describe()
+    backend = services.executor(
+        name, transpiler_seed=spec.seeds.transpiler, flow_run_id=run.flow_run_id,
+        field="gates.hardware.backend" if target else "gates.hardware.fallback")
     mitigation = None
     with backend.submitter.mode(policy.mode if target else "single"):
-        execution = measure(session.workload, session.instance, backend, ideal.parameters,
-                            shots=spec.shots, seed=spec.seeds.simulator)
+        trial = measure(workload, backend, ideal.parameters, shots=spec.shots,
+                        seed=spec.seeds.simulator)
         if target and policy.mitigation is not None:
-            mitigation = mitigation_arms(session, backend, ideal.parameters)
-    return execution, mitigation
+            mitigation = mitigation_arms(run, services, workload, backend, policy.mitigation,
+                                         ideal.parameters)
+    return trial, mitigation, backend.describe()
 
 
 def mitigation_arms(
-    session: RunSession, backend: BackendExecutor, parameters: np.ndarray
+    run: RunHandle, services: Services, workload: Workload, backend: BackendExecutor,
+    policy: MitigationSpec, parameters: tuple[float, ...],
 ) -> MitigationRecord:
     """Unmitigated and mitigated estimates of the objective's observable, seeded repeats each,
     on the same circuit and parameters; the improvement towards the exact value, with an
-    interval."""
-    spec = session.spec
-    policy = spec.gates.hardware.mitigation
-    assert policy is not None
-    workload = session.workload
+    interval over the repeats."""
+    spec = run.spec
     points = workload.circuit_points(parameters)
-    exact = float(executor(session, "aer").estimate(
-        workload.ansatz, workload.observable, points, seed=spec.seeds.simulator)[0])
+    exact_backend = services.executor("aer", transpiler_seed=spec.seeds.transpiler,
+                                      flow_run_id=run.flow_run_id)
+    exact = float(exact_backend.estimate(workload.ansatz, workload.observable, points,
+                                         seed=spec.seeds.simulator)[0])
     seeds = [derive_seed(spec.seeds.simulator, 1000 + k) for k in range(policy.repeats)]
     arms: dict[str, tuple[list[float], float]] = {}
     shots: dict[str, int | None] = {}
     applied: dict[str, object] = {}
-    for arm, mitigation in (("unmitigated", None), ("mitigated", policy)):
+    arm_policies: tuple[tuple[str, MitigationSpec | None], ...] = (
+        ("unmitigated", None), ("mitigated", policy))
+    for arm, mitigation in arm_policies:
         start = time.perf_counter()
-        values, reported = [], []
+        values: list[float] = []
+        reported: list[object] = []
         for seed in seeds:
             evs, _stds, metadata = backend.estimate_with_stds(
                 workload.ansatz, workload.observable, points, seed=seed, mitigation=mitigation)
             values.append(float(evs[0]))
             reported.append(metadata.get("shots"))
-            applied = metadata.get("mitigation") or applied  # type: ignore[assignment]
+            options = metadata.get("mitigation")
+            if isinstance(options, dict):
+                applied = options
         arms[arm] = (values, time.perf_counter() - start)
-        shots[arm] = sum(reported) if all(isinstance(n, int) for n in reported) else None  # type: ignore[arg-type]
+        counted = [n for n in reported if isinstance(n, int)]
+        shots[arm] = sum(counted) if len(counted) == len(reported) else None
     qpu = {arm: policy.repeats * backend.submitter.backend.estimate_qpu_seconds(Submission(
         "estimate", (Pub(workload.ansatz, points, workload.observable),), seed=0,
-        precision=backend.precision, mitigation=m)) for arm, m in (("unmitigated", None),
-                                                                    ("mitigated", policy))}
+        precision=backend.precision, mitigation=m)) for arm, m in arm_policies}
     confidence = spec.gates.statistical.confidence
     mean, low, high = mitigation_improvement(exact, arms["unmitigated"][0], arms["mitigated"][0],
                                              confidence)

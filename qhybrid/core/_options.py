@@ -1,0 +1,42 @@
+"""Run options: the small, closed set of choices a flow run takes besides the spec."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from qhybrid.core._backend_name import parse_backend_name
+from qhybrid.core._errors import BackendNameError
+
+RUN_OPTIONS_SCHEMA_VERSION = 1
+
+
+class RunOptions(BaseModel):
+    """How to run a spec, as a flow parameter: plain JSON, no settings and no secrets.
+
+    Settings (stores, tokens, fault plans) are read where the flow runs, so a deployment run
+    by a worker behaves like the CLI.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    schema_version: Literal[1] = RUN_OPTIONS_SCHEMA_VERSION
+    backend: str | None = Field(
+        default=None,
+        description="For a run: the backend to run on; default the spec's ideal backend.",
+    )
+    allow_unpinned_data: bool = Field(
+        default=False,
+        description="Run on data that does not match dvc.lock (recorded on the run).",
+    )
+
+    @field_validator("backend")
+    @classmethod
+    def _backend(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                parse_backend_name(value)
+            except BackendNameError as exc:
+                raise ValueError(exc.message) from exc
+        return value

@@ -1,0 +1,122 @@
+"""The ``--json`` documents of the inspection commands and of every error, as contracts.
+
+Each carries ``schema_version``; its JSON Schema is generated into docs/schema/ with the rest.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from qhybrid.core._results import ModelVersionRecord
+
+REPORTS_SCHEMA_VERSION = 1
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ErrorRecord(_Model):
+    """A classified error, as every entry point reports it."""
+
+    error: str = Field(description="The qhybrid error class, e.g. SpecError.")
+    layer: str = Field(description="validation, transport, submission, execution, ...")
+    transient: bool = Field(description="Whether the same call may succeed if retried.")
+    field: str | None = Field(default=None, description="The offending input field, if known.")
+    message: str
+    provider_status: str | None = None
+    recovery: str | None = Field(default=None, description="What was done about it.")
+    detail: dict[str, object] | None = Field(default=None, description="Evidence, if any.")
+
+
+class ErrorReport(_Model):
+    """The one JSON document a failed command prints with ``--json``."""
+
+    schema_version: Literal[1] = REPORTS_SCHEMA_VERSION
+    error: ErrorRecord
+
+
+class ReplayReport(_Model):
+    """What ``qhybrid replay`` found."""
+
+    schema_version: Literal[1] = REPORTS_SCHEMA_VERSION
+    manifest: str = Field(description="The manifest replayed.")
+    mlflow_run_id: str | None = None
+    identical: bool = Field(description="The replayed counts equal the recorded ones exactly.")
+    circuit_identical: bool = Field(description="The final circuit's OpenQASM 3 hash matches.")
+    recorded_sha256: str
+    replayed_sha256: str
+    differing_outcomes: int = Field(description="Bitstrings whose counts differ.")
+
+    @property
+    def reproduced(self) -> bool:
+        """Counts and circuit both as recorded."""
+        return self.identical and self.circuit_identical
+
+
+class LeaseRecord(_Model):
+    """A provider job, session or batch a flow run opened."""
+
+    id: int
+    flow_run_id: str | None
+    backend: str
+    kind: str = Field(description="job, session or batch.")
+    provider_id: str
+    status: str = Field(description="open, closed or cancelled.")
+
+
+class LeaseRelease(_Model):
+    """What happened to one lease on release."""
+
+    kind: str
+    provider_id: str
+    backend: str
+    released: bool = Field(description="False when releasing failed; the lease stays open.")
+    detail: str
+
+
+class LeasesReport(_Model):
+    """``qhybrid leases``: what was released, and what is still open."""
+
+    schema_version: Literal[1] = REPORTS_SCHEMA_VERSION
+    released: tuple[LeaseRelease, ...] = ()
+    open: tuple[LeaseRecord, ...] = ()
+
+
+class RunRecord(_Model):
+    """An MLflow run as qhybrid reads it back."""
+
+    run_id: str
+    name: str | None
+    status: str
+    start_time: int | None = Field(description="Epoch milliseconds.")
+    end_time: int | None = None
+    artifact_uri: str | None = None
+    params: dict[str, str] = {}
+    metrics: dict[str, float] = {}
+    tags: dict[str, str] = Field(default={}, description="Without MLflow's own mlflow.* tags.")
+
+
+class ShowReport(_Model):
+    """``qhybrid show``: a promoted version or a run, with its gate runs."""
+
+    schema_version: Literal[1] = REPORTS_SCHEMA_VERSION
+    version: ModelVersionRecord | None = Field(description="When shown by NAME@ALIAS.")
+    run: RunRecord
+    gates: tuple[RunRecord, ...] = Field(description="The nested gate runs, in start order.")
+
+
+class RegisteredExperiment(_Model):
+    """One registered experiment and its versions, newest first."""
+
+    name: str
+    versions: tuple[ModelVersionRecord, ...]
+
+
+class ExperimentsReport(_Model):
+    """``qhybrid experiments``: every registered experiment."""
+
+    schema_version: Literal[1] = REPORTS_SCHEMA_VERSION
+    experiments: tuple[RegisteredExperiment, ...] = ()

@@ -1,0 +1,61 @@
+"""The application layer: qhybrid's use cases as plain functions, free of Prefect.
+
+Every entry point calls these: the CLI directly (preflight, replay, show, experiments,
+leases), and the Prefect tasks as one-line wrappers (each gate, record, decide and apply,
+fail). Inputs are immutable (:class:`RunHandle`, the spec, contracts); collaborators are
+explicit (:class:`Services`). A run goes::
+
+    open_run -> ideal_gate -> statistical_gate -> hardware_gate -> baseline_gate
+             -> decide_promotion -> record_evidence -> apply_promotion -> finish_run
+    (any failure: fail_run, which releases leases and ends the MLflow run FAILED or KILLED)
+"""
+
+from qhybrid_usecases._gates import baseline_gate, ideal_gate, run_on_backend, statistical_gate
+from qhybrid_usecases._hardware import hardware_gate, mitigation_arms
+from qhybrid_usecases._inputs import Inputs, backends_of, load_inputs, preflight
+from qhybrid_usecases._inspect import experiments, leases, show
+from qhybrid_usecases._promotion import apply_promotion, decide_promotion
+from qhybrid_usecases._records import RecordedRun, counts_sha256, finish_run, record_evidence
+from qhybrid_usecases._replay import replay, verify_replay
+from qhybrid_usecases._run import (
+    RunHandle,
+    RunKind,
+    StepOutcome,
+    fail_run,
+    failure_reason,
+    open_run,
+    release_run_leases,
+)
+from qhybrid_usecases._services import Services
+
+__all__ = [
+    "Inputs",
+    "RecordedRun",
+    "RunHandle",
+    "RunKind",
+    "Services",
+    "StepOutcome",
+    "apply_promotion",
+    "backends_of",
+    "baseline_gate",
+    "counts_sha256",
+    "decide_promotion",
+    "experiments",
+    "fail_run",
+    "failure_reason",
+    "finish_run",
+    "hardware_gate",
+    "ideal_gate",
+    "leases",
+    "load_inputs",
+    "mitigation_arms",
+    "open_run",
+    "preflight",
+    "record_evidence",
+    "release_run_leases",
+    "replay",
+    "run_on_backend",
+    "show",
+    "statistical_gate",
+    "verify_replay",
+]

@@ -1,0 +1,104 @@
+"""The ideal, statistical and baseline gates, and a plain run on one backend."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from backends import BackendExecutor
+from qhybrid.core import TrialResult
+from qhybrid.experiments import (
+    Workload,
+    baseline_verdict,
+    derive_seed,
+    ideal_verdict,
+    optimise_and_measure,
+    run_baselines,
+    statistical_verdict,
+)
+from qhybrid_usecases._run import RunHandle, StepOutcome, gate_run, record_trial
+from qhybrid_usecases._services import Services
+
+
+def _executor(run: RunHandle, services: Services, backend: str, field: str) -> BackendExecutor:
+    return services.executor(backend, transpiler_seed=run.spec.seeds.transpiler,
+                             flow_run_id=run.flow_run_id, field=field)
+
+
+def _trial(run: RunHandle, workload: Workload, executor: BackendExecutor, *,
+           optimiser_seed: int, simulator_seed: int) -> TrialResult:
+    """Optimise (or take the spec's parameters) and sample, with the given seeds."""
+    spec = run.spec
+    return optimise_and_measure(
+        workload, executor, optimiser=spec.optimiser, fixed=spec.parameters, shots=spec.shots,
+        optimiser_seed=optimiser_seed, simulator_seed=simulator_seed)
+
+
+def run_on_backend(run: RunHandle, services: Services) -> StepOutcome:
+    """One optimisation and sampling on the run's backend, without gates."""
+    spec = run.spec
+    executor = _executor(run, services, run.options.backend or spec.gates.ideal.backend,
+                         "--backend")
+    trial = _trial(run, run.workload(services), executor, optimiser_seed=spec.seeds.optimiser,
+                   simulator_seed=spec.seeds.simulator)
+    return StepOutcome(trial=trial, backends={"run": executor.describe()})
+
+
+def ideal_gate(run: RunHandle, services: Services) -> StepOutcome:
+    """Gate 1: optimise on the ideal simulator; the objective must beat the threshold."""
+    spec = run.spec
+    workload = run.workload(services)
+    start = time.perf_counter()
+    executor = _executor(run, services, spec.gates.ideal.backend, "gates.ideal.backend")
+    trial = _trial(run, workload, executor, optimiser_seed=spec.seeds.optimiser,
+                   simulator_seed=spec.seeds.simulator)
+    result = ideal_verdict(workload.objective, trial.metrics[workload.objective],
+                           spec.gates.statistical.threshold, workload.direction,
+                           spec.gates.ideal.backend)
+    result = result.model_copy(update={"metrics": {**trial.metrics, "shots": float(spec.shots)},
+                                       "seconds": time.perf_counter() - start})
+    run_id = gate_run(run, services, result)
+    record_trial(run_id, services, workload, trial)
+    services.tracker.end_run(run_id)
+    return StepOutcome(gate=result.model_copy(update={"mlflow_run_id": run_id}), trial=trial,
+                       backends={"ideal": executor.describe()})
+
+
+def statistical_gate(run: RunHandle, services: Services) -> StepOutcome:
+    """Gate 2: repeat the ideal optimisation with independent seeds; the interval of the
+    objective must beat the threshold and be narrow enough."""
+    spec = run.spec
+    policy = spec.gates.statistical
+    workload = run.workload(services)
+    executor = _executor(run, services, spec.gates.ideal.backend, "gates.ideal.backend")
+    start = time.perf_counter()
+    values: list[float] = []
+    seeds: list[dict[str, int]] = []
+    for k in range(policy.repeats):
+        trial = _trial(run, workload, executor,
+                       optimiser_seed=derive_seed(spec.seeds.optimiser, k + 1),
+                       simulator_seed=derive_seed(spec.seeds.simulator, k + 1))
+        values.append(trial.metrics[workload.objective])
+        seeds.append(trial.seeds)
+    result = statistical_verdict(workload.objective, values, policy, workload.direction,
+                                 spec.gates.ideal.backend)
+    result = result.model_copy(update={"seconds": time.perf_counter() - start})
+    run_id = gate_run(run, services, result, {"qhybrid.repeat_seeds": json.dumps(seeds)})
+    services.tracker.log_series(run_id, "repeat_objective", values)
+    services.tracker.end_run(run_id)
+    return StepOutcome(gate=result.model_copy(update={"mlflow_run_id": run_id}))
+
+
+def baseline_gate(run: RunHandle, services: Services, hardware: TrialResult) -> StepOutcome:
+    """Gate 4: classical solvers on the same instance, against the hardware result's quality."""
+    spec = run.spec
+    workload = run.workload(services)
+    start = time.perf_counter()
+    baselines = run_baselines(workload, spec.gates.baseline.solvers, spec.seeds.optimiser)
+    result = baseline_verdict(workload.family.quality(hardware.metrics), baselines,
+                              spec.gates.baseline)
+    result = result.model_copy(update={"seconds": time.perf_counter() - start})
+    run_id = gate_run(run, services, result)
+    services.tracker.end_run(run_id)
+    return StepOutcome(gate=result.model_copy(update={"mlflow_run_id": run_id}),
+                       baselines=tuple(baselines))

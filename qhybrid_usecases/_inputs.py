@@ -1,0 +1,102 @@
+"""Inputs and preflight: everything that can be checked before a flow starts. Writes nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from backends import StateStore, check_width, open_engine
+from qhybrid.core import DataError, ExperimentSpec, RunOptions, Settings
+from qhybrid.experiments import Workload, build_workload, load_instance
+from registry import DataPin, file_md5, pin_inputs
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """A spec's data, checked against dvc.lock, and the workload built on it.
+
+    Attributes:
+        workload: The family's circuits and observable on the instance.
+        pins: Every input file and its DVC pin.
+        overrides: One sentence per input that does not match dvc.lock (allowed and recorded).
+    """
+
+    workload: Workload
+    pins: dict[str, DataPin]
+    overrides: tuple[str, ...]
+
+
+def load_inputs(spec: ExperimentSpec, settings: Settings, *, allow_unpinned_data: bool) -> Inputs:
+    """Check the data against dvc.lock, load it and build the workload.
+
+    Raises:
+        DataError: Missing or unpinned data (unless allowed), or data of the wrong shape.
+        SpecError: Data that does not fit the family, or fixed parameters of the wrong length.
+    """
+    pins = pin_inputs([spec.dataset.path], settings.project_root,
+                      allow_unpinned=allow_unpinned_data)
+    overrides = tuple(_override(pin) for pin in pins.values() if not pin.matches)
+    workload = build_workload(spec.family, load_instance(settings.project_root / spec.dataset.path))
+    if spec.parameters is not None:
+        workload.circuit_points(np.array(spec.parameters))
+    return Inputs(workload=workload, pins=pins, overrides=overrides)
+
+
+def _override(pin: DataPin) -> str:
+    if pin.locked_md5 is None:
+        return f"{pin.path} (md5 {pin.md5}) is not an output in dvc.lock"
+    return f"{pin.path} has md5 {pin.md5}, but dvc.lock pins {pin.locked_md5}"
+
+
+def reload_workload(
+    spec: ExperimentSpec, settings: Settings, pins: Mapping[str, Mapping[str, object]]
+) -> Workload:
+    """The workload of a run whose inputs were pinned at its start, rebuilt for a later step.
+
+    Raises:
+        DataError: An input changed since the run started.
+    """
+    for path, pin in pins.items():
+        now = file_md5(settings.project_root / path)
+        if now != pin["md5"]:
+            raise DataError(f"{path} changed while the run was in progress (md5 {pin['md5']} "
+                            f"at the start, {now} now)", field="dataset.path")
+    return build_workload(spec.family, load_instance(settings.project_root / spec.dataset.path))
+
+
+def backends_of(spec: ExperimentSpec, options: RunOptions, *, kind: str) -> dict[str, str]:
+    """The backends a run or promotion of ``spec`` will use, by the field that names them."""
+    if kind == "run":
+        return {"--backend": options.backend or spec.gates.ideal.backend}
+    hardware = spec.gates.hardware
+    return {"gates.ideal.backend": spec.gates.ideal.backend,
+            "gates.hardware.backend": hardware.backend,
+            **{f"gates.hardware.fallback.{i}": name for i, name in enumerate(hardware.fallback)}}
+
+
+def preflight(spec: ExperimentSpec, settings: Settings, options: RunOptions, *, kind: str) -> Inputs:
+    """Everything that can be checked before a flow starts: the state store URL, every backend
+    and device (and the token a real one needs), the data pins, parameters and circuit width.
+
+    Args:
+        spec: The validated spec.
+        settings: With any IBM token already resolved.
+        options: The run options.
+        kind: ``run`` or ``promotion``.
+
+    Returns:
+        The checked inputs.
+
+    Raises:
+        InvalidInputError: Naming the field at fault.
+        TrackingError: The state store cannot be opened.
+    """
+    StateStore(settings.state_store_url)
+    opened = {field: open_engine(name, settings, transpiler_seed=spec.seeds.transpiler, field=field)
+              for field, name in backends_of(spec, options, kind=kind).items()}
+    inputs = load_inputs(spec, settings, allow_unpinned_data=options.allow_unpinned_data)
+    for field, engine in opened.items():
+        check_width(engine.name, inputs.workload.ansatz, engine.num_qubits, field=field)
+    return inputs

@@ -1,0 +1,208 @@
+"""A run's records: open it, record its evidence, finish it, or fail it leaving nothing open.
+
+A :class:`RunHandle` is what the steps of one run share: plain data (the spec, the options,
+the MLflow parent run, the DVC pins), so that it can cross a process or a task boundary.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from backends import release_leases
+from qhybrid.core import (
+    BaselineResult,
+    ExperimentSpec,
+    GateResult,
+    LeaseRelease,
+    RunCancelledError,
+    RunOptions,
+    TrialResult,
+)
+from qhybrid.experiments import Workload
+from qhybrid_usecases._inputs import load_inputs, reload_workload
+from qhybrid_usecases._services import Services
+from registry import git_commit, package_versions
+
+log = logging.getLogger("qhybrid.run")
+
+RunKind = Literal["run", "promotion"]
+
+
+class RunHandle(BaseModel):
+    """What every step of one run or promotion reads; immutable and JSON-serialisable.
+
+    Attributes:
+        kind: ``run`` or ``promotion``.
+        spec: The experiment.
+        options: How it runs.
+        flow_run_id: The Prefect flow run, when orchestrated.
+        mlflow_run_id: The MLflow parent run.
+        scratch: A folder whose files become the parent run's artifacts.
+        pins: The DVC pin of every input at the start of the run.
+        data_overrides: Inputs that did not match dvc.lock (allowed and recorded).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: RunKind
+    spec: ExperimentSpec
+    options: RunOptions
+    flow_run_id: str | None
+    mlflow_run_id: str
+    scratch: str
+    pins: dict[str, dict[str, object]]
+    data_overrides: tuple[str, ...] = ()
+
+    def workload(self, services: Services) -> Workload:
+        """The workload, rebuilt from the pinned data.
+
+        Raises:
+            DataError: An input changed since the run started.
+        """
+        return reload_workload(self.spec, services.settings, self.pins)
+
+
+class StepOutcome(BaseModel):
+    """What one step of a run produced: a gate's verdict, the trial behind it, baselines, and
+    the backends it ran on (by role), for the manifest."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    gate: GateResult | None = None
+    trial: TrialResult | None = None
+    baselines: tuple[BaselineResult, ...] = ()
+    backends: dict[str, dict[str, object]] = Field(default_factory=dict)
+
+
+def open_run(
+    spec: ExperimentSpec, options: RunOptions, services: Services, *, kind: RunKind,
+    flow_run_id: str | None,
+) -> RunHandle:
+    """Validate the inputs, then open the MLflow parent run. Nothing is written if validation
+    fails.
+
+    Raises:
+        InvalidInputError: Bad data or a spec that does not fit its data.
+        TrackingError: MLflow could not be written.
+    """
+    inputs = load_inputs(spec, services.settings, allow_unpinned_data=options.allow_unpinned_data)
+    commit = git_commit(services.settings.project_root)
+    tags = {
+        "qhybrid.kind": kind,
+        "qhybrid.experiment": spec.name,
+        "qhybrid.version": spec.version,
+        "qhybrid.family": spec.family.kind,
+        "qhybrid.spec_sha256": spec.sha256(),
+        "qhybrid.git_commit": commit or "unknown",
+        "qhybrid.prefect_flow_run_id": flow_run_id or "none",
+        "qhybrid.data_overrides": "; ".join(inputs.overrides) or "none",
+        **{f"dvc.md5.{path}": pin.md5 for path, pin in inputs.pins.items()},
+        **{f"package.{name}": version for name, version in package_versions().items()},
+    }
+    tracker = services.tracker
+    parent = tracker.start_run(f"{kind}:{spec.name}@{spec.version}", tags=tags)
+    tracker.log_params(parent, spec.flat_params())
+    return RunHandle(
+        kind=kind, spec=spec, options=options, flow_run_id=flow_run_id, mlflow_run_id=parent,
+        scratch=tempfile.mkdtemp(prefix="qhybrid-"),
+        pins={path: pin.to_dict() for path, pin in inputs.pins.items()},
+        data_overrides=inputs.overrides,
+    )
+
+
+def gate_run(run: RunHandle, services: Services, result: GateResult,
+             extra_tags: dict[str, str] | None = None) -> str:
+    """Record one gate as a nested MLflow run, ended FINISHED; returns its id."""
+    tracker = services.tracker
+    run_id = tracker.start_run(
+        f"gate:{result.gate}",
+        tags={"qhybrid.gate": result.gate, "qhybrid.verdict": "pass" if result.passed else "fail",
+              "qhybrid.backend": result.backend, **(extra_tags or {})},
+        parent_run_id=run.mlflow_run_id,
+    )
+    tracker.log_metrics(run_id, {**result.metrics, "seconds": result.seconds})
+    tracker.log_dict(run_id, result.model_dump(mode="json"), "gate.json")
+    return run_id
+
+
+def record_trial(run_id: str, services: Services, workload: Workload, trial: TrialResult) -> None:
+    """The optimiser's history and the trial's cost on an MLflow run."""
+    if trial.history:
+        # The optimiser minimises sign * <observable>; log the objective as users read it.
+        services.tracker.log_series(run_id, "objective", [workload.sign * v for v in trial.history])
+    services.tracker.log_metrics(run_id, {
+        "evaluations": trial.evaluations, "batches": trial.batches,
+        "quantum_seconds": trial.quantum_seconds, "classical_seconds": trial.classical_seconds,
+    })
+
+
+def failure_reason(exc: BaseException) -> tuple[str, str]:
+    """Why a run stopped, and the MLflow status for it: ``(reason, FAILED | KILLED)``."""
+    name = type(exc).__name__
+    if isinstance(exc, RunCancelledError):
+        return "flow cancelled", "KILLED"
+    if name == "TerminationSignal":  # SIGTERM: a worker cancelling its flow run, or shutdown
+        return "flow terminated", "KILLED"
+    if isinstance(exc, TimeoutError) or name == "CancelledError":  # timeout_seconds exceeded
+        return "flow timed out", "FAILED"
+    if isinstance(exc, KeyboardInterrupt):
+        return "flow interrupted", "KILLED"
+    return f"flow failed: {name}", "FAILED"
+
+
+def release_run_leases(run: RunHandle, services: Services, reason: str) -> list[LeaseRelease]:
+    """Cancel every lease the run's flow run still holds.
+
+    A lease whose release fails stays open (``qhybrid leases --release`` can try again); it is
+    logged and tagged on the MLflow run, never dropped silently.
+    """
+    if run.flow_run_id is None:
+        return []
+    outcomes = release_leases(
+        services.store, run.flow_run_id,
+        lambda name: services.backend(name, transpiler_seed=run.spec.seeds.transpiler),
+        reason=reason)
+    services.log.count("leases_closed", sum(1 for o in outcomes if o.released))
+    failed = [o for o in outcomes if not o.released]
+    for outcome in failed:
+        log.warning("lease not released, still open: %s", outcome)
+    if failed:
+        services.tracker.set_tags(run.mlflow_run_id, {
+            "qhybrid.lease_release_failed": "; ".join(str(o) for o in failed)[:5000]})
+    return [LeaseRelease(kind=o.kind, provider_id=o.provider_id, backend=o.backend,
+                         released=o.released, detail=o.detail) for o in outcomes]
+
+
+def fail_run(run: RunHandle, services: Services, exc: BaseException) -> list[LeaseRelease]:
+    """Release every lease the run holds, keep its execution record, end the parent run FAILED
+    (KILLED when cancelled, interrupted or terminated), drop the scratch folder.
+
+    Returns:
+        What happened to each lease.
+    """
+    reason, status = failure_reason(exc)
+    try:
+        released = release_run_leases(run, services, reason)
+    finally:
+        record = services.log.record()
+        tracker = services.tracker
+        tracker.set_tags(run.mlflow_run_id, {
+            "qhybrid.failure": reason,
+            "qhybrid.execution": f"{record.provider_submissions} provider submissions, "
+                                 f"{len(record.fallbacks)} fallbacks, "
+                                 f"{record.breaker_trips} breaker trips"})
+        tracker.log_dict(run.mlflow_run_id, record.model_dump(mode="json"), "execution.json")
+        tracker.end_run(run.mlflow_run_id, status)
+        shutil.rmtree(run.scratch, ignore_errors=True)
+    return released
+
+
+def scratch(run: RunHandle) -> Path:
+    """The run's scratch folder."""
+    return Path(run.scratch)

@@ -1,0 +1,73 @@
+"""The collaborators of a use case: the MLflow tracker, the state store, the execution log and
+the retry policy, built once at the edge from :class:`~qhybrid.core.Settings`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from backends import (
+    Backend,
+    BackendExecutor,
+    ExecutionLog,
+    Runner,
+    StateStore,
+    attempt_once,
+    open_backend,
+    open_executor,
+)
+from qhybrid.core import MitigationSpec, Settings
+from registry import Tracker
+
+
+@dataclass(frozen=True)
+class Services:
+    """Explicit collaborators, shared by the steps of one run.
+
+    Attributes:
+        settings: Stores, token, fault plan, breaker and retry policy.
+        tracker: The MLflow system of record.
+        store: The execution state store (ledger, local jobs, breakers, leases).
+        log: What the execution plane did for this run (thread-safe, accumulates).
+        runner: How each provider submission is run: a single attempt here, a Prefect task
+            with retries inside a flow.
+    """
+
+    settings: Settings
+    tracker: Tracker
+    store: StateStore
+    log: ExecutionLog = field(default_factory=ExecutionLog)
+    runner: Runner = attempt_once
+
+    @classmethod
+    def open(cls, settings: Settings, *, runner: Runner = attempt_once) -> Services:
+        """Collaborators on the stores ``settings`` name.
+
+        Raises:
+            InvalidInputError: The state store URL is unusable.
+            TrackingError: The state store cannot be opened.
+        """
+        return cls(settings=settings, tracker=Tracker.for_settings(settings),
+                   store=StateStore(settings.state_store_url), runner=runner)
+
+    def executor(
+        self, name: str, *, transpiler_seed: int, flow_run_id: str | None,
+        field: str = "backend", mitigation: MitigationSpec | None = None,
+    ) -> BackendExecutor:
+        """An executor on backend ``name``, submitting through this run's store, log and runner.
+
+        Raises:
+            BackendNameError: Unknown backend or device, or a real device without a token.
+        """
+        return open_executor(
+            name, self.settings, transpiler_seed=transpiler_seed, store=self.store, log=self.log,
+            runner=self.runner, flow_run_id=flow_run_id, field=field, mitigation=mitigation,
+        )
+
+    def backend(self, name: str, *, transpiler_seed: int = 0) -> Backend:
+        """Backend ``name`` on this run's store (e.g. to release a lease it holds).
+
+        Raises:
+            BackendNameError: Unknown backend or device, or a real device without a token.
+        """
+        return open_backend(name, self.settings, transpiler_seed=transpiler_seed,
+                            store=self.store)

@@ -1,0 +1,51 @@
+"""Settings where a flow runs: read from the environment there, with secrets from Prefect
+blocks, so that they never travel as flow parameters."""
+
+from __future__ import annotations
+
+from prefect.blocks.system import Secret
+from pydantic import SecretStr
+
+from backends import Runner
+from qhybrid.core import BackendNameError, InvalidInputError, Settings
+from qhybrid_usecases import Services
+from tasks.submission import prefect_runner
+
+
+def resolve_ibm_token(settings: Settings) -> Settings:
+    """``settings`` with ``ibm_token`` read from the Prefect Secret block ``ibm_token_block``.
+
+    A token set directly (``QHYBRID_IBM_TOKEN``) wins; without a block name nothing changes.
+
+    Raises:
+        BackendNameError: No Secret block of that name (field ``ibm_token_block``).
+    """
+    if settings.ibm_token is not None or not settings.ibm_token_block:
+        return settings
+    try:
+        value = Secret.load(settings.ibm_token_block).get()
+    except ValueError as exc:  # Prefect raises ValueError for a missing block document
+        raise BackendNameError(f"no Prefect Secret block named '{settings.ibm_token_block}'",
+                               field="ibm_token_block") from exc
+    return settings.model_copy(update={"ibm_token": SecretStr(str(value))})
+
+
+def read_settings() -> Settings:
+    """The ``QHYBRID_*`` settings of this process, with the IBM token resolved.
+
+    Raises:
+        InvalidInputError: A setting is invalid (field ``settings``).
+        BackendNameError: The named Secret block does not exist.
+    """
+    try:
+        settings = Settings()
+    except ValueError as exc:
+        raise InvalidInputError(f"invalid QHYBRID_* setting: {exc}", field="settings") from exc
+    return resolve_ibm_token(settings)
+
+
+def flow_services(runner: Runner | None = None) -> Services:
+    """The collaborators of one flow run: settings read here, each provider submission a
+    ``submit-job`` task run with the settings' retries (unless ``runner`` says otherwise)."""
+    settings = read_settings()
+    return Services.open(settings, runner=runner or prefect_runner(settings))
