@@ -13,7 +13,7 @@ export MLFLOW_LOGGING_LEVEL ?= WARNING
 export DVC_NO_ANALYTICS := 1
 export QHYBRID_PROJECT_ROOT ?= $(CURDIR)
 
-.PHONY: setup data demo test test-fast bench lock schema ui-prefect ui-mlflow clean
+.PHONY: setup data demo test test-fast lint bench bench-smoke lock schema ui-prefect ui-mlflow clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -32,13 +32,22 @@ demo: data
 	PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL=WARNING $(BIN)/qhybrid promote specs/qaoa-maxcut.yaml
 	$(BIN)/qhybrid experiments
 
-# Everything but the tests that need a real IBM token (about 2 minutes on 2 cores).
-test: data
-	$(BIN)/lint-imports
+# Import layers, lint and types, every test but those that need a real IBM token, and each
+# benchmark once (a benchmark that breaks fails here; timings come from `make bench`).
+test: data lint
 	$(BIN)/python -m pytest -m "not ibm"
+	$(MAKE) --no-print-directory bench-smoke
 
 test-fast: data
 	$(BIN)/python -m pytest -m "not slow and not ibm"
+
+lint: setup
+	$(BIN)/lint-imports
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+bench-smoke: data
+	$(BIN)/python -m pytest benchmarks -o addopts="" --benchmark-disable -q -p no:randomly
 
 bench: data
 	$(BIN)/python -m pytest benchmarks --benchmark-enable --benchmark-only \
@@ -56,5 +65,7 @@ ui-prefect: setup
 ui-mlflow: setup
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlruns/mlflow.db --host 127.0.0.1 --port 5000
 
+# Every run record and all execution state; mlruns/README.md stays.
 clean:
-	rm -rf mlruns .prefect .qhybrid
+	rm -rf .prefect .qhybrid
+	find mlruns -mindepth 1 -maxdepth 1 ! -name README.md -exec rm -rf {} +

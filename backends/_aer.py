@@ -4,11 +4,10 @@ a fake device's noise (``aer-noisy:<device>``)."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TypeVar
 
 import numpy as np
 from qiskit.circuit import QuantumCircuit
-from qiskit.primitives import BasePrimitiveJob
+from qiskit.primitives import BasePrimitiveJob, PrimitiveResult
 from qiskit_aer import AerError, AerSimulator
 from qiskit_aer.noise import NoiseModel
 from qiskit_aer.primitives import EstimatorV2, SamplerV2
@@ -21,7 +20,6 @@ from qhybrid.core import BackendName, ExecutionError, SubmissionError
 # Up to this many active qubits a density matrix (cost independent of shots) beats
 # Monte Carlo trajectories for noisy sampling; measured at 10 qubits: ~10 s vs ~40 s/4000 shots.
 _DENSITY_MATRIX_MAX_QUBITS = 10
-_R = TypeVar("_R")
 
 
 class AerBackend:
@@ -48,7 +46,8 @@ class AerBackend:
     @property
     def fingerprint(self) -> str:
         """Name plus everything that shapes the executed circuit (part of idempotency keys)."""
-        return f"{self.name}|transpiler_seed={self.transpiler_seed}|opt={self._transpiled.optimization_level}"
+        return (f"{self.name}|transpiler_seed={self.transpiler_seed}"
+                f"|opt={self._transpiled.optimization_level}")
 
     @property
     def num_qubits(self) -> int | None:
@@ -59,7 +58,8 @@ class AerBackend:
         """Name, simulator version, device and its calibration snapshot."""
         import qiskit_aer
 
-        info: dict[str, object] = {"name": self.name, "simulator": f"qiskit-aer {qiskit_aer.__version__}",
+        info: dict[str, object] = {"name": self.name,
+                                   "simulator": f"qiskit-aer {qiskit_aer.__version__}",
                                    "method": self.method or "automatic"}
         if self._device is not None:
             info |= {
@@ -109,23 +109,27 @@ class AerBackend:
             for pub in submission.pubs:
                 isa = self.prepare(pub.circuit)
                 observable = pub.observable
-                mapped = observable.apply_layout(isa.layout) if isa.layout is not None else observable
+                assert observable is not None, "an estimate PUB carries its observable"
+                mapped = (observable.apply_layout(isa.layout) if isa.layout is not None
+                          else observable)
                 pubs.append((isa, mapped, np.asarray(pub.points)))
-            estimates = self._call(lambda: estimator.run(pubs, precision=submission.precision or 0.0))
+            precision = submission.precision or 0.0
+            estimates = self._call(lambda: estimator.run(pubs, precision=precision))
             return SubmissionResult(
                 evs=[np.asarray(r.data.evs, dtype=float).reshape(-1) for r in estimates],
                 stds=[np.asarray(r.data.stds, dtype=float).reshape(-1) for r in estimates],
                 metadata={"simulator": "aer", "mitigation": None},
             )
         sampler = SamplerV2(seed=submission.seed, options={"backend_options": backend_options})
-        sample_pubs = [(self.prepare(pub.circuit), np.asarray(pub.points)) for pub in submission.pubs]
+        sample_pubs = [(self.prepare(pub.circuit), np.asarray(pub.points))
+                       for pub in submission.pubs]
         samples = self._call(lambda: sampler.run(sample_pubs, shots=submission.shots))
         return SubmissionResult(
             counts=[counts_by_row(r) for r in samples],
             metadata={"simulator": "aer", "mitigation": None},
         )
 
-    def _call(self, run: Callable[[], BasePrimitiveJob[_R, object]]) -> _R:
+    def _call(self, run: Callable[[], BasePrimitiveJob]) -> PrimitiveResult:
         """Run a primitive and wait for it, mapping what Aer and qiskit's PUB checks raise."""
         try:
             return run().result()

@@ -23,7 +23,7 @@ def open_engine(
     """
     name = parse_backend_name(text, field=field)
     if name.is_fake:
-        fake_device(name.device, field=field)  # type: ignore[arg-type]
+        fake_device(name.device, field=field)
     if name.kind == "ibm":
         return IbmBackend(
             name,
@@ -49,7 +49,9 @@ def open_backend(
         BackendNameError: Unknown backend or device, or a real device without a token.
     """
     engine = open_engine(text, settings, transpiler_seed=transpiler_seed, field=field)
-    backend: Backend = engine if engine.remote else LocalJobs(engine, store or memory_store())
+    # Only IBM devices are remote; Aer and IBM's local testing mode run as local jobs.
+    backend: Backend = (engine if isinstance(engine, IbmBackend) and engine.remote
+                        else LocalJobs(engine, store or memory_store()))
     plan = settings.fault_plan
     return FaultyBackend(backend, plan) if plan.applies_to(backend.name) else backend
 
@@ -78,7 +80,8 @@ def open_executor(
         BackendNameError: Unknown backend or device, or a real device without a token.
     """
     store = store or memory_store()
-    backend = open_backend(text, settings, transpiler_seed=transpiler_seed, store=store, field=field)
+    backend = open_backend(text, settings, transpiler_seed=transpiler_seed, store=store,
+                           field=field)
     submitter = Submitter(backend, store, log or ExecutionLog(), flow_run_id=flow_run_id,
                           breaker_threshold=settings.breaker_threshold,
                           breaker_cooldown=settings.breaker_cooldown_seconds)

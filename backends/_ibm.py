@@ -17,7 +17,6 @@ import json
 import math
 import uuid
 import warnings
-
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -26,10 +25,10 @@ import pydantic
 import requests
 from pydantic import SecretStr
 from qiskit.circuit import QuantumCircuit
+from qiskit.primitives import PrimitiveResult
 from qiskit.providers import BackendV2
 from qiskit.providers.exceptions import QiskitBackendNotFoundError
 from qiskit_ibm_runtime import Batch, QiskitRuntimeService, RuntimeJobV2, Session
-from qiskit_ibm_runtime.fake_provider.local_runtime_job import LocalRuntimeJob
 from qiskit_ibm_runtime.api.exceptions import (
     ApiError,
     AuthenticationLicenseError,
@@ -56,6 +55,7 @@ from qiskit_ibm_runtime.exceptions import (
 )
 from qiskit_ibm_runtime.executor_estimator import Estimator
 from qiskit_ibm_runtime.executor_sampler import Sampler
+from qiskit_ibm_runtime.fake_provider.local_runtime_job import LocalRuntimeJob
 
 from backends._devices import calibration_snapshot, fake_device
 from backends._isa import IsaCache, counts_by_row
@@ -155,21 +155,24 @@ def mitigation_options(mitigation: MitigationSpec | None) -> dict[str, object]:
     m = mitigation
     if m is None:
         return {"resilience_level": 0}
-    options: dict[str, object] = {
-        "resilience_level": 0,
-        "resilience": {"measure_mitigation": m.readout, "zne_mitigation": m.zne},
-        # Readout mitigation (TREX) needs measurement twirling; asking otherwise warns.
-        "twirling": {"enable_gates": m.twirling, "enable_measure": m.twirling or m.readout},
-        "dynamical_decoupling": {"enable": m.dynamical_decoupling},
-    }
+    resilience: dict[str, object] = {"measure_mitigation": m.readout, "zne_mitigation": m.zne}
+    # Readout mitigation (TREX) needs measurement twirling; asking otherwise warns.
+    twirling: dict[str, object] = {"enable_gates": m.twirling,
+                                   "enable_measure": m.twirling or m.readout}
+    decoupling: dict[str, object] = {"enable": m.dynamical_decoupling}
     if m.zne:
-        options["resilience"]["zne"] = {  # type: ignore[index]
+        resilience["zne"] = {
             "noise_factors": list(m.zne_noise_factors), "extrapolator": m.zne_extrapolator}
     if m.twirling:
-        options["twirling"]["num_randomizations"] = m.twirling_randomizations  # type: ignore[index]
+        twirling["num_randomizations"] = m.twirling_randomizations
     if m.dynamical_decoupling:
-        options["dynamical_decoupling"]["sequence_type"] = m.dynamical_decoupling_sequence  # type: ignore[index]
-    return options
+        decoupling["sequence_type"] = m.dynamical_decoupling_sequence
+    return {
+        "resilience_level": 0,
+        "resilience": resilience,
+        "twirling": twirling,
+        "dynamical_decoupling": decoupling,
+    }
 
 
 def _applied(metadata: object) -> dict[str, object] | None:
@@ -225,8 +228,8 @@ class IbmBackend:
         else:
             if token is None:
                 raise BackendNameError(
-                    f"{self.name} is real IBM hardware: set QHYBRID_IBM_TOKEN (or QHYBRID_IBM_TOKEN_BLOCK, "
-                    "a Prefect Secret block) to use it",
+                    f"{self.name} is real IBM hardware: set QHYBRID_IBM_TOKEN (or "
+                    "QHYBRID_IBM_TOKEN_BLOCK, a Prefect Secret block) to use it",
                     field="ibm_token",
                 )
             try:
@@ -236,7 +239,8 @@ class IbmBackend:
                 self._device = self._service.backend(name.device)
             except _RUNTIME_ERRORS as exc:
                 raise map_runtime_error(exc, self.name) from exc
-        max_pubs = getattr(getattr(self._device, "configuration", lambda: None)(), "max_experiments", None)
+        configuration = getattr(self._device, "configuration", lambda: None)()
+        max_pubs = getattr(configuration, "max_experiments", None)
         self.limits = BackendLimits(max_pubs=int(max_pubs or 300))
         self._transpiled = IsaCache(self.name, self._device, num_qubits=self._device.num_qubits,
                                     optimization_level=1, seed=transpiler_seed)
@@ -244,12 +248,14 @@ class IbmBackend:
     @property
     def fingerprint(self) -> str:
         """Name plus everything that shapes the executed circuit (part of idempotency keys)."""
-        return f"{self.name}|transpiler_seed={self.transpiler_seed}|opt={self._transpiled.optimization_level}"
+        return (f"{self.name}|transpiler_seed={self.transpiler_seed}"
+                f"|opt={self._transpiled.optimization_level}")
 
     @property
     def num_qubits(self) -> int:
         """Qubits of the device."""
-        return self._device.num_qubits
+        num_qubits: int = self._device.num_qubits
+        return num_qubits
 
     def describe(self) -> dict[str, object]:
         """Name, device version and calibration snapshot."""
@@ -271,7 +277,7 @@ class IbmBackend:
         return self._transpiled(circuit)
 
     def refused_options(self, submission: Submission) -> list[str]:
-        """The Sampler applies twirling and DD only; readout mitigation and ZNE are for estimates."""
+        """Sampling applies twirling and DD only; readout mitigation and ZNE are for estimates."""
         m = submission.mitigation
         if submission.kind == "sample" and m is not None and (m.readout or m.zne):
             return ["mitigation.readout" if m.readout else "mitigation.zne"]
@@ -314,12 +320,15 @@ class IbmBackend:
             return self._options_checked(lambda: Estimator(mode=mode, options=options))
         m = submission.mitigation
         if m is not None:
-            options["twirling"] = {"enable_gates": m.twirling, "enable_measure": m.twirling}
+            twirling: dict[str, object] = {"enable_gates": m.twirling,
+                                           "enable_measure": m.twirling}
             if m.twirling:
-                options["twirling"]["num_randomizations"] = m.twirling_randomizations  # type: ignore[index]
-            options["dynamical_decoupling"] = {"enable": m.dynamical_decoupling}
+                twirling["num_randomizations"] = m.twirling_randomizations
+            options["twirling"] = twirling
+            decoupling: dict[str, object] = {"enable": m.dynamical_decoupling}
             if m.dynamical_decoupling:
-                options["dynamical_decoupling"]["sequence_type"] = m.dynamical_decoupling_sequence  # type: ignore[index]
+                decoupling["sequence_type"] = m.dynamical_decoupling_sequence
+            options["dynamical_decoupling"] = decoupling
         return self._options_checked(lambda: Sampler(mode=mode, options=options))
 
     def _options_checked(self, build: Callable[[], _P]) -> _P:
@@ -328,8 +337,8 @@ class IbmBackend:
         except pydantic.ValidationError as exc:  # the runtime validates its options with pydantic
             raise SubmissionError(f"{self.name}: options refused: {exc}") from exc
 
-    def _pubs(self, submission: Submission) -> list[tuple]:
-        out: list[tuple] = []
+    def _pubs(self, submission: Submission) -> list[tuple[object, ...]]:
+        out: list[tuple[object, ...]] = []
         for pub in submission.pubs:
             isa = self.prepare(pub.circuit)
             if pub.observable is not None:
@@ -339,10 +348,12 @@ class IbmBackend:
         return out
 
     @staticmethod
-    def _convert(results) -> SubmissionResult:  # noqa: ANN001 - PrimitiveResult
+    def _convert(results: PrimitiveResult) -> SubmissionResult:
         shots = results.metadata.get("shots") if isinstance(results.metadata, dict) else None
-        metadata = {"mitigation": _applied(results.metadata),
-                    "shots": int(shots) if isinstance(shots, int | float) else None}
+        metadata: dict[str, object] = {
+            "mitigation": _applied(results.metadata),
+            "shots": int(shots) if isinstance(shots, int | float) else None,
+        }
         if results and hasattr(results[0].data, "evs"):
             return SubmissionResult(
                 evs=[np.asarray(r.data.evs, dtype=float).reshape(-1) for r in results],
@@ -351,7 +362,9 @@ class IbmBackend:
             )
         return SubmissionResult(counts=[counts_by_row(r) for r in results], metadata=metadata)
 
-    def _run(self, submission: Submission, tags: list[str] | None) -> RuntimeJobV2 | LocalRuntimeJob:
+    def _run(
+        self, submission: Submission, tags: list[str] | None
+    ) -> RuntimeJobV2 | LocalRuntimeJob:
         primitive = self._primitive(submission, tags)
         pubs = self._pubs(submission)
         try:
@@ -397,7 +410,8 @@ class IbmBackend:
             QhybridError: The mapped runtime error.
         """
         self._remote()
-        return self._run(submission, [f"qhybrid-{tag}"]).job_id()
+        job_id: str = self._run(submission, [f"qhybrid-{tag}"]).job_id()
+        return job_id
 
     def find(self, tag: str, *, since: float | None = None) -> str | None:
         """The newest IBM job carrying the key's tag, created at or after ``since``, if any."""
@@ -410,7 +424,7 @@ class IbmBackend:
             raise map_runtime_error(exc, self.name) from exc
         return jobs[0].job_id() if jobs else None
 
-    def _job(self, job_id: str):  # noqa: ANN202
+    def _job(self, job_id: str) -> RuntimeJobV2:
         try:
             return self._remote().job(job_id)
         except _RUNTIME_ERRORS as exc:
@@ -481,7 +495,8 @@ class IbmBackend:
             self.close_mode(cancel=True)
         elif self.remote and not provider_id.startswith("local-"):
             try:
-                (Session if kind == "session" else Batch).from_id(provider_id, self._remote()).cancel()
+                mode = Session if kind == "session" else Batch
+                mode.from_id(provider_id, self._remote()).cancel()
             except _RUNTIME_ERRORS as exc:
                 raise map_runtime_error(exc, self.name) from exc
         elif self._mode is not None:

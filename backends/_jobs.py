@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import uuid
+
 from backends._protocol import Engine, JobStatus, Submission, SubmissionResult
 from backends._store import StateStore
 from backends._wrapper import DescribedWrapper
@@ -20,7 +21,6 @@ from qhybrid.core import (
     QhybridError,
     SubmissionError,
 )
-
 
 _ERRORS = {cls.__name__: cls for cls in (ExecutionError, SubmissionError, BackendError)}
 
@@ -58,7 +58,8 @@ class LocalJobs(DescribedWrapper):
         except (SubmissionError, InvalidInputError):
             raise
         except QhybridError as exc:
-            self.store.put_local_job(job_id, self.name, tag, "ERROR", None, json.dumps(exc.to_dict()))
+            self.store.put_local_job(job_id, self.name, tag, "ERROR", None,
+                                     json.dumps(exc.to_dict()))
             return job_id
         self.store.put_local_job(job_id, self.name, tag, "DONE", result.to_json(), None)
         return job_id
@@ -73,6 +74,7 @@ class LocalJobs(DescribedWrapper):
         Raises:
             ExecutionError: No such job.
         """
+        # A str column to mypy; the store only ever writes DONE, ERROR or CANCELLED into it.
         return self._row(job_id)[0]  # type: ignore[return-value]
 
     def _row(self, job_id: str) -> tuple[str, str | None, str | None]:

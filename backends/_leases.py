@@ -52,7 +52,8 @@ def release_leases(
             else:
                 raise SubmissionError(f"{lease.backend} cannot close a {lease.kind}")
         except QhybridError as exc:
-            outcomes.append(Release(lease.kind, lease.provider_id, lease.backend, False, exc.message))
+            outcomes.append(Release(lease.kind, lease.provider_id, lease.backend, False,
+                                    exc.message))
             continue
         store.close_lease(lease.provider_id, status="cancelled", note=reason)
         if lease.kind == "job":

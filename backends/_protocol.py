@@ -122,8 +122,9 @@ class SubmissionResult:
             flat.counts += part.counts
         out = SubmissionResult(metadata=dict(parts[0].metadata) if parts else {})
         shots = [part.metadata.get("shots") for part in parts]
-        if len(parts) > 1 and all(isinstance(n, int) for n in shots):
-            out.metadata["shots"] = sum(shots)  # type: ignore[arg-type]
+        counted = [n for n in shots if isinstance(n, int)]
+        if len(parts) > 1 and len(counted) == len(shots):
+            out.metadata["shots"] = sum(counted)
         index = 0
         for chunks in shapes:
             take = slice(index, index + len(chunks))
@@ -277,7 +278,8 @@ def idempotency_key(submission: Submission, backend: str) -> str:
             terms = sorted(zip(pub.observable.paulis.to_labels(),
                                (complex(c) for c in pub.observable.coeffs), strict=True),
                            key=lambda t: t[0])
-            digest.update(repr([(label, c.real.hex(), c.imag.hex()) for label, c in terms]).encode())
+            canonical = [(label, c.real.hex(), c.imag.hex()) for label, c in terms]
+            digest.update(repr(canonical).encode())
     return digest.hexdigest()
 
 
@@ -289,7 +291,9 @@ def _payload(pub: Pub) -> tuple[int, int]:
     return fixed, 8 * max(int(np.asarray(pub.points).shape[-1]), 1)
 
 
-def split(submission: Submission, limits: BackendLimits) -> tuple[list[Submission], list[list[int]]]:
+def split(
+    submission: Submission, limits: BackendLimits
+) -> tuple[list[Submission], list[list[int]]]:
     """Split a submission so that no part exceeds ``limits``.
 
     PUBs with more rows than fit one job (by ``max_rows`` or ``max_bytes``) are cut into row

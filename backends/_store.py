@@ -17,13 +17,16 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import (
     Column,
     Engine,
+    Executable,
     Float,
     Integer,
     MetaData,
+    Row,
     String,
     Table,
     Text,
@@ -35,8 +38,9 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, SQLAlchemyError
-from sqlalchemy.pool import StaticPool
+from sqlalchemy.pool import ConnectionPoolEntry, StaticPool
 
 from qhybrid.core import InvalidInputError, TrackingError
 
@@ -124,10 +128,10 @@ _ENGINES_LOCK = threading.Lock()
 def _engine(url: str) -> Engine:
     if url in ("sqlite://", "sqlite:///:memory:"):
         # A private database per store: one shared connection, or each would see an empty one.
-        engine = create_engine("sqlite://", poolclass=StaticPool,
-                               connect_args={"check_same_thread": False})
-        _META.create_all(engine)
-        return engine
+        private = create_engine("sqlite://", poolclass=StaticPool,
+                                connect_args={"check_same_thread": False})
+        _META.create_all(private)
+        return private
     with _ENGINES_LOCK:
         engine = _ENGINES.get(url)
         if engine is None:
@@ -142,7 +146,7 @@ def _engine(url: str) -> Engine:
         return engine
 
 
-def _sqlite_pragmas(connection, _record) -> None:  # noqa: ANN001 - DB-API connection
+def _sqlite_pragmas(connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
     # WAL lets readers in other processes proceed during a write; NORMAL sync is durable in WAL.
     cursor = connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
@@ -171,14 +175,14 @@ class StateStore:
         except SQLAlchemyError as exc:
             raise TrackingError(f"cannot open the state store {url}: {exc}") from exc
 
-    def _write(self, statement) -> int:  # noqa: ANN001 - any DML statement
+    def _write(self, statement: Executable) -> int:
         try:
             with self.engine.begin() as conn:
                 return conn.execute(statement).rowcount
         except SQLAlchemyError as exc:
             raise TrackingError(f"state store write failed: {exc}") from exc
 
-    def _read(self, statement) -> list:  # noqa: ANN001 - any select
+    def _read(self, statement: Executable) -> list[Row[Any]]:
         try:
             with self.engine.connect() as conn:
                 return list(conn.execute(statement))
@@ -321,19 +325,25 @@ class StateStore:
 
     # -- leases -----------------------------------------------------------------------------
 
-    def open_lease(self, flow_run_id: str | None, backend: str, kind: str, provider_id: str) -> None:
+    def open_lease(
+        self, flow_run_id: str | None, backend: str, kind: str, provider_id: str
+    ) -> None:
         """Record an open provider job, session or batch."""
         self._write(insert(LEASES).values(flow_run_id=flow_run_id, backend=backend, kind=kind,
                                           provider_id=provider_id, status="open",
                                           opened=time.time()))
 
-    def close_lease(self, provider_id: str, *, status: str = "closed", note: str | None = None) -> int:
+    def close_lease(
+        self, provider_id: str, *, status: str = "closed", note: str | None = None
+    ) -> int:
         """Close (or mark cancelled) an open lease; returns how many were open (0 or 1)."""
         return self._write(update(LEASES).where(LEASES.c.provider_id == provider_id,
                                          LEASES.c.status == "open")
                     .values(status=status, closed=time.time(), note=note))
 
-    def leases(self, flow_run_id: str | None = None, *, status: str | None = None) -> list[LeaseRow]:
+    def leases(
+        self, flow_run_id: str | None = None, *, status: str | None = None
+    ) -> list[LeaseRow]:
         """Leases, optionally of one flow run and in one status."""
         query = select(LEASES).order_by(LEASES.c.id)
         if flow_run_id is not None:

@@ -199,7 +199,9 @@ class Submitter:
             self.store.open_lease(self.flow_run_id, self.backend.name, "job", job_id)
             self.log.count("leases_opened")
 
-    def _collect(self, key: str, job_id: str, *, fresh: bool, recorded: bool = False) -> SubmissionResult:
+    def _collect(
+        self, key: str, job_id: str, *, fresh: bool, recorded: bool = False
+    ) -> SubmissionResult:
         try:
             result = self.backend.result(job_id)
         except QhybridError as exc:
@@ -223,7 +225,9 @@ class Submitter:
         if self.remote:  # local jobs finish at submission: nothing to lease
             self._close_lease(job_id, note)
 
-    def _close_lease(self, provider_id: str, note: str | None = None, status: str = "closed") -> None:
+    def _close_lease(
+        self, provider_id: str, note: str | None = None, status: str = "closed"
+    ) -> None:
         if self.store.close_lease(provider_id, status=status, note=note):
             self.log.count("leases_closed")  # only leases this run actually closed
 

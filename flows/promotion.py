@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from prefect import flow
+from prefect import State, flow
 from prefect.runtime import flow_run
-from prefect.states import Cancelled, State
+from prefect.states import Cancelled
 
 from qhybrid.core import ExperimentSpec, RunCancelledError, RunOptions, RunReport
 from tasks import (
@@ -23,7 +23,9 @@ from tasks import (
 
 
 @flow(name="promote-experiment", log_prints=False, persist_result=True)
-def promote_experiment(spec: ExperimentSpec, options: RunOptions | None = None) -> RunReport | State:
+def promote_experiment(
+    spec: ExperimentSpec, options: RunOptions | None = None
+) -> RunReport | State:
     """Run every gate for ``spec`` and promote it in the MLflow registry if all pass.
 
     Settings and secrets are read where the flow runs (``QHYBRID_*``), never passed in.

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
-from prefect import flow
+from prefect import State, flow
 from prefect.runtime import flow_run
-from prefect.states import Cancelled, State
+from prefect.states import Cancelled
 
 from qhybrid.core import ExperimentSpec, RunCancelledError, RunOptions, RunReport
-from tasks import fail_records, finish_run, flow_services, open_records, record_evidence, run_on_backend
+from tasks import (
+    fail_records,
+    finish_run,
+    flow_services,
+    open_records,
+    record_evidence,
+    run_on_backend,
+)
 
 
 @flow(name="run-experiment", log_prints=False, persist_result=True)

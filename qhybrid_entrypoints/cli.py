@@ -13,11 +13,12 @@ import contextlib
 import logging
 import signal
 import sys
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated
 
 import typer
+from pydantic import BaseModel
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import (
@@ -30,10 +31,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from pydantic import BaseModel
-
 from qhybrid.core import (
-    BackendNameError,
     ErrorRecord,
     ErrorReport,
     ExecutionRecord,
@@ -55,7 +53,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-data_app = typer.Typer(help="Generate the problem instances that dvc.yaml pins.", no_args_is_help=True)
+data_app = typer.Typer(help="Generate the problem instances that dvc.yaml pins.",
+                       no_args_is_help=True)
 app.add_typer(data_app, name="data")
 
 err = Console(stderr=True)
@@ -187,8 +186,9 @@ def _run_flow(title: str, steps: int, call: Callable[[], object]) -> RunReport:
 def _print_execution(e: ExecutionRecord) -> None:
     retries = sum(e.retries_by_class.values())
     by_class = ", ".join(f"{k} {v}" for k, v in sorted(e.retries_by_class.items()))
+    classes = f" ({by_class})" if by_class else ""
     out.print(f"execution: {e.provider_submissions} provider submissions, "
-              f"{e.reattachments} re-attached, {retries} retries{f' ({by_class})' if by_class else ''}, "
+              f"{e.reattachments} re-attached, {retries} retries{classes}, "
               f"{e.breaker_trips} breaker trips, est. QPU {e.qpu_seconds_estimate:.2f} s")
     for f in e.fallbacks:
         out.print(f"  [yellow]downgraded[/]: {f.role} ran on {f.used} instead of {f.requested} "
@@ -238,7 +238,8 @@ def _print_report(report: RunReport, settings: Settings) -> None:
     if report.decision is not None:
         d = report.decision
         head = "[bold green]PROMOTED[/]" if d.promote else "[bold red]REFUSED[/]"
-        aliases = f" as version {report.registered_version} -> {', '.join(d.aliases)}" if d.promote else ""
+        aliases = (f" as version {report.registered_version} -> {', '.join(d.aliases)}"
+                   if d.promote else "")
         out.print(f"decision: {head}{aliases}")
         for r in d.reasons:
             out.print(f"  - {r}")
@@ -436,7 +437,8 @@ def data_maxcut(
     from qhybrid.experiments import random_regular_graph, write_instance
 
     try:
-        graph = random_regular_graph(nodes, degree, seed, triangle_free=triangle_free, weighted=weighted)
+        graph = random_regular_graph(nodes, degree, seed, triangle_free=triangle_free,
+                                     weighted=weighted)
     except ValueError as exc:
         err.print(f"[bold red]error[/]: {exc}")
         raise typer.Exit(2) from exc
@@ -457,4 +459,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -16,7 +16,7 @@ from qhybrid.experiments import (
     run_baselines,
     statistical_verdict,
 )
-from qhybrid_usecases._run import RunHandle, StepOutcome, gate_run, record_trial
+from qhybrid_usecases._run import RunHandle, StepOutcome, TrialOutcome, gate_run, record_trial
 from qhybrid_usecases._services import Services
 
 
@@ -34,17 +34,17 @@ def _trial(run: RunHandle, workload: Workload, executor: BackendExecutor, *,
         optimiser_seed=optimiser_seed, simulator_seed=simulator_seed)
 
 
-def run_on_backend(run: RunHandle, services: Services) -> StepOutcome:
+def run_on_backend(run: RunHandle, services: Services) -> TrialOutcome:
     """One optimisation and sampling on the run's backend, without gates."""
     spec = run.spec
     executor = _executor(run, services, run.options.backend or spec.gates.ideal.backend,
                          "--backend")
     trial = _trial(run, run.workload(services), executor, optimiser_seed=spec.seeds.optimiser,
                    simulator_seed=spec.seeds.simulator)
-    return StepOutcome(trial=trial, backends={"run": executor.describe()})
+    return TrialOutcome(trial=trial, backends={"run": executor.describe()})
 
 
-def ideal_gate(run: RunHandle, services: Services) -> StepOutcome:
+def ideal_gate(run: RunHandle, services: Services) -> TrialOutcome:
     """Gate 1: optimise on the ideal simulator; the objective must beat the threshold."""
     spec = run.spec
     workload = run.workload(services)
@@ -60,7 +60,7 @@ def ideal_gate(run: RunHandle, services: Services) -> StepOutcome:
     run_id = gate_run(run, services, result)
     record_trial(run_id, services, workload, trial)
     services.tracker.end_run(run_id)
-    return StepOutcome(gate=result.model_copy(update={"mlflow_run_id": run_id}), trial=trial,
+    return TrialOutcome(gate=result.model_copy(update={"mlflow_run_id": run_id}), trial=trial,
                        backends={"ideal": executor.describe()})
 
 

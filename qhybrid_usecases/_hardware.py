@@ -25,14 +25,14 @@ from qhybrid.experiments import (
     mitigation_improvement,
     total_variation_distance,
 )
-from qhybrid_usecases._run import RunHandle, StepOutcome, gate_run, record_trial
+from qhybrid_usecases._run import RunHandle, TrialOutcome, gate_run, record_trial
 from qhybrid_usecases._services import Services
 
 # Failures that mean "this backend cannot take work now": a fallback may take over.
 _FALLBACK_ON = (TransportError, BackendRejectedError, BreakerOpenError)
 
 
-def hardware_gate(run: RunHandle, services: Services, ideal: TrialResult) -> StepOutcome:
+def hardware_gate(run: RunHandle, services: Services, ideal: TrialResult) -> TrialOutcome:
     """Gate 3: the optimised circuit on the hardware target, compared with the ideal result.
 
     If the target cannot take work (after its retries, or with its breaker open), the policy's
@@ -81,7 +81,7 @@ def hardware_gate(run: RunHandle, services: Services, ideal: TrialResult) -> Ste
     if mitigation is not None:
         services.tracker.log_dict(run_id, mitigation.model_dump(mode="json"), "mitigation.json")
     services.tracker.end_run(run_id)
-    return StepOutcome(gate=result.model_copy(update={"mlflow_run_id": run_id}), trial=trial,
+    return TrialOutcome(gate=result.model_copy(update={"mlflow_run_id": run_id}), trial=trial,
                        backends={"hardware": described})
 
 

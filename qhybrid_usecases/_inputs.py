@@ -76,7 +76,9 @@ def backends_of(spec: ExperimentSpec, options: RunOptions, *, kind: str) -> dict
             **{f"gates.hardware.fallback.{i}": name for i, name in enumerate(hardware.fallback)}}
 
 
-def preflight(spec: ExperimentSpec, settings: Settings, options: RunOptions, *, kind: str) -> Inputs:
+def preflight(
+    spec: ExperimentSpec, settings: Settings, options: RunOptions, *, kind: str
+) -> Inputs:
     """Everything that can be checked before a flow starts: the state store URL, every backend
     and device (and the token a real one needs), the data pins, parameters and circuit width.
 

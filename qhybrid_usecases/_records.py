@@ -126,7 +126,8 @@ def record_evidence(
     tracker.log_metrics(run.mlflow_run_id, metrics)
     gates = [step.gate for step in steps if step.gate is not None]
     tags = {f"qhybrid.gate.{g.gate}": "pass" if g.passed else "fail" for g in gates}
-    tags |= {"qhybrid.manifest": str(local), "qhybrid.ideal_counts_sha256": manifest.ideal_counts_sha256}
+    tags |= {"qhybrid.manifest": str(local),
+             "qhybrid.ideal_counts_sha256": manifest.ideal_counts_sha256}
     if decision is not None:
         tags |= {"qhybrid.decision": "promote" if decision.promote else "refuse",
                  "qhybrid.aliases": ",".join(decision.aliases),

@@ -80,6 +80,12 @@ class StepOutcome(BaseModel):
     backends: dict[str, dict[str, object]] = Field(default_factory=dict)
 
 
+class TrialOutcome(StepOutcome):
+    """A step that always measures a trial: a plain run, the ideal and the hardware gate."""
+
+    trial: TrialResult
+
+
 def open_run(
     spec: ExperimentSpec, options: RunOptions, services: Services, *, kind: RunKind,
     flow_run_id: str | None,

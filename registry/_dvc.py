@@ -62,7 +62,8 @@ def file_md5(path: Path) -> str:
 
 
 def pin_inputs(
-    paths: list[str], project_root: Path, *, allow_unpinned: bool = False, field: str = "dataset.path"
+    paths: list[str], project_root: Path, *, allow_unpinned: bool = False,
+    field: str = "dataset.path",
 ) -> dict[str, DataPin]:
     """Check each input against dvc.lock.
 

@@ -35,7 +35,8 @@ def read_manifest(path: Path) -> RunManifest:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise InvalidInputError(f"cannot read manifest {path}: {exc.strerror}", field="MANIFEST") from exc
+        raise InvalidInputError(f"cannot read manifest {path}: {exc.strerror}",
+                                field="MANIFEST") from exc
     try:
         return RunManifest.model_validate_json(text)
     except ValidationError as exc:

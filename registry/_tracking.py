@@ -105,7 +105,8 @@ class Tracker:
         if parent_run_id is not None:
             all_tags["mlflow.parentRunId"] = parent_run_id
         run = self.client.create_run(self.experiment_id, tags=all_tags, run_name=name)
-        return run.info.run_id
+        run_id: str = run.info.run_id
+        return run_id
 
     @_mapped("end a run")
     def end_run(self, run_id: str, status: str = "FINISHED") -> None:
@@ -153,7 +154,8 @@ class Tracker:
     @_mapped("read the artifact location")
     def artifact_uri(self, run_id: str) -> str:
         """The run's artifact root URI."""
-        return self.client.get_run(run_id).info.artifact_uri
+        uri: str = self.client.get_run(run_id).info.artifact_uri
+        return uri
 
     @_mapped("read a run")
     def get_run(self, run_id: str) -> RunRecord:
@@ -222,7 +224,8 @@ class Tracker:
             versions = self.client.search_model_versions(f"name = '{model.name}'")
             # search results carry no aliases; the registered model maps alias -> version.
             holders: dict[str, list[str]] = {}
-            for alias, number in (self.client.get_registered_model(model.name).aliases or {}).items():
+            aliases = self.client.get_registered_model(model.name).aliases or {}
+            for alias, number in aliases.items():
                 holders.setdefault(str(number), []).append(alias)
             records = [
                 ModelVersionRecord(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import TypeVar
 
 from prefect import task
 from prefect.artifacts import create_markdown_artifact
@@ -25,11 +26,13 @@ from qhybrid.core import (
     RunReport,
     TrialResult,
 )
-from qhybrid_usecases import RecordedRun, RunHandle, Services, StepOutcome
+from qhybrid_usecases import RecordedRun, RunHandle, Services, StepOutcome, TrialOutcome
 from tasks._markdown import decision_markdown, gate_markdown
 
+_Outcome = TypeVar("_Outcome", bound=StepOutcome)
 
-def _publish(run: RunHandle, outcome: StepOutcome) -> StepOutcome:
+
+def _publish(run: RunHandle, outcome: _Outcome) -> _Outcome:
     if outcome.gate is not None:
         create_markdown_artifact(
             key=f"{run.spec.name}-gate-{outcome.gate.gate}".lower(),
@@ -47,13 +50,13 @@ def open_records(spec: ExperimentSpec, options: RunOptions, kind: usecases.RunKi
 
 
 @task(name="run-on-backend", cache_policy=NO_CACHE)
-def run_on_backend(run: RunHandle, services: Services) -> StepOutcome:
+def run_on_backend(run: RunHandle, services: Services) -> TrialOutcome:
     """One optimisation and sampling on one backend, without gates."""
     return usecases.run_on_backend(run, services)
 
 
 @task(name="ideal-gate", cache_policy=NO_CACHE)
-def ideal_gate(run: RunHandle, services: Services) -> StepOutcome:
+def ideal_gate(run: RunHandle, services: Services) -> TrialOutcome:
     """Gate 1: optimise on the ideal simulator."""
     return _publish(run, usecases.ideal_gate(run, services))
 
@@ -65,7 +68,7 @@ def statistical_gate(run: RunHandle, services: Services) -> StepOutcome:
 
 
 @task(name="hardware-gate", cache_policy=NO_CACHE)
-def hardware_gate(run: RunHandle, services: Services, ideal: TrialResult) -> StepOutcome:
+def hardware_gate(run: RunHandle, services: Services, ideal: TrialResult) -> TrialOutcome:
     """Gate 3: the optimised circuit on the hardware target."""
     return _publish(run, usecases.hardware_gate(run, services, ideal))
 

@@ -23,7 +23,9 @@ def resolve_ibm_token(settings: Settings) -> Settings:
     if settings.ibm_token is not None or not settings.ibm_token_block:
         return settings
     try:
-        value = Secret.load(settings.ibm_token_block).get()
+        block = Secret.load(settings.ibm_token_block)
+        assert isinstance(block, Secret), "Secret.load is synchronous outside an event loop"
+        value = block.get()
     except ValueError as exc:  # Prefect raises ValueError for a missing block document
         raise BackendNameError(f"no Prefect Secret block named '{settings.ibm_token_block}'",
                                field="ibm_token_block") from exc

@@ -15,10 +15,9 @@ from __future__ import annotations
 import time
 from uuid import UUID
 
-from prefect import Task, get_client, task
+from prefect import State, Task, get_client, task
 from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import TaskRun
-from prefect.states import State
 from prefect.tasks import exponential_backoff
 from prefect.utilities.annotations import quote
 
@@ -26,7 +25,7 @@ from backends import Runner, Submission, SubmissionResult, Submitter
 from qhybrid.core import RunCancelledError, Settings, is_transient
 
 
-def retry_if_transient(task: Task, task_run: TaskRun, state: State) -> bool:
+def retry_if_transient(task: Task[..., object], task_run: TaskRun, state: State) -> bool:
     """Prefect retry condition: retry only when the failure's class is transient."""
     return is_transient(state.result(raise_on_failure=False))
 
@@ -51,7 +50,7 @@ def prefect_runner(settings: Settings) -> Runner:
     )
 
     last_check = [0.0]
-    by_backend: dict[str, Task] = {}
+    by_backend: dict[str, Task[[Submitter, Submission, str], SubmissionResult]] = {}
 
     def run(submitter: Submitter, submission: Submission, key: str) -> SubmissionResult:
         if (submitter.flow_run_id
@@ -64,7 +63,7 @@ def prefect_runner(settings: Settings) -> Runner:
             # limits (`prefect concurrency-limit create backend:ibm:... 2`) cap a backend.
             by_backend[name] = configured.with_options(tags={f"backend:{name}"})
         # quote(): Prefect need not walk circuits and arrays looking for futures.
-        return by_backend[name](quote(submitter), quote(submission), key)
+        return by_backend[name](quote(submitter), quote(submission), key, return_state=False)
 
     return run
 

@@ -71,7 +71,10 @@ from qhybrid.core._spec import (
 )
 
 __all__ = [
+    "FAMILY_KINDS",
     "BackendError",
+    "BackendKind",
+    "BackendName",
     "BackendNameError",
     "BackendRejectedError",
     "BaselineGateSpec",
@@ -89,8 +92,8 @@ __all__ = [
     "ExecutionRecord",
     "ExperimentSpec",
     "ExperimentsReport",
-    "FAMILY_KINDS",
     "FamilySpec",
+    "FaultPlan",
     "GateName",
     "GateResult",
     "GatesSpec",
@@ -114,9 +117,11 @@ __all__ = [
     "ReplayReport",
     "RunCancelledError",
     "RunManifest",
+    "RunOptions",
     "RunRecord",
     "RunReport",
     "SeedSpec",
+    "Settings",
     "ShowReport",
     "SpecError",
     "StatisticalGateSpec",
@@ -127,5 +132,7 @@ __all__ = [
     "VqeFamily",
     "is_transient",
     "load_spec",
+    "parse_backend_name",
+    "parse_faults",
     "spec_from_mapping",
 ]

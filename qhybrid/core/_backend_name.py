@@ -76,7 +76,7 @@ def parse_backend_name(text: str, *, field: str = "backend") -> BackendName:
             f"'{text}': aer-noisy needs a fake device, e.g. aer-noisy:fake_manila", field=field
         )
     if kind in ("aer-noisy", "ibm") and _DEVICE.match(device):
-        return BackendName(kind=kind, device=device)  # type: ignore[arg-type]
+        return BackendName.model_validate({"kind": kind, "device": device})
     raise BackendNameError(
         f"unknown backend '{text}'; expected aer[:<method>], aer-noisy:<fake device> or "
         "ibm:<device>",

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from qhybrid.core._backend_name import parse_backend_name
 from qhybrid.core._errors import BackendNameError
 
-RUN_OPTIONS_SCHEMA_VERSION = 1
+RUN_OPTIONS_SCHEMA_VERSION: Final = 1
 
 
 class RunOptions(BaseModel):

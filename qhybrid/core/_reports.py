@@ -5,13 +5,13 @@ Each carries ``schema_version``; its JSON Schema is generated into docs/schema/ 
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from qhybrid.core._results import ModelVersionRecord
 
-REPORTS_SCHEMA_VERSION = 1
+REPORTS_SCHEMA_VERSION: Final = 1
 
 
 class _Model(BaseModel):

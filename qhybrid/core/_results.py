@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-REPORT_SCHEMA_VERSION = 1
-MANIFEST_SCHEMA_VERSION = 1
+REPORT_SCHEMA_VERSION: Final = 1
+MANIFEST_SCHEMA_VERSION: Final = 1
 
 GateName = Literal["ideal", "statistical", "hardware", "baseline"]
 Direction = Literal["maximise", "minimise"]
@@ -133,7 +133,9 @@ class MitigationRecord(_Model):
     """The hardware gate's mitigated and unmitigated arms on the same circuit and parameters."""
 
     techniques: tuple[str, ...]
-    applied_options: dict[str, object] = Field(description="Options as the primitive received them.")
+    applied_options: dict[str, object] = Field(
+        description="Options as the primitive received them."
+    )
     ideal_value: float
     unmitigated_value: float
     unmitigated_std: float = Field(description="Spread over the repeats.")

@@ -42,7 +42,8 @@ class Settings(BaseSettings):
     )
     submission_retries: int = Field(default=3, ge=0, le=20, description="Retries per submission.")
     retry_backoff_seconds: float = Field(
-        default=1.0, ge=0, le=600, description="First retry delay; each next one doubles (plus up to 50 % jitter)."
+        default=1.0, ge=0, le=600,
+        description="First retry delay; each next one doubles (plus up to 50 % jitter).",
     )
     breaker_threshold: int = Field(
         default=5, ge=1, le=1000, description="Consecutive failures that open a backend's breaker."

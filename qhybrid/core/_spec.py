@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, ClassVar, Final, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from qhybrid.core._backend_name import parse_backend_name
 from qhybrid.core._errors import BackendNameError, SpecError
 
-SPEC_SCHEMA_VERSION = 1
+SPEC_SCHEMA_VERSION: Final = 1
 
 
 class _Model(BaseModel):
@@ -132,7 +132,8 @@ class MitigationSpec(_Model):
     @field_validator("zne_noise_factors")
     @classmethod
     def _factors(cls, value: tuple[float, ...]) -> tuple[float, ...]:
-        if any(f < 1 for f in value) or sorted(value) != list(value) or len(set(value)) != len(value):
+        if (any(f < 1 for f in value) or sorted(value) != list(value)
+                or len(set(value)) != len(value)):
             raise ValueError("must be distinct, increasing and at least 1")
         return value
 

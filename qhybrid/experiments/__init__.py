@@ -24,11 +24,10 @@ from qhybrid.experiments._family import (
     run_baselines,
 )
 from qhybrid.experiments._optimise import OptimisationResult, optimise
-from qhybrid.experiments._qaoa_maxcut import QAOA_MAXCUT, QaoaMaxcut
 from qhybrid.experiments._problems import GraphInstance, Instance, PauliSumInstance, load_instance
+from qhybrid.experiments._qaoa_maxcut import QAOA_MAXCUT, QaoaMaxcut
 from qhybrid.experiments._runner import derive_seed, measure, optimise_and_measure
 from qhybrid.experiments._serialise import bind, qasm3_sha256, write_circuit
-from qhybrid.experiments._vqe import VQE, Vqe
 from qhybrid.experiments._verdicts import (
     baseline_verdict,
     confidence_interval,
@@ -39,6 +38,7 @@ from qhybrid.experiments._verdicts import (
     statistical_verdict,
     total_variation_distance,
 )
+from qhybrid.experiments._vqe import VQE, Vqe
 
 __all__ = [
     "QAOA_MAXCUT",
@@ -81,4 +81,5 @@ __all__ = [
     "statistical_verdict",
     "total_variation_distance",
     "write_circuit",
+    "write_instance",
 ]

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import networkx as nx
 import numpy as np
 from networkx.algorithms.approximation import one_exchange
@@ -25,7 +23,8 @@ def cut_values(weights: np.ndarray, bits: np.ndarray) -> np.ndarray:
     # sum_{i<j} w_ij (1 - s_i s_j) / 2, written over the full symmetric matrix.
     total = weights.sum() / 2
     quadratic = np.einsum("mi,ij,mj->m", spins, weights, spins) / 2
-    return (total - quadratic) / 2
+    cuts: np.ndarray = (total - quadratic) / 2
+    return cuts
 
 
 def brute_force_maxcut(graph: GraphInstance) -> tuple[float, np.ndarray]:
@@ -48,8 +47,8 @@ def brute_force_maxcut(graph: GraphInstance) -> tuple[float, np.ndarray]:
 
 
 def one_exchange_maxcut(graph: GraphInstance, seed: int) -> float:
-    """networkx's one-exchange local search: a fast heuristic with no optimality guarantee."""
-    g = nx.Graph()
+    """The one-exchange local search of networkx: a fast heuristic, no optimality guarantee."""
+    g: nx.Graph[int] = nx.Graph()
     g.add_nodes_from(range(graph.num_nodes))
     g.add_weighted_edges_from(graph.edges)
     value, _partition = one_exchange(g, weight="weight", seed=seed)

@@ -1,8 +1,9 @@
 """Deterministic problem-instance generators, run by dvc.yaml stages.
 
 The ``qhybrid data maxcut`` and ``qhybrid data h2`` commands call them, e.g.
-``qhybrid data maxcut --nodes 10 --degree 3 --seed 7 --out F``. The output is canonical JSON (sorted keys, fixed float formatting), so the same arguments
-give the same bytes and the same DVC hash on every machine.
+``qhybrid data maxcut --nodes 10 --degree 3 --seed 7 --out F``. The output is canonical JSON
+(sorted keys, fixed float formatting), so the same arguments give the same bytes and the same
+DVC hash on every machine.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ _H2_NUCLEAR_REPULSION = 0.7199689944489797
 
 
 def _has_triangle(edges: list[tuple[int, int]], n: int) -> bool:
-    adj = [set() for _ in range(n)]
+    adj: list[set[int]] = [set() for _ in range(n)]
     for i, j in edges:
         adj[i].add(j)
         adj[j].add(i)
@@ -47,11 +48,14 @@ def random_regular_graph(
     """
     if nodes * degree % 2 or degree >= nodes:
         raise ValueError(f"no {degree}-regular graph on {nodes} nodes")
-    rng = random.Random(seed)
+    rng = random.Random(seed)  # noqa: S311 - a seeded, reproducible draw, not a secret
     for attempt in range(10_000):
         stubs = [v for v in range(nodes) for _ in range(degree)]
         rng.shuffle(stubs)
-        pairs = {tuple(sorted(stubs[k : k + 2])) for k in range(0, len(stubs), 2)}
+        pairs = {
+            (min(stubs[k], stubs[k + 1]), max(stubs[k], stubs[k + 1]))
+            for k in range(0, len(stubs), 2)
+        }
         if len(pairs) * 2 != len(stubs) or any(i == j for i, j in pairs):
             continue
         edges = sorted(pairs)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Literal
 
 import numpy as np
 from scipy import stats
@@ -20,8 +21,10 @@ from qhybrid.core import (
 )
 from qhybrid.experiments._executor import Counts
 
+_Op = Literal[">=", "<=", "=="]  # CriterionResult.op
 
-def _criterion(name: str, value: float, op: str, limit: float) -> CriterionResult:
+
+def _criterion(name: str, value: float, op: _Op, limit: float) -> CriterionResult:
     if op == ">=":
         passed = value >= limit
     elif op == "<=":
@@ -29,7 +32,7 @@ def _criterion(name: str, value: float, op: str, limit: float) -> CriterionResul
     else:
         passed = value == limit
     passed = passed and math.isfinite(value)
-    return CriterionResult(name=name, value=value, op=op, limit=limit, passed=passed)  # type: ignore[arg-type]
+    return CriterionResult(name=name, value=value, op=op, limit=limit, passed=passed)
 
 
 def _reasons(criteria: Sequence[CriterionResult]) -> tuple[str, ...]:
@@ -38,7 +41,7 @@ def _reasons(criteria: Sequence[CriterionResult]) -> tuple[str, ...]:
     )
 
 
-def _beats(direction: Direction) -> str:
+def _beats(direction: Direction) -> _Op:
     return ">=" if direction == "maximise" else "<="
 
 

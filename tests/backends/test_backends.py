@@ -15,7 +15,6 @@ from qhybrid.core import (
     BackendNameError,
     BackendRejectedError,
     ExecutionError,
-    QhybridError,
     Settings,
     SubmissionError,
     TransportError,
@@ -37,7 +36,8 @@ def test_noisy_backends_are_seeded_and_describe_their_device(workload, name: str
     settings = Settings()
     backend = open_executor(name, settings, transpiler_seed=5)
     first = backend.sample(workload.measured, POINT, shots=500, seed=7)[0]
-    again = open_executor(name, settings, transpiler_seed=5).sample(workload.measured, POINT, shots=500, seed=7)[0]
+    again = open_executor(name, settings, transpiler_seed=5).sample(
+        workload.measured, POINT, shots=500, seed=7)[0]
     assert first == again and sum(first.values()) == 500
     info = backend.describe()
     assert info["device"] == "fake_manila" and info["calibration"]["qubits"]
@@ -57,7 +57,8 @@ def test_batched_pub_equals_one_call_per_point(workload) -> None:
     aer = open_executor("aer", Settings(), transpiler_seed=1)
     points = np.random.default_rng(0).uniform(-3, 3, size=(20, 4))
     batched = aer.estimate(workload.ansatz, workload.observable, points, seed=1)
-    single = [aer.estimate(workload.ansatz, workload.observable, p[None, :], seed=1)[0] for p in points]
+    single = [aer.estimate(workload.ansatz, workload.observable, p[None, :], seed=1)[0]
+              for p in points]
     assert np.allclose(batched, single)
 
 
@@ -127,7 +128,7 @@ def test_every_runtime_exception_class_is_mapped_to_its_expected_class() -> None
     (runtime_exceptions.RuntimeJobMaxTimeoutError("too long"), ExecutionError, "MAX_TIME"),
     (runtime_exceptions.RuntimeJobTimeoutError("wait"), TransportError, "RuntimeJobTimeoutError"),
 ])
-def test_provider_failures_keep_their_status_and_get_the_right_class(exc, cls, status) -> None:  # noqa: ANN001
+def test_provider_failures_keep_their_status_and_get_the_right_class(exc, cls, status) -> None:
     mapped = map_runtime_error(exc, "ibm:x")
     assert type(mapped) is cls and mapped.provider_status == status
     assert str(exc) in mapped.message
@@ -162,7 +163,7 @@ def test_too_wide_circuit_is_refused_at_the_seam() -> None:
 
 
 @pytest.mark.parametrize("method", ["statevector", "matrix_product_state", "density_matrix"])
-def test_ideal_aer_method_is_selectable_and_agrees(workload, method: str) -> None:  # noqa: ANN001
+def test_ideal_aer_method_is_selectable_and_agrees(workload, method: str) -> None:
     points = np.random.default_rng(1).uniform(-3, 3, size=(5, 4))
     automatic = open_executor("aer", Settings(), transpiler_seed=1)
     chosen = open_executor(f"aer:{method}", Settings(), transpiler_seed=1)

@@ -51,17 +51,18 @@ def vqe():
 
 @pytest.fixture(scope="module")
 def qaoa():
-    return build_workload(QaoaMaxcutFamily(), random_regular_graph(6, 3, seed=1, triangle_free=False, weighted=False))
+    graph = random_regular_graph(6, 3, seed=1, triangle_free=False, weighted=False)
+    return build_workload(QaoaMaxcutFamily(), graph)
 
 
-def _estimate(workload, points: np.ndarray, seed: int = 1, **kw: object) -> Submission:  # noqa: ANN001
+def _estimate(workload, points: np.ndarray, seed: int = 1, **kw: object) -> Submission:
     return Submission("estimate", (Pub(workload.ansatz, points, workload.observable),),
                       seed=seed, **kw)  # type: ignore[arg-type]
 
 
 # -- idempotency key ---------------------------------------------------------------------------
 
-def test_key_is_deterministic_and_covers_every_input(vqe, qaoa) -> None:  # noqa: ANN001
+def test_key_is_deterministic_and_covers_every_input(vqe, qaoa) -> None:
     point = np.array([[0.1, 0.2, 0.3, 0.4]])
     base = idempotency_key(_estimate(vqe, point), "aer")
     assert base == idempotency_key(_estimate(vqe, point.copy()), "aer")
@@ -83,32 +84,36 @@ def test_key_is_deterministic_and_covers_every_input(vqe, qaoa) -> None:  # noqa
 @hsettings(max_examples=25, deadline=None)
 @given(rows=st.lists(st.integers(1, 9), min_size=1, max_size=5), max_pubs=st.integers(1, 3),
        max_rows=st.integers(1, 7))
-def test_split_respects_limits_and_keeps_order(rows: list[int], max_pubs: int, max_rows: int) -> None:
+def test_split_respects_limits_and_keeps_order(rows: list[int], max_pubs: int,
+                                               max_rows: int) -> None:
     from qiskit.circuit import QuantumCircuit
 
     circuit = QuantumCircuit(1)
-    pubs = tuple(Pub(circuit, np.arange(r, dtype=float)[:, None] + 100 * i) for i, r in enumerate(rows))
-    parts, shapes = split(Submission("sample", pubs, seed=1, shots=1), BackendLimits(max_pubs, max_rows))
+    pubs = tuple(Pub(circuit, np.arange(r, dtype=float)[:, None] + 100 * i)
+                 for i, r in enumerate(rows))
+    parts, shapes = split(Submission("sample", pubs, seed=1, shots=1),
+                          BackendLimits(max_pubs, max_rows))
     assert all(len(p.pubs) <= max_pubs and sum(x.rows for x in p.pubs) <= max_rows for p in parts)
     flat = np.concatenate([x.points for p in parts for x in p.pubs])
     assert np.array_equal(flat, np.concatenate([p.points for p in pubs]))
     assert [sum(s) for s in shapes] == rows
 
 
-def test_split_respects_the_payload_limit(vqe) -> None:  # noqa: ANN001
+def test_split_respects_the_payload_limit(vqe) -> None:
     from backends._protocol import _payload
 
     points = np.random.default_rng(0).uniform(-3, 3, size=(40, 4))
     pub = Pub(vqe.ansatz, points, vqe.observable)
     fixed, per_row = _payload(pub)
     limit = fixed + 10 * per_row  # room for 10 rows per job
-    parts, shapes = split(Submission("estimate", (pub, pub), seed=1), BackendLimits(max_bytes=limit))
+    parts, shapes = split(Submission("estimate", (pub, pub), seed=1),
+                          BackendLimits(max_bytes=limit))
     assert shapes == [[10, 10, 10, 10]] * 2 and len(parts) == 8
     with pytest.raises(SubmissionError, match="exceeds"):
         split(Submission("estimate", (pub,), seed=1), BackendLimits(max_bytes=fixed))
 
 
-def test_a_split_submission_gives_the_same_result(vqe) -> None:  # noqa: ANN001
+def test_a_split_submission_gives_the_same_result(vqe) -> None:
     points = np.random.default_rng(0).uniform(-3, 3, size=(23, 4))
     whole = open_executor("aer", Settings(), transpiler_seed=1)
     limited = open_executor("aer", Settings(), transpiler_seed=1)
@@ -118,7 +123,7 @@ def test_a_split_submission_gives_the_same_result(vqe) -> None:  # noqa: ANN001
     assert limited.submitter.log.provider_submissions == 5  # ceil(23 / 5)
 
 
-def _one_local_submission(workload):  # noqa: ANN001, ANN202
+def _one_local_submission(workload):
     """An in-memory store, Aer behind it, a submitter, one estimate submission and its key."""
     store = StateStore("sqlite://")
     backend = open_backend("aer", Settings(), transpiler_seed=1, store=store)
@@ -129,7 +134,7 @@ def _one_local_submission(workload):  # noqa: ANN001, ANN202
 
 # -- never pay twice -----------------------------------------------------------------------------
 
-def test_a_repeated_submission_reattaches(tmp_path: Path, vqe) -> None:  # noqa: ANN001
+def test_a_repeated_submission_reattaches(tmp_path: Path, vqe) -> None:
     store = StateStore(f"sqlite:///{tmp_path}/state.db")
     log = ExecutionLog()
     first = open_executor("aer", Settings(), transpiler_seed=1, store=store, log=log)
@@ -141,7 +146,7 @@ def test_a_repeated_submission_reattaches(tmp_path: Path, vqe) -> None:  # noqa:
     assert log.record().provider_submissions == 1 and log.record().distinct_jobs == 1
 
 
-def test_a_submit_interrupted_before_the_job_id_was_written_finds_the_job(vqe) -> None:  # noqa: ANN001
+def test_a_submit_interrupted_before_the_job_id_was_written_finds_the_job(vqe) -> None:
     store, backend, submitter, submission, key = _one_local_submission(vqe)
     # The crash window: intent written, provider accepted the job, its id never recorded.
     store.claim(key, backend.name, "estimate", None, owner="crashed-process", stale_after=30)
@@ -152,7 +157,7 @@ def test_a_submit_interrupted_before_the_job_id_was_written_finds_the_job(vqe) -
     assert store.ledger(key).status == "done"
 
 
-def test_work_another_process_is_submitting_is_left_to_it_then_reattached(vqe) -> None:  # noqa: ANN001
+def test_work_another_process_is_submitting_is_left_to_it_then_reattached(vqe) -> None:
     store, backend, submitter, submission, key = _one_local_submission(vqe)
     assert store.claim(key, backend.name, "estimate", None, owner="other-process", stale_after=30)
     with pytest.raises(TransportError) as info:  # transient: Prefect retries it
@@ -203,7 +208,7 @@ def test_kill_between_submission_and_result_then_rerun_pays_once(tmp_path: Path)
 
 # -- circuit breaker -----------------------------------------------------------------------------
 
-def test_breaker_opens_fails_fast_half_opens_and_is_shared(tmp_path: Path, vqe) -> None:  # noqa: ANN001
+def test_breaker_opens_fails_fast_half_opens_and_is_shared(tmp_path: Path, vqe) -> None:
     url = f"sqlite:///{tmp_path}/state.db"
     flaky = Settings(faults="transport=1,seed=1", breaker_threshold=2, breaker_cooldown_seconds=0.5)
     executor = open_executor("aer", flaky, transpiler_seed=1, store=StateStore(url))
@@ -223,7 +228,7 @@ def test_breaker_opens_fails_fast_half_opens_and_is_shared(tmp_path: Path, vqe) 
     assert healthy.submitter.breaker.state == "closed"
 
 
-def test_a_maintenance_signal_opens_the_breaker_at_once(vqe) -> None:  # noqa: ANN001
+def test_a_maintenance_signal_opens_the_breaker_at_once(vqe) -> None:
     executor = open_executor("aer", Settings(faults="maintenance=1,seed=1", breaker_threshold=50),
                              transpiler_seed=1)
     with pytest.raises(BackendRejectedError, match="maintenance"):
@@ -233,7 +238,7 @@ def test_a_maintenance_signal_opens_the_breaker_at_once(vqe) -> None:  # noqa: A
 
 # -- strict parity -------------------------------------------------------------------------------
 
-def test_mitigation_on_a_backend_that_cannot_apply_it_is_refused(vqe) -> None:  # noqa: ANN001
+def test_mitigation_on_a_backend_that_cannot_apply_it_is_refused(vqe) -> None:
     executor = open_executor("aer-noisy:fake_manila", Settings(), transpiler_seed=1)
     with pytest.raises(SubmissionError) as info:
         executor.estimate_with_stds(vqe.ansatz, vqe.observable, np.array([[0.1, 0.2, 0.3, 0.4]]),
@@ -258,7 +263,7 @@ def test_spec_refuses_options_a_backend_would_ignore(hardware: dict, field: str)
     assert info.value.field == field
 
 
-def test_ibm_local_mode_applies_mitigation_and_reports_it(vqe) -> None:  # noqa: ANN001
+def test_ibm_local_mode_applies_mitigation_and_reports_it(vqe) -> None:
     executor = open_executor("ibm:fake_manila", Settings(), transpiler_seed=1)
     point = np.array([[0.1, 0.2, 0.3, 0.4]])
     plain, _, meta_plain = executor.estimate_with_stds(vqe.ansatz, vqe.observable, point, seed=4)
@@ -272,7 +277,7 @@ def test_ibm_local_mode_applies_mitigation_and_reports_it(vqe) -> None:  # noqa:
     assert plain[0] != mitigated[0]
 
 
-def test_zne_and_twirling_are_applied_in_local_mode(vqe) -> None:  # noqa: ANN001
+def test_zne_and_twirling_are_applied_in_local_mode(vqe) -> None:
     executor = open_executor("ibm:fake_manila", Settings(), transpiler_seed=1)
     point = np.array([[0.1, 0.2, 0.3, 0.4]])
     zne = MitigationSpec(zne=True, zne_noise_factors=(1.0, 3.0), twirling=True,
@@ -282,7 +287,8 @@ def test_zne_and_twirling_are_applied_in_local_mode(vqe) -> None:  # noqa: ANN00
     applied = meta["mitigation"]
     assert applied["resilience"]["zne_mitigation"] is True
     assert applied["resilience"]["zne"]["noise_factors"] == [1.0, 3.0]
-    assert applied["twirling"]["enable_gates"] is True and applied["twirling"]["num_randomizations"] == 4
+    assert applied["twirling"]["enable_gates"] is True
+    assert applied["twirling"]["num_randomizations"] == 4
     assert np.isfinite(value[0])
     # The pre-flight QPU estimate accounts for the folded circuits.
     backend = executor.submitter.backend
@@ -290,14 +296,16 @@ def test_zne_and_twirling_are_applied_in_local_mode(vqe) -> None:  # noqa: ANN00
     assert backend.estimate_qpu_seconds(_estimate(vqe, point, mitigation=zne)) > plain > 0
 
 
-def test_key_covers_the_transpilation(vqe) -> None:  # noqa: ANN001
+def test_key_covers_the_transpilation(vqe) -> None:
     submission = _estimate(vqe, np.array([[0.1, 0.2, 0.3, 0.4]]))
-    keys = {open_executor("aer-noisy:fake_manila", Settings(), transpiler_seed=seed).submitter.key(submission)
+    keys = {open_executor("aer-noisy:fake_manila", Settings(),
+                          transpiler_seed=seed).submitter.key(submission)
             for seed in (1, 2)}
     assert len(keys) == 2
 
 
-def test_half_open_lets_one_probe_through_and_reattachment_does_not_close_it(tmp_path: Path, vqe) -> None:  # noqa: ANN001
+def test_half_open_lets_one_probe_through_and_reattachment_does_not_close_it(
+        tmp_path: Path, vqe) -> None:
     store = StateStore(f"sqlite:///{tmp_path}/state.db")
     settings = Settings(breaker_threshold=1, breaker_cooldown_seconds=0.2)
     executor = open_executor("aer", settings, transpiler_seed=1, store=store)
@@ -319,7 +327,7 @@ def test_half_open_lets_one_probe_through_and_reattachment_does_not_close_it(tmp
 
 
 def test_an_old_failed_job_under_the_key_is_not_taken_for_the_new_one(
-        vqe, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+        vqe, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("backends._submit._IN_FLIGHT_SECONDS", 0.0)  # the claimant is long dead
     store, backend, submitter, submission, key = _one_local_submission(vqe)
     store.put_local_job("local-old", backend.name, key, "ERROR", None,
@@ -330,7 +338,7 @@ def test_an_old_failed_job_under_the_key_is_not_taken_for_the_new_one(
     assert store.count_local_jobs() == 2 and store.ledger(key).status == "done"
 
 
-def test_released_job_leases_mark_their_keys_failed(vqe) -> None:  # noqa: ANN001
+def test_released_job_leases_mark_their_keys_failed(vqe) -> None:
     from backends import release_leases
 
     store = StateStore("sqlite://")

@@ -51,10 +51,11 @@ def test_no_plan_means_no_wrapper() -> None:
     ("transport", TransportError, False), ("rejection", BackendRejectedError, False),
     ("maintenance", BackendRejectedError, False), ("timeout", TransportError, True),
     ("execution", ExecutionError, True)])
-def test_each_fault_strikes_where_the_real_one_would(workload, key: str, cls: type,  # noqa: ANN001
+def test_each_fault_strikes_where_the_real_one_would(workload, key: str, cls: type,
                                                       job_made: bool) -> None:
     store = StateStore("sqlite://")
-    backend = open_backend("aer", Settings(faults=f"{key}=1,seed=3"), transpiler_seed=1, store=store)
+    backend = open_backend("aer", Settings(faults=f"{key}=1,seed=3"), transpiler_seed=1,
+                           store=store)
     submitter = Submitter(backend, store, ExecutionLog())
     submission = Submission("sample", (Pub(workload.measured, POINT),), seed=1, shots=10)
     with pytest.raises(cls) as info:
@@ -65,7 +66,7 @@ def test_each_fault_strikes_where_the_real_one_would(workload, key: str, cls: ty
     assert info.value.recovery is not None
 
 
-def test_rates_and_results_under_faults(workload) -> None:  # noqa: ANN001
+def test_rates_and_results_under_faults(workload) -> None:
     clean = open_executor("aer", Settings(), transpiler_seed=1)
     expected = clean.estimate(workload.ansatz, workload.observable, POINT, seed=1)
     faulty = open_executor("aer", Settings(faults="transport=0.2,rejection=0.1,seed=11",
@@ -87,7 +88,8 @@ def test_rates_and_results_under_faults(workload) -> None:  # noqa: ANN001
     assert faulty.describe()["faults"]["transport"] == 0.2
 
 
-def test_a_non_transient_fault_fails_the_flow_without_retry(prefect_server, configure, repo) -> None:  # noqa: ANN001
+def test_a_non_transient_fault_fails_the_flow_without_retry(
+        prefect_server, configure, repo) -> None:
     import json
     from pathlib import Path
 

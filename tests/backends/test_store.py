@@ -64,7 +64,8 @@ def test_ledger_round_trip_and_claims(store: StateStore) -> None:
 def test_local_jobs_breakers_and_leases(store: StateStore) -> None:
     store.put_local_job("j1", "aer", "tag-a", "DONE", '{"x": 1}', None)
     assert store.local_job("j1") == ("DONE", '{"x": 1}', None)
-    assert store.local_job_by_tag("aer", "tag-a") == "j1" and store.local_job_by_tag("aer", "b") is None
+    assert store.local_job_by_tag("aer", "tag-a") == "j1"
+    assert store.local_job_by_tag("aer", "b") is None
     assert not store.cancel_local_job("j1") and store.count_local_jobs("aer") == 1
 
     assert store.breaker("aer") == ("closed", 0, None, 0)

@@ -1,4 +1,5 @@
-"""The CLI as users run it: exit codes, one JSON document on stdout, nothing written on bad input."""
+"""The CLI as users run it: exit codes, one JSON document on stdout, nothing written on bad
+input."""
 
 from __future__ import annotations
 
@@ -48,7 +49,7 @@ def _spec(tmp_path: Path, name: str = "vqe-h2.yaml", **patch: object) -> Path:
         ({}, ["--backend", "aer-noisy:ibm_torino"], "--backend"),
     ],
 )
-def test_bad_input_exits_2_and_writes_nothing(env, tmp_path, patch, args, field) -> None:  # noqa: ANN001
+def test_bad_input_exits_2_and_writes_nothing(env, tmp_path, patch, args, field) -> None:
     command = "run" if args else "promote"
     result = CliRunner().invoke(app, [command, str(_spec(tmp_path, **patch)), "--json", *args])
     assert result.exit_code == 2, result.output
@@ -59,7 +60,7 @@ def test_bad_input_exits_2_and_writes_nothing(env, tmp_path, patch, args, field)
 
 
 @pytest.mark.parametrize("url", ["not a url", "nosuchdb://x/y"])
-def test_a_bad_state_store_url_exits_2_naming_it(env, tmp_path, monkeypatch, url: str) -> None:  # noqa: ANN001
+def test_a_bad_state_store_url_exits_2_naming_it(env, tmp_path, monkeypatch, url: str) -> None:
     monkeypatch.setenv("QHYBRID_STATE_URL", url)
     result = CliRunner().invoke(app, ["promote", str(REPO / "specs" / "vqe-h2.yaml"), "--json"])
     assert result.exit_code == 2, result.output
@@ -67,7 +68,7 @@ def test_a_bad_state_store_url_exits_2_naming_it(env, tmp_path, monkeypatch, url
     assert not (tmp_path / "mlflow.db").exists()
 
 
-def test_malformed_yaml_and_tampered_data(env, tmp_path, project_copy, monkeypatch) -> None:  # noqa: ANN001
+def test_malformed_yaml_and_tampered_data(env, tmp_path, project_copy, monkeypatch) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: [oops\n")
     result = CliRunner().invoke(app, ["promote", str(bad)])
@@ -88,12 +89,12 @@ def _cli(args: list[str], env: dict[str, str], tmp_path: Path) -> subprocess.Com
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "MLFLOW_DISABLE_TELEMETRY": "true",
             "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120"}
     full.pop("PREFECT_API_URL", None)
-    return subprocess.run([sys.executable, "-m", "qhybrid_entrypoints.cli", *args], env=full, text=True,
-                          capture_output=True, timeout=600, cwd=REPO)
+    return subprocess.run([sys.executable, "-m", "qhybrid_entrypoints.cli", *args], env=full,
+                          text=True, capture_output=True, timeout=600, cwd=REPO)
 
 
 @pytest.mark.slow
-def test_promote_replay_show_and_refuse(env, tmp_path) -> None:  # noqa: ANN001
+def test_promote_replay_show_and_refuse(env, tmp_path) -> None:
     done = _cli(["promote", "specs/vqe-h2.yaml", "--json"], env, tmp_path)
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)  # exactly one JSON document on stdout
@@ -104,10 +105,12 @@ def test_promote_replay_show_and_refuse(env, tmp_path) -> None:  # noqa: ANN001
         flow_run = report["prefect_flow_run_id"]
         states = db.execute("select name, state_type from task_run where flow_run_id = ?",
                             (flow_run,)).fetchall()
-        artifacts = db.execute("select count(*) from artifact a join task_run t on a.task_run_id = t.id "
-                               "where t.flow_run_id = ?", (flow_run,)).fetchone()[0]
+        artifacts = db.execute("select count(*) from artifact a join task_run t "
+                               "on a.task_run_id = t.id where t.flow_run_id = ?",
+                               (flow_run,)).fetchone()[0]
     assert {state for _name, state in states} == {"COMPLETED"}
-    steps = sorted(name.rsplit("-", 1)[0] for name, _state in states if not name.startswith("submit-job"))
+    steps = sorted(name.rsplit("-", 1)[0] for name, _state in states
+                   if not name.startswith("submit-job"))
     assert steps == sorted(["open-records", "ideal-gate", "statistical-gate", "hardware-gate",
                             "baseline-gate", "decide-promotion", "record-evidence",
                             "apply-promotion", "finish-run"])
@@ -117,7 +120,8 @@ def test_promote_replay_show_and_refuse(env, tmp_path) -> None:  # noqa: ANN001
     assert len(states) - 9 == execution["distinct_jobs"] == execution["provider_submissions"]
     with sqlite3.connect(tmp_path / "prefect" / "prefect.db") as db:
         tags = {row[0] for row in db.execute(
-            "select tags from task_run where flow_run_id = ? and name like 'submit-job%'", (flow_run,))}
+            "select tags from task_run where flow_run_id = ? and name like 'submit-job%'",
+            (flow_run,))}
     assert tags == {'["backend:aer"]', '["backend:ibm:fake_manila"]'}, tags
     assert artifacts == 5
 
@@ -134,7 +138,7 @@ def test_promote_replay_show_and_refuse(env, tmp_path) -> None:  # noqa: ANN001
     assert refused.returncode == 3, refused.stderr
     assert not json.loads(refused.stdout)["decision"]["promote"]
     listed = json.loads(_cli(["experiments", "--json"], env, tmp_path).stdout)
-    assert [v["version"] for v in listed[0]["versions"]] == ["1"]
+    assert [v["version"] for v in listed["experiments"][0]["versions"]] == ["1"]
     log = [json.loads(line) for line in Path(env["QHYBRID_PROMOTION_LOG"]).read_text().splitlines()]
     assert [entry["promote"] for entry in log] == [True, False]
 
@@ -201,7 +205,7 @@ def test_an_unusable_tracking_store_exits_6(monkeypatch: pytest.MonkeyPatch) -> 
         assert json.loads(result.stdout)["error"]["error"] == "TrackingError"
 
 
-def test_a_backend_failure_exits_4(prefect_server, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+def test_a_backend_failure_exits_4(prefect_server, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("QHYBRID_FAULTS", "execution=1,seed=3")
     result = CliRunner().invoke(app, ["run", str(REPO / "specs" / "vqe-h2.yaml"), "--json"])
     assert result.exit_code == 4, result.output
@@ -209,12 +213,13 @@ def test_a_backend_failure_exits_4(prefect_server, monkeypatch: pytest.MonkeyPat
     assert error["error"] == "ExecutionError" and error["transient"] is False
 
 
-def test_results_that_cannot_be_analysed_exit_5(prefect_server, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+def test_results_that_cannot_be_analysed_exit_5(prefect_server,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
     from backends import AerBackend, SubmissionResult
 
     real_run = AerBackend.run
 
-    def no_shots(backend: AerBackend, submission):  # noqa: ANN001, ANN202 - a fault on purpose
+    def no_shots(backend: AerBackend, submission):
         result = real_run(backend, submission)
         if submission.kind == "sample":
             return SubmissionResult(counts=[[{} for _ in rows] for rows in result.counts],
@@ -227,7 +232,8 @@ def test_results_that_cannot_be_analysed_exit_5(prefect_server, monkeypatch: pyt
     assert json.loads(result.stdout)["error"]["error"] == "PostProcessingError"
 
 
-def test_a_cancelled_run_exits_8(prefect_server, monkeypatch: pytest.MonkeyPatch, repo: Path) -> None:  # noqa: ANN001
+def test_a_cancelled_run_exits_8(prefect_server, monkeypatch: pytest.MonkeyPatch,
+                                 repo: Path) -> None:
     import threading
     from uuid import UUID
 
@@ -241,7 +247,7 @@ def test_a_cancelled_run_exits_8(prefect_server, monkeypatch: pytest.MonkeyPatch
     reached, release = threading.Event(), threading.Event()
     real_run = AerBackend.run
 
-    def held(backend: AerBackend, submission):  # noqa: ANN001, ANN202 - a fault on purpose
+    def held(backend: AerBackend, submission):
         if not reached.is_set():
             reached.set()
             release.wait(120)
@@ -265,7 +271,7 @@ def test_a_cancelled_run_exits_8(prefect_server, monkeypatch: pytest.MonkeyPatch
     assert json.loads(result.stdout)["error"]["error"] == "RunCancelledError"
 
 
-def test_circuit_wider_than_device_is_refused_before_running(env, tmp_path) -> None:  # noqa: ANN001
+def test_circuit_wider_than_device_is_refused_before_running(env, tmp_path) -> None:
     spec = _spec(tmp_path, "qaoa-maxcut.yaml", gates__hardware__backend="ibm:fake_lima")
     result = CliRunner().invoke(app, ["promote", str(spec), "--json"])
     assert result.exit_code == 2
@@ -274,7 +280,7 @@ def test_circuit_wider_than_device_is_refused_before_running(env, tmp_path) -> N
     assert not (tmp_path / "mlflow.db").exists()
 
 
-def test_leases_lists_and_releases_what_a_killed_run_left_open(env, tmp_path) -> None:  # noqa: ANN001
+def test_leases_lists_and_releases_what_a_killed_run_left_open(env, tmp_path) -> None:
     from backends import StateStore
 
     store = StateStore(env["QHYBRID_STATE_URL"])
@@ -295,7 +301,8 @@ def test_leases_lists_and_releases_what_a_killed_run_left_open(env, tmp_path) ->
 
 
 @pytest.mark.slow
-def test_a_run_killed_between_submission_and_result_reattaches_when_run_again(env, tmp_path) -> None:  # noqa: ANN001
+def test_a_run_killed_between_submission_and_result_reattaches_when_run_again(
+        env, tmp_path) -> None:
     import signal
 
     from sqlalchemy import func, select
@@ -312,7 +319,8 @@ def test_a_run_killed_between_submission_and_result_reattaches_when_run_again(en
     # output to a file, since that orphan would hold a pipe open.
     log = tmp_path / "crashed.log"
     with log.open("w") as sink:
-        crashed = subprocess.Popen([sys.executable, "-m", "qhybrid_entrypoints.cli", "run", "specs/vqe-h2.yaml"],
+        crashed = subprocess.Popen([sys.executable, "-m", "qhybrid_entrypoints.cli", "run",
+                                    "specs/vqe-h2.yaml"],
                                    env=full, cwd=REPO, start_new_session=True,
                                    stdout=sink, stderr=subprocess.STDOUT)
         try:
@@ -330,6 +338,7 @@ def test_a_run_killed_between_submission_and_result_reattaches_when_run_again(en
     assert execution["reattachments"] == 3  # the two finished jobs and the one killed mid-wait
     assert execution["provider_submissions"] == execution["distinct_jobs"] - 3
     with store.engine.connect() as conn:
-        per_key = conn.execute(select(LOCAL_JOBS.c.tag, func.count()).group_by(LOCAL_JOBS.c.tag)).all()
+        per_key = conn.execute(
+            select(LOCAL_JOBS.c.tag, func.count()).group_by(LOCAL_JOBS.c.tag)).all()
     assert max(n for _tag, n in per_key) == 1  # no work was paid for twice
     assert store.count_local_jobs() == execution["distinct_jobs"]

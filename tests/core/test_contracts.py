@@ -6,35 +6,35 @@ import pytest
 
 from qhybrid.core import (
     BackendRejectedError,
-    ErrorRecord,
-    ErrorReport,
-    ExperimentsReport,
-    LeaseRecord,
-    LeaseRelease,
-    LeasesReport,
-    ModelVersionRecord,
-    RegisteredExperiment,
-    ReplayReport,
-    RunOptions,
-    RunRecord,
-    ShowReport,
-    TrialResult,
     BaselineResult,
     CircuitRecord,
     CriterionResult,
     DataError,
+    ErrorRecord,
+    ErrorReport,
+    ExperimentsReport,
     GateResult,
-    PromotionDecision,
+    LeaseRecord,
+    LeaseRelease,
+    LeasesReport,
+    ModelVersionRecord,
     PostProcessingError,
+    PromotionDecision,
     PromotionLogRecord,
     QhybridError,
+    RegisteredExperiment,
     ReplayMismatchError,
+    ReplayReport,
     RunCancelledError,
     RunManifest,
+    RunOptions,
+    RunRecord,
     RunReport,
+    ShowReport,
     SubmissionError,
     TrackingError,
     TransportError,
+    TrialResult,
     is_transient,
 )
 
@@ -78,7 +78,7 @@ SAMPLES = [
 
 
 @pytest.mark.parametrize("model", SAMPLES, ids=lambda m: type(m).__name__)
-def test_round_trip(model) -> None:  # noqa: ANN001
+def test_round_trip(model) -> None:
     assert type(model).model_validate_json(model.model_dump_json()) == model
 
 

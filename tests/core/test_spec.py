@@ -11,9 +11,9 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
 from qhybrid.core import (
-    InvalidInputError,
     BackendNameError,
     ExperimentSpec,
+    InvalidInputError,
     SpecError,
     load_spec,
     parse_backend_name,

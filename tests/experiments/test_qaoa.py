@@ -38,7 +38,8 @@ def aer() -> BackendExecutor:
     return open_executor("aer", Settings(), transpiler_seed=0)
 
 
-@pytest.mark.parametrize(("gamma", "beta"), [(0.3, 0.2), (0.6155, np.pi / 8), (2.0, 1.3), (1.1, 0.7)])
+@pytest.mark.parametrize(("gamma", "beta"),
+                         [(0.3, 0.2), (0.6155, np.pi / 8), (2.0, 1.3), (1.1, 0.7)])
 def test_expected_cut_matches_farhi_formula(graph, aer, gamma: float, beta: float) -> None:
     workload = build_workload(QaoaMaxcutFamily(reps=1), graph)
     value = aer.estimate(workload.ansatz, workload.observable,
@@ -74,7 +75,8 @@ def test_optimiser_reaches_published_optimum(graph, aer) -> None:
     # Every optimiser request was one batched PUB.
     assert execution.batches < execution.evaluations
     # The sampled estimate agrees with the exact value within shot noise (4000 shots).
-    assert execution.metrics["expected_cut"] / len(graph.edges) == pytest.approx(FARHI_OPTIMUM, abs=0.02)
+    per_edge = execution.metrics["expected_cut"] / len(graph.edges)
+    assert per_edge == pytest.approx(FARHI_OPTIMUM, abs=0.02)
 
 
 def test_fixed_parameters_skip_optimisation(graph, aer) -> None:
@@ -91,7 +93,8 @@ def test_same_seed_same_counts(graph, aer) -> None:
     workload = build_workload(QaoaMaxcutFamily(reps=1), graph)
     point = workload.circuit_points(np.array([0.5, 0.3]))
     first = aer.sample(workload.measured, point, shots=2000, seed=99)[0]
-    second = open_executor("aer", Settings(), transpiler_seed=0).sample(workload.measured, point, shots=2000, seed=99)[0]
+    second = open_executor("aer", Settings(), transpiler_seed=0).sample(
+        workload.measured, point, shots=2000, seed=99)[0]
     other = aer.sample(workload.measured, point, shots=2000, seed=100)[0]
     assert first == second
     assert first != other

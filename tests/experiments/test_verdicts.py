@@ -47,7 +47,7 @@ def test_first_promotion_takes_champion() -> None:
     ("maximise", 0.9, 0.8, True), ("maximise", 0.7, 0.8, False),
     ("minimise", 0.01, 0.02, True), ("minimise", 0.03, 0.02, False),
 ])
-def test_champion_only_when_better(direction, score, champion, takes) -> None:  # noqa: ANN001
+def test_champion_only_when_better(direction, score, champion, takes) -> None:
     decision = decide(PASSING, score, champion, direction)
     assert decision.promote
     assert ("champion" in decision.aliases) is takes
@@ -82,7 +82,8 @@ def test_total_variation_distance() -> None:
 
 
 def test_baseline_verdict_scales_by_best() -> None:
-    baselines = [BaselineResult(solver="brute-force", objective=13, quality=1, seconds=0, exact=True)]
+    baselines = [BaselineResult(solver="brute-force", objective=13, quality=1, seconds=0,
+                                exact=True)]
     assert baseline_verdict(0.75, baselines, BaselineGateSpec(solvers=("brute-force",),
                                                               min_relative_quality=0.7)).passed
     assert not baseline_verdict(0.65, baselines, BaselineGateSpec(solvers=("brute-force",),

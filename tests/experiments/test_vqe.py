@@ -8,7 +8,12 @@ import pytest
 
 from backends import open_executor
 from qhybrid.core import Settings, load_spec
-from qhybrid.experiments import build_workload, exact_ground_energy, load_instance, optimise_and_measure
+from qhybrid.experiments import (
+    build_workload,
+    exact_ground_energy,
+    load_instance,
+    optimise_and_measure,
+)
 
 FCI_H2_0735 = -1.13730604  # Hartree, total energy including nuclear repulsion
 CHEMICAL_ACCURACY = 1.6e-3  # Hartree

@@ -41,7 +41,7 @@ class Deployed:
     worker: subprocess.Popen[bytes]
     worker_log: Path
 
-    def tracker(self):  # noqa: ANN201
+    def tracker(self):
         from registry import Tracker
 
         return Tracker(self.tracking_uri, self.artifact_root, "qhybrid")
@@ -80,7 +80,8 @@ def _stop_worker(worker: subprocess.Popen[bytes], token: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def deployed(prefect_server, repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployed]:  # noqa: ANN001
+def deployed(prefect_server, repo: Path,
+             tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployed]:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.actions import WorkPoolCreate
     from prefect.settings import PREFECT_API_URL
@@ -153,7 +154,7 @@ def deployed(prefect_server, repo: Path, tmp_path_factory: pytest.TempPathFactor
     assert _tagged_processes(token) == [], "processes started by the worker outlived it"
 
 
-def _run(deployed: Deployed, name: str, parameters: dict[str, Any]):  # noqa: ANN202
+def _run(deployed: Deployed, name: str, parameters: dict[str, Any]):
     """Run ``name`` through the worker and wait for a final state."""
     from prefect.deployments import run_deployment
 
@@ -190,7 +191,7 @@ def spec_json(repo: Path) -> dict[str, Any]:
     return load_spec(repo / "specs" / "vqe-h2.yaml").model_dump(mode="json")
 
 
-def test_run_deployment_reads_its_settings_from_the_worker(deployed: Deployed, spec_json) -> None:  # noqa: ANN001
+def test_run_deployment_reads_its_settings_from_the_worker(deployed: Deployed, spec_json) -> None:
     flow_run = _run(deployed, deployed.run, {"spec": spec_json, "options": {"backend": "aer"}})
     assert flow_run.state.is_completed(), (flow_run.state, deployed.log_tail())
 
@@ -208,7 +209,7 @@ def test_run_deployment_reads_its_settings_from_the_worker(deployed: Deployed, s
     assert Path(report.manifest).is_file()
 
 
-def test_promotion_deployment_from_json_parameters(deployed: Deployed, spec_json) -> None:  # noqa: ANN001
+def test_promotion_deployment_from_json_parameters(deployed: Deployed, spec_json) -> None:
     tracker = deployed.tracker()
     before = dict(tracker.registered()).get(spec_json["name"], [])
 
@@ -227,7 +228,7 @@ def test_promotion_deployment_from_json_parameters(deployed: Deployed, spec_json
     assert report.registered_version in [v.version for v in after]
 
 
-def test_parameters_outside_the_schema_create_no_flow_run(deployed: Deployed, spec_json) -> None:  # noqa: ANN001
+def test_parameters_outside_the_schema_create_no_flow_run(deployed: Deployed, spec_json) -> None:
     from prefect.deployments import run_deployment
     from prefect.exceptions import PrefectHTTPStatusError
 
@@ -244,7 +245,7 @@ def test_parameters_outside_the_schema_create_no_flow_run(deployed: Deployed, sp
         assert _flow_run_ids(name) == existing
 
 
-def test_parameters_pydantic_refuses_fail_before_any_record(deployed: Deployed, spec_json) -> None:  # noqa: ANN001
+def test_parameters_pydantic_refuses_fail_before_any_record(deployed: Deployed, spec_json) -> None:
     flow_run = _run(deployed, deployed.run,
                     {"spec": spec_json, "options": {"backend": "nosuch:device"}})
     assert flow_run.state.is_failed(), (flow_run.state, deployed.log_tail())

@@ -12,7 +12,7 @@ from backends import StateStore, Submission, SubmissionResult
 from qhybrid.core import ExperimentSpec, RunManifest, RunOptions, load_spec, spec_from_mapping
 
 
-def _parent_runs(settings, flow_run_id: str) -> list:  # noqa: ANN001
+def _parent_runs(settings, flow_run_id: str) -> list:
     """The MLflow parent runs of one Prefect flow run."""
     from registry import Tracker
 
@@ -28,7 +28,8 @@ def _small(repo: Path, **hardware: object) -> ExperimentSpec:
     return spec_from_mapping(data)
 
 
-def test_a_sick_target_falls_back_and_the_downgrade_cannot_pass(prefect_server, configure, repo) -> None:  # noqa: ANN001
+def test_a_sick_target_falls_back_and_the_downgrade_cannot_pass(
+        prefect_server, configure, repo) -> None:
     from flows import promote_experiment
 
     spec = _small(repo, backend="ibm:fake_lagos", fallback=["aer-noisy:fake_lagos"],
@@ -58,7 +59,7 @@ def test_a_sick_target_falls_back_and_the_downgrade_cannot_pass(prefect_server, 
     assert manifest.execution == execution
 
 
-def test_mitigated_and_unmitigated_arms_in_a_session(prefect_server, settings, repo) -> None:  # noqa: ANN001
+def test_mitigated_and_unmitigated_arms_in_a_session(prefect_server, settings, repo) -> None:
     from flows import promote_experiment
 
     spec = _small(repo, backend="ibm:fake_lagos", mode="session",
@@ -90,11 +91,13 @@ def test_mitigated_and_unmitigated_arms_in_a_session(prefect_server, settings, r
 
     tracker = Tracker.for_settings(settings)
     path = tracker.client.download_artifacts(hardware.mlflow_run_id, "mitigation.json")
-    assert json.loads(Path(path).read_text())["mitigated_values"] == list(mitigation.mitigated_values)
+    stored = json.loads(Path(path).read_text())
+    assert stored["mitigated_values"] == list(mitigation.mitigated_values)
 
 
 @pytest.mark.parametrize("rerun", [True])
-def test_a_rerun_reattaches_instead_of_paying_again(prefect_server, settings, repo, rerun: bool) -> None:  # noqa: ANN001
+def test_a_rerun_reattaches_instead_of_paying_again(prefect_server, settings, repo,
+                                                    rerun: bool) -> None:
     from flows import run_experiment
 
     spec = load_spec(repo / "specs" / "vqe-h2.yaml")
@@ -128,8 +131,8 @@ class SessionHold:
         monkeypatch.setattr(IbmBackend, "run", held)
 
 
-def test_a_cancelled_flow_leaves_no_open_lease(prefect_server, settings, configure, repo,  # noqa: ANN001
-                                               monkeypatch) -> None:  # noqa: ANN001
+def test_a_cancelled_flow_leaves_no_open_lease(prefect_server, settings, configure, repo,
+                                               monkeypatch) -> None:
     from uuid import UUID
 
     from prefect import get_client
@@ -180,8 +183,8 @@ def test_a_cancelled_flow_leaves_no_open_lease(prefect_server, settings, configu
     assert record["provider_submissions"] > 0
 
 
-def test_a_flow_that_times_out_leaves_no_open_lease(prefect_server, settings, repo,  # noqa: ANN001
-                                                    monkeypatch) -> None:  # noqa: ANN001
+def test_a_flow_that_times_out_leaves_no_open_lease(prefect_server, settings, repo,
+                                                    monkeypatch) -> None:
     from flows import promote_experiment
 
     spec = _small(repo, backend="ibm:fake_lagos", mode="session",

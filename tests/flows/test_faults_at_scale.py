@@ -54,7 +54,7 @@ def fault_storm(jobs: int) -> tuple[list[str], ExecutionLog]:
 
 
 @pytest.mark.slow
-def test_thousand_submissions_under_transient_faults(prefect_server, configure) -> None:  # noqa: ANN001
+def test_thousand_submissions_under_transient_faults(prefect_server, configure) -> None:
     storm = configure(
         faults=FAULTS, submission_retries=3, retry_backoff_seconds=0,
         # At 30 % faults, 5 consecutive failures happen every few hundred calls; a breaker at
@@ -76,7 +76,8 @@ def test_thousand_submissions_under_transient_faults(prefect_server, configure) 
 
     store = StateStore(storm.state_store_url)
     with store.engine.connect() as conn:
-        per_key = conn.execute(select(LOCAL_JOBS.c.tag, func.count()).group_by(LOCAL_JOBS.c.tag)).all()
+        per_key = conn.execute(
+            select(LOCAL_JOBS.c.tag, func.count()).group_by(LOCAL_JOBS.c.tag)).all()
     assert max(n for _tag, n in per_key) == 1  # no key was ever paid for twice
     record = log.record()
     assert record.provider_submissions == len(per_key) == store.count_local_jobs()

@@ -4,6 +4,7 @@ qiskit-ibm-runtime local mode."""
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ from registry import Tracker, read_decisions, read_manifest
 from tasks import retry_if_transient
 
 
-def test_vqe_promotion_records_everything(prefect_server, settings, repo: Path) -> None:  # noqa: ANN001
+def test_vqe_promotion_records_everything(prefect_server, settings, repo: Path) -> None:
     spec = load_spec(repo / "specs" / "vqe-h2.yaml")
     report = promote_experiment(spec)
     assert [g.gate for g in report.gates] == ["ideal", "statistical", "hardware", "baseline"]
@@ -57,10 +58,11 @@ def test_vqe_promotion_records_everything(prefect_server, settings, repo: Path) 
     assert tracker.version_by_alias(spec.name, "champion").version == report.registered_version
     assert tracker.version_by_alias(spec.name, "challenger").version == again.registered_version
     log = read_decisions(settings.promotion_log_path, spec.name)
-    assert [r.registered_version for r in log] == [report.registered_version, again.registered_version]
+    assert [r.registered_version for r in log] == [report.registered_version,
+                                                   again.registered_version]
 
 
-def test_run_flow_on_a_noisy_backend(prefect_server, settings, repo: Path) -> None:  # noqa: ANN001
+def test_run_flow_on_a_noisy_backend(prefect_server, settings, repo: Path) -> None:
     spec = load_spec(repo / "specs" / "vqe-h2.yaml")
     report = run_experiment(spec, RunOptions(backend="aer-noisy:fake_manila"))
     assert report.kind == "run" and report.backend == "aer-noisy:fake_manila"
@@ -68,30 +70,27 @@ def test_run_flow_on_a_noisy_backend(prefect_server, settings, repo: Path) -> No
     assert report.metrics["energy_error"] < 0.2
 
 
-CALLS: dict[str, int] = {}
+def test_retries_only_for_transient_errors(prefect_server) -> None:
+    calls: Counter[str] = Counter()  # this test's own count, not a process-global one
 
+    @task(retries=2, retry_delay_seconds=0, retry_condition_fn=retry_if_transient)
+    def flaky(kind: str) -> str:
+        calls[kind] += 1
+        if calls[kind] < 3:
+            raise TransportError("reset") if kind == "transport" else SubmissionError("bad request")
+        return "done"
 
-@task(retries=2, retry_delay_seconds=0, retry_condition_fn=retry_if_transient)
-def flaky(kind: str) -> str:
-    CALLS[kind] = CALLS.get(kind, 0) + 1
-    if CALLS[kind] < 3:
-        raise TransportError("reset") if kind == "transport" else SubmissionError("bad request")
-    return "done"
+    @flow
+    def retry_probe(kind: str) -> str:
+        return flaky(kind)
 
-
-@flow
-def retry_probe(kind: str) -> str:
-    return flaky(kind)
-
-
-def test_retries_only_for_transient_errors(prefect_server) -> None:  # noqa: ANN001
-    assert retry_probe("transport") == "done" and CALLS["transport"] == 3
+    assert retry_probe("transport") == "done" and calls["transport"] == 3
     with pytest.raises(SubmissionError):
         retry_probe("submission")
-    assert CALLS["submission"] == 1
+    assert calls["submission"] == 1
 
 
-def test_unpinned_data_is_recorded_on_the_run(prefect_server, configure, project_copy: Path,  # noqa: ANN001
+def test_unpinned_data_is_recorded_on_the_run(prefect_server, configure, project_copy: Path,
                                               repo: Path) -> None:
     data = project_copy / "data" / "h2_sto3g_0735.json"
     data.write_text(data.read_text().replace("0.18093119978423156", "0.18"))
@@ -104,7 +103,7 @@ def test_unpinned_data_is_recorded_on_the_run(prefect_server, configure, project
 
 
 def test_failed_gate_leaves_run_failed_and_registry_untouched(
-    prefect_server, settings, repo: Path, monkeypatch: pytest.MonkeyPatch  # noqa: ANN001
+    prefect_server, settings, repo: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from backends import IbmBackend
     from qhybrid.core import ExecutionError

@@ -21,8 +21,8 @@ def _files_containing(root: Path, needle: bytes) -> list[Path]:
     return [p for p in root.rglob("*") if p.is_file() and needle in p.read_bytes()]
 
 
-def test_sentinel_token_appears_nowhere(prefect_server, configure, repo: Path, tmp_path: Path,  # noqa: ANN001
-                                        caplog: pytest.LogCaptureFixture, capfd) -> None:  # noqa: ANN001
+def test_sentinel_token_appears_nowhere(prefect_server, configure, repo: Path, tmp_path: Path,
+                                        caplog: pytest.LogCaptureFixture, capfd) -> None:
     caplog.set_level(logging.DEBUG)
     assert configure(ibm_token=SENTINEL).ibm_token == SecretStr(SENTINEL)
     report = promote_experiment(load_spec(repo / "specs" / "vqe-h2.yaml"))
@@ -49,9 +49,9 @@ def test_sentinel_token_appears_nowhere(prefect_server, configure, repo: Path, t
             assert SENTINEL not in repr(rows), table
 
 
-def test_token_from_a_prefect_secret_block_appears_nowhere(prefect_server, settings, configure,  # noqa: ANN001
+def test_token_from_a_prefect_secret_block_appears_nowhere(prefect_server, settings, configure,
                                                            repo: Path, tmp_path: Path,
-                                                           capfd) -> None:  # noqa: ANN001
+                                                           capfd) -> None:
     from prefect.blocks.system import Secret
 
     from qhybrid.core import BackendNameError

@@ -7,14 +7,21 @@ from pathlib import Path
 
 import pytest
 
-from qhybrid.core import DataError, InvalidInputError, PromotionLogRecord, RunManifest, TrackingError
+from qhybrid.core import (
+    DataError,
+    InvalidInputError,
+    PromotionLogRecord,
+    RunManifest,
+    TrackingError,
+)
 from registry import (
     Tracker,
     append_decision,
     file_md5,
     pin_inputs,
     read_decisions,
-    read_manifest, write_manifest,
+    read_manifest,
+    write_manifest,
 )
 
 DATA = "data/h2_sto3g_0735.json"
@@ -28,7 +35,7 @@ def test_pins_match_dvc_lock(repo: Path) -> None:
 def test_tampered_data_is_refused_unless_allowed(project_copy: Path) -> None:
     target = project_copy / DATA
     target.write_text(target.read_text().replace("-1.05", "-1.06"))
-    with pytest.raises(DataError, match="dvc.lock pins") as info:
+    with pytest.raises(DataError, match=r"dvc\.lock pins") as info:
         pin_inputs([DATA], project_copy)
     assert info.value.field == "dataset.path"
     pins = pin_inputs([DATA], project_copy, allow_unpinned=True)
@@ -40,7 +47,7 @@ def test_missing_data_and_missing_lock(project_copy: Path) -> None:
     with pytest.raises(DataError, match="does not exist"):
         pin_inputs([DATA], project_copy)
     (project_copy / "dvc.lock").unlink()
-    with pytest.raises(DataError, match="dvc.lock"):
+    with pytest.raises(DataError, match=r"dvc\.lock"):
         pin_inputs([DATA], project_copy)
 
 
@@ -79,7 +86,7 @@ def test_registry_aliases_and_champion_score(tmp_path: Path) -> None:
 def test_manifest_read_errors_name_the_file(tmp_path: Path) -> None:
     bad = tmp_path / "m.json"
     bad.write_text(json.dumps({"kind": "run"}))
-    with pytest.raises(InvalidInputError, match="m.json"):
+    with pytest.raises(InvalidInputError, match=r"m\.json"):
         read_manifest(bad)
     with pytest.raises(InvalidInputError) as info:
         read_manifest(tmp_path / "absent.json")

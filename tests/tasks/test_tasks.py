@@ -1,0 +1,71 @@
+"""The Prefect tasks are thin: called through ``.fn()`` each does what its use case does, plus
+what only Prefect shows (artifacts), with settings read where the flow runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import tasks
+from backends import attempt_once
+from qhybrid.core import (
+    InvalidInputError,
+    RunOptions,
+    Settings,
+    load_spec,
+)
+from qhybrid_usecases import Services, StepOutcome
+
+
+def test_read_settings_refuses_a_bad_variable_naming_settings(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("QHYBRID_SUBMISSION_RETRIES", "many")
+    with pytest.raises(InvalidInputError) as info:
+        tasks.read_settings()
+    assert info.value.field == "settings" and "submission_retries" in info.value.message
+
+
+def test_flow_services_read_the_environment_where_the_flow_runs(configure, tmp_path: Path) -> None:
+    configure(state_url=f"sqlite:///{tmp_path}/elsewhere.db", submission_retries=7)
+    services = tasks.flow_services(runner=attempt_once)
+    assert services.settings.submission_retries == 7
+    assert services.store.url == f"sqlite:///{tmp_path}/elsewhere.db"
+    assert services.runner is attempt_once
+    assert tasks.flow_services().runner is not attempt_once  # Prefect's submit-job runner
+
+
+def test_run_tasks_through_fn(prefect_server, settings: Settings, repo: Path) -> None:
+    spec = load_spec(repo / "specs" / "vqe-h2.yaml")
+    services = Services.open(settings)
+    run = tasks.open_records.fn(spec, RunOptions(backend="aer"), "run", None, services)
+    assert services.tracker.get_run(run.mlflow_run_id).status == "RUNNING"
+    outcome = tasks.run_on_backend.fn(run, services)
+    assert outcome.trial is not None and outcome.trial.backend == "aer"
+    recorded = tasks.record_evidence.fn(run, services, outcome.trial, [outcome])
+    report = tasks.finish_run.fn(run, services, recorded, outcome.trial, [outcome])
+    assert report.kind == "run" and report.metrics["energy_error"] < 1e-6
+    assert services.tracker.get_run(run.mlflow_run_id).status == "FINISHED"
+
+
+def test_a_gate_task_publishes_its_verdict(prefect_server, settings: Settings, repo: Path) -> None:
+    from prefect import flow, get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    spec = load_spec(repo / "specs" / "vqe-h2.yaml")
+    services = Services.open(settings)
+    run = tasks.open_records.fn(spec, RunOptions(), "promotion", None, services)
+
+    @flow(name="one-gate")
+    def one_gate() -> StepOutcome:  # an artifact belongs to a flow run
+        return tasks.ideal_gate.fn(run, services)
+
+    outcome = one_gate()
+    assert outcome.gate is not None and outcome.gate.passed
+    with get_client(sync_client=True) as client:
+        [artifact] = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["vqe-h2-gate-ideal"])),
+            limit=1, sort="CREATED_DESC")
+    assert "gate `ideal` PASS" in str(artifact.data)
+    tasks.fail_records(run, services, KeyboardInterrupt())
+    assert services.tracker.get_run(run.mlflow_run_id).status == "KILLED"
