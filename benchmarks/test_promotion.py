@@ -1,178 +1,371 @@
-"""The bundled promotion (specs/qaoa-maxcut.yaml) end to end, split into parts.
+"""The bundled promotion (specs/qaoa-maxcut.yaml), three ways, on the same set-up.
 
-Group ``promotion``:
+Group ``promotion``. Each benchmark runs the promotion of ``specs/qaoa-maxcut.yaml`` with one
+untimed warm-up round, and before every round (warm-up included) the same untimed ``setup``
+(:func:`fresh_store`): a new records folder (MLflow SQLite DB and artifacts, manifests,
+promotion log, SQLite state store), ``QHYBRID_*`` pointing at it, and both databases created.
+All three run in the same session, with the Prefect test server up:
 
-* ``test_promotion_quantum_execution``: every circuit execution of the promotion, through
-  ``backends.open_executor`` with the plain ``attempt_once`` runner and a fresh in-memory state
-  store per round (no Prefect, no MLflow, nothing re-attached from an earlier round): the ideal
-  optimise-and-measure, the statistical repeats and the hardware-target measurement on the
-  spec's backends.
-* ``test_promotion_classical_computation``: classical baselines plus the analysis that turns
-  the executions into gate verdicts and the promotion decision.
-* ``test_promotion_full_flow``: ``flows.promote_experiment(spec, settings)`` under Prefect with
-  MLflow and the records in a tmp folder, i.e. the whole.
+* ``test_promotion_domain_only``: what the gates compute, and nothing else. The executions
+  (ideal ``optimise_and_measure``, the statistical repeats with ``derive_seed``, the hardware
+  ``measure`` in the spec's mode), the baselines, every verdict and ``decide``, with the gates'
+  seeds and backends, through ``Services.open(settings)`` executors (``attempt_once`` runner,
+  the round's SQLite state store). No MLflow, no records, no DVC pins.
+* ``test_promotion_use_cases``: the whole promotion through ``qhybrid_usecases``, in the
+  flow's order (``open_run`` ... ``finish_run``, ``fail_run`` on an error), with
+  ``Services.open(settings)``: everything ``flows.promote_experiment`` does except Prefect.
+* ``test_promotion_flow``: ``flows.promote_experiment(spec)`` under the session's Prefect
+  harness; the flow reads its settings from ``QHYBRID_*``.
 
-Orchestration + tracking overhead = full - (quantum + classical); see docs/benchmarks.md.
+Prefect overhead = flow - use_cases; tracking and records overhead = use_cases - domain_only.
+All three must compute the same gates and decision with the same number of provider
+submissions. ``extra_info["rounds"]`` has one entry per round, warm-up first.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
-from backends import BackendExecutor, ExecutionLog, memory_store, open_executor
-from qhybrid.core import ExperimentSpec, GateResult, PromotionDecision, Settings
+from backends import BackendExecutor
+from qhybrid.core import (
+    ExecutionRecord,
+    ExperimentSpec,
+    GateResult,
+    PromotionDecision,
+    RunOptions,
+    RunReport,
+    Settings,
+    TrialResult,
+)
 from qhybrid.experiments import (
-    Execution,
-    GraphInstance,
-    Workload,
     baseline_verdict,
     build_workload,
     decide,
-    degradation,
     derive_seed,
     hardware_verdict,
     ideal_verdict,
     load_instance,
     measure,
     optimise_and_measure,
-    quality,
     run_baselines,
     statistical_verdict,
     total_variation_distance,
 )
+from qhybrid_usecases import (
+    RunHandle,
+    Services,
+    apply_promotion,
+    baseline_gate,
+    decide_promotion,
+    fail_run,
+    finish_run,
+    hardware_gate,
+    ideal_gate,
+    open_run,
+    record_evidence,
+    statistical_gate,
+)
+from registry import Tracker
 
 GROUP = "promotion"
+ROUNDS = 5
+WARMUP_ROUNDS = 1
+GATES = ("ideal", "statistical", "hardware", "baseline")
 
 
-@dataclass
-class QuantumEvidence:
-    ideal: Execution
-    repeats: list[Execution]
-    hardware: Execution
-    log: ExecutionLog
+@dataclass(frozen=True)
+class Outcome:
+    """What a round decided, compared across the three benchmarks."""
+
+    gates: tuple[tuple[str, bool], ...]
+    promote: bool
+    aliases: tuple[str, ...]
+    score: float | None
+    provider_submissions: int
+    distinct_jobs: int
 
 
-@pytest.fixture(scope="module")
-def problem(promotion_spec: ExperimentSpec, tmp_settings: Settings) -> tuple[GraphInstance, Workload]:
-    instance = load_instance(tmp_settings.project_root / promotion_spec.dataset.path)
-    assert isinstance(instance, GraphInstance)
-    return instance, build_workload(promotion_spec.family, instance)
+@dataclass(frozen=True)
+class DomainRound:
+    ideal: TrialResult
+    repeats: tuple[TrialResult, ...]
+    hardware: TrialResult
+    gates: tuple[GateResult, ...]
+    decision: PromotionDecision
+    execution: ExecutionRecord
 
 
-@pytest.fixture(scope="module")
-def evidence_cache() -> dict[str, QuantumEvidence]:
-    """The quantum benchmark leaves its evidence here for the classical one."""
-    return {}
+@dataclass(frozen=True)
+class UseCaseRound:
+    report: RunReport
+    ideal: TrialResult
+    hardware: TrialResult
 
 
-def quantum_part(spec: ExperimentSpec, settings: Settings, instance: GraphInstance,
-                 workload: Workload) -> QuantumEvidence:
-    """What the ideal, statistical and hardware gates execute, with the same seeds and backends
-    as tasks._work: one executor per gate, all on one state store and execution log as in a
-    run session. The store is a new in-memory one per call, so every submission executes."""
-    # The hardware gate's mitigation arms are not reproduced here; the bundled spec has none.
-    assert spec.gates.hardware.mitigation is None, "quantum_part runs no mitigation arms"
-    seeds = spec.seeds
-    store, log = memory_store(), ExecutionLog()
-
-    def executor(name: str, field: str = "backend") -> BackendExecutor:
-        return open_executor(name, settings, transpiler_seed=seeds.transpiler, store=store,
-                             log=log, field=field)
-
-    ideal = optimise_and_measure(workload, instance, executor(spec.gates.ideal.backend), spec,
-                                 optimiser_seed=seeds.optimiser, simulator_seed=seeds.simulator)
-    repeat_backend = executor(spec.gates.ideal.backend)
-    repeats = [
-        optimise_and_measure(workload, instance, repeat_backend, spec,
-                             optimiser_seed=derive_seed(seeds.optimiser, k + 1),
-                             simulator_seed=derive_seed(seeds.simulator, k + 1))
-        for k in range(spec.gates.statistical.repeats)
-    ]
-    hardware_backend = executor(spec.gates.hardware.backend, field="gates.hardware.backend")
-    with hardware_backend.submitter.mode(spec.gates.hardware.mode):
-        hardware = measure(workload, instance, hardware_backend, ideal.parameters,
-                           shots=spec.shots, seed=seeds.simulator)
-    return QuantumEvidence(ideal=ideal, repeats=repeats, hardware=hardware, log=log)
+# Outcome of each benchmark that has run in this session; each compares with the others.
+_OUTCOMES: dict[str, Outcome] = {}
 
 
-def classical_part(spec: ExperimentSpec, instance: GraphInstance, workload: Workload,
-                   evidence: QuantumEvidence) -> tuple[list[GateResult], PromotionDecision]:
-    """Baselines, every gate verdict and the decision (against no champion), as the flow does."""
-    gates = spec.gates
+def fresh_store(fresh_records: Callable[[], Settings], spec: ExperimentSpec) -> Settings:
+    """The per-round set-up shared by the three benchmarks (untimed): ``QHYBRID_*`` pointing at
+    a new records folder, its MLflow SQLite DB created (schema, experiment, tracking and
+    registry stores opened) and its SQLite state store created."""
+    settings = fresh_records()
+    services = Services.open(settings)
+    assert services.tracker.experiment_id
+    assert services.tracker.champion_score(spec.name) is None  # registry store open and empty
+    assert services.store.count_local_jobs() == 0
+    return settings
+
+
+def domain_only(spec: ExperimentSpec) -> DomainRound:
+    """The gates' executions, baselines, verdicts and decision, as ``qhybrid_usecases`` computes
+    them (same seeds, backends, executor fields and execution mode), without MLflow, records
+    or DVC pins. The champion is None, as in a fresh registry."""
+    # The hardware gate's mitigation arms and fallbacks are not reproduced here; the bundled
+    # spec has no mitigation, and the fake target does not fail.
+    assert spec.gates.hardware.mitigation is None, "domain_only runs no mitigation arms"
+    services = Services.open(Settings())
+    seeds, gates = spec.seeds, spec.gates
+    workload = build_workload(
+        spec.family, load_instance(services.settings.project_root / spec.dataset.path))
     objective, direction = workload.objective, workload.direction
-    ideal = ideal_verdict(objective, evidence.ideal.metrics[objective], gates.statistical.threshold,
-                          direction, gates.ideal.backend)
-    statistical = statistical_verdict(objective, [e.metrics[objective] for e in evidence.repeats],
-                                      gates.statistical, direction, gates.ideal.backend)
-    loss = degradation(workload, evidence.ideal.metrics, evidence.hardware.metrics)
-    distance = total_variation_distance(evidence.ideal.counts, evidence.hardware.counts)
-    hardware = hardware_verdict(objective, evidence.hardware.metrics, loss, distance,
-                                gates.hardware, gates.hardware.backend)
-    baselines = run_baselines(instance, gates.baseline.solvers, spec.seeds.optimiser)
-    baseline = baseline_verdict(quality(workload, evidence.hardware.metrics), baselines, gates.baseline)
-    results = [ideal, statistical, hardware, baseline]
-    decision = decide(results, evidence.hardware.metrics[objective], None, direction)
-    return results, decision
+
+    def trial(executor: BackendExecutor, optimiser_seed: int, simulator_seed: int) -> TrialResult:
+        return optimise_and_measure(
+            workload, executor, optimiser=spec.optimiser, fixed=spec.parameters, shots=spec.shots,
+            optimiser_seed=optimiser_seed, simulator_seed=simulator_seed)
+
+    def executor(name: str, field: str) -> BackendExecutor:
+        return services.executor(name, transpiler_seed=seeds.transpiler, flow_run_id=None,
+                                 field=field)
+
+    ideal = trial(executor(gates.ideal.backend, "gates.ideal.backend"), seeds.optimiser,
+                  seeds.simulator)
+    ideal_result = ideal_verdict(objective, ideal.metrics[objective], gates.statistical.threshold,
+                                 direction, gates.ideal.backend)
+
+    repeat_executor = executor(gates.ideal.backend, "gates.ideal.backend")
+    repeats = tuple(trial(repeat_executor, derive_seed(seeds.optimiser, k + 1),
+                          derive_seed(seeds.simulator, k + 1))
+                    for k in range(gates.statistical.repeats))
+    statistical_result = statistical_verdict(objective, [t.metrics[objective] for t in repeats],
+                                             gates.statistical, direction, gates.ideal.backend)
+
+    hardware_executor = executor(gates.hardware.backend, "gates.hardware.backend")
+    with hardware_executor.submitter.mode(gates.hardware.mode):
+        hardware = measure(workload, hardware_executor, ideal.parameters, shots=spec.shots,
+                           seed=seeds.simulator)
+    hardware_result = hardware_verdict(
+        objective, hardware.metrics, workload.family.degradation(ideal.metrics, hardware.metrics),
+        total_variation_distance(ideal.counts, hardware.counts), gates.hardware,
+        gates.hardware.backend)
+
+    baselines = run_baselines(workload, gates.baseline.solvers, seeds.optimiser)
+    baseline_result = baseline_verdict(workload.family.quality(hardware.metrics), baselines,
+                                       gates.baseline)
+
+    results = (ideal_result, statistical_result, hardware_result, baseline_result)
+    decision = decide(results, hardware.metrics[objective], None, direction)
+    return DomainRound(ideal=ideal, repeats=repeats, hardware=hardware, gates=results,
+                       decision=decision, execution=services.log.record())
 
 
-def _seconds(evidence: QuantumEvidence) -> dict[str, float]:
-    runs = [evidence.ideal, *evidence.repeats, evidence.hardware]
-    return {"executor_seconds": sum(e.quantum_seconds for e in runs),
-            "optimiser_and_analysis_seconds": sum(e.classical_seconds for e in runs)}
+def use_cases(spec: ExperimentSpec) -> UseCaseRound:
+    """The promotion through the application layer, step for step as
+    ``flows.promote_experiment`` runs it, with settings read from ``QHYBRID_*`` and a single
+    attempt per submission (no Prefect task runs)."""
+    services = Services.open(Settings())
+    run: RunHandle = open_run(spec, RunOptions(), services, kind="promotion", flow_run_id=None)
+    try:
+        ideal = ideal_gate(run, services)
+        statistical = statistical_gate(run, services)
+        hardware = hardware_gate(run, services, ideal.trial)
+        baseline = baseline_gate(run, services, hardware.trial)
+        steps = [ideal, statistical, hardware, baseline]
+        decision = decide_promotion(run, services, [s.gate for s in steps if s.gate],
+                                    hardware.trial)
+        recorded = record_evidence(run, services, ideal.trial, steps, decision)
+        version = apply_promotion(run, services, decision)
+        report = finish_run(run, services, recorded, ideal.trial, steps, decision, version)
+    except BaseException as exc:
+        fail_run(run, services, exc)
+        raise
+    assert ideal.trial is not None and hardware.trial is not None
+    return UseCaseRound(report=report, ideal=ideal.trial, hardware=hardware.trial)
 
 
-@pytest.mark.benchmark(group=GROUP)
-def test_promotion_quantum_execution(benchmark, promotion_spec, tmp_settings, problem,
-                                     evidence_cache):
-    instance, workload = problem
-    evidence = benchmark.pedantic(quantum_part, args=(promotion_spec, tmp_settings, instance, workload),
-                                  rounds=1, iterations=1, warmup_rounds=0)
-    evidence_cache["quantum"] = evidence
-    record = evidence.log.record()
-    benchmark.extra_info |= _seconds(evidence) | {
-        "optimiser_batches": sum(e.batches for e in [evidence.ideal, *evidence.repeats]),
-        "optimiser_points": sum(e.evaluations for e in [evidence.ideal, *evidence.repeats]),
-        "provider_submissions": record.provider_submissions,
-        "reattachments": record.reattachments,
-    }
-    # Executed for real: every distinct submission reached the simulator once, none failed.
-    assert record.provider_submissions == record.distinct_jobs > 0
-    assert not record.failures_by_class
-    assert len(evidence.repeats) == promotion_spec.gates.statistical.repeats
-    assert evidence.ideal.evaluations > 0
-    assert sum(evidence.hardware.counts.values()) == promotion_spec.shots
-    assert 0.0 < evidence.ideal.metrics["approximation_ratio"] <= 1.0
-
-
-@pytest.mark.benchmark(group=GROUP)
-def test_promotion_classical_computation(benchmark, promotion_spec, tmp_settings, problem,
-                                         evidence_cache):
-    instance, workload = problem
-    evidence = evidence_cache.get("quantum") or quantum_part(promotion_spec, tmp_settings,
-                                                             instance, workload)
-    gates, decision = benchmark.pedantic(classical_part,
-                                         args=(promotion_spec, instance, workload, evidence),
-                                         rounds=5, iterations=1, warmup_rounds=0)
-    assert [g.gate for g in gates] == ["ideal", "statistical", "hardware", "baseline"]
-    assert decision.promote == all(g.passed for g in gates)
-
-
-@pytest.mark.benchmark(group=GROUP)
-def test_promotion_full_flow(benchmark, prefect_harness, promotion_spec, tmp_settings):
+def promotion_flow(spec: ExperimentSpec) -> RunReport:
     from flows import promote_experiment
 
-    report = benchmark.pedantic(promote_experiment, args=(promotion_spec, tmp_settings),
-                                rounds=1, iterations=1, warmup_rounds=0)
-    benchmark.extra_info |= {"promoted": bool(report.decision and report.decision.promote),
-                             "gate_seconds": {g.gate: round(g.seconds, 3) for g in report.gates}}
-    if report.execution is not None:
-        benchmark.extra_info |= {"provider_submissions": report.execution.provider_submissions,
-                                 "reattachments": report.execution.reattachments}
-        assert report.execution.provider_submissions > 0
-    assert [g.gate for g in report.gates] == ["ideal", "statistical", "hardware", "baseline"]
-    assert report.decision is not None
+    return promote_experiment(spec)
+
+
+def check_outcome(name: str, outcome: Outcome, spec: ExperimentSpec) -> None:
+    """What any of the three must have computed, and the same as the others."""
+    assert tuple(g for g, _ in outcome.gates) == GATES
+    assert outcome.promote == all(passed for _, passed in outcome.gates)
+    assert outcome.aliases == (("challenger", "champion") if outcome.promote else ())
+    # Executed for real, on the round's new state store: one provider job per distinct key.
+    assert outcome.provider_submissions == outcome.distinct_jobs > 0
+    for other, seen in _OUTCOMES.items():
+        assert outcome == seen, f"{name} computed {outcome}, {other} computed {seen}"
+    _OUTCOMES[name] = outcome
+
+
+def check_execution(execution: ExecutionRecord | None) -> ExecutionRecord:
+    assert execution is not None
+    assert execution.reattachments == 0 and not execution.failures_by_class
+    assert not execution.fallbacks and execution.breaker_trips == 0
+    return execution
+
+
+def check_records(settings: Settings, report: RunReport) -> None:
+    """The records a promotion leaves in its round's folder."""
     assert report.mlflow_run_id
-    assert tmp_settings.promotion_log_path.exists()
-    assert tmp_settings.manifests_path.joinpath(f"{report.mlflow_run_id}.json").exists()
+    assert settings.promotion_log_path.exists()
+    assert settings.manifests_path.joinpath(f"{report.mlflow_run_id}.json").exists()
+    assert (report.registered_version is not None) == bool(report.decision
+                                                           and report.decision.promote)
+
+
+def report_outcome(report: RunReport) -> Outcome:
+    assert report.decision is not None and report.execution is not None
+    return Outcome(
+        gates=tuple((g.gate, g.passed) for g in report.gates),
+        promote=report.decision.promote, aliases=report.decision.aliases,
+        score=report.decision.score,
+        provider_submissions=report.execution.provider_submissions,
+        distinct_jobs=report.execution.distinct_jobs)
+
+
+def rounds_info(rounds: list[dict[str, Any]], timed: bool) -> list[dict[str, Any]]:
+    """Per-round extra_info; the first round is the untimed warm-up when timing."""
+    return [{"warmup": timed and i < WARMUP_ROUNDS, **r} for i, r in enumerate(rounds)]
+
+
+def _seconds(value: float) -> float:
+    return round(value, 4)
+
+
+@pytest.mark.benchmark(group=GROUP)
+def test_promotion_domain_only(benchmark, prefect_harness, promotion_spec, fresh_records, timed):
+    spec = promotion_spec
+    done: list[DomainRound] = []
+
+    def target(spec: ExperimentSpec) -> DomainRound:
+        done.append(domain_only(spec))
+        return done[-1]
+
+    def setup():
+        fresh_store(fresh_records, spec)
+        return (spec,), {}
+
+    benchmark.pedantic(target, setup=setup, rounds=ROUNDS, iterations=1,
+                       warmup_rounds=WARMUP_ROUNDS)
+
+    assert len(done) == (ROUNDS + WARMUP_ROUNDS if timed else 1)
+    rounds = []
+    for r in done:
+        execution = check_execution(r.execution)
+        assert len(r.repeats) == spec.gates.statistical.repeats
+        assert r.ideal.evaluations > 0 and r.ideal.backend == spec.gates.ideal.backend
+        assert r.hardware.backend == spec.gates.hardware.backend
+        assert sum(r.hardware.counts.values()) == spec.shots
+        assert 0.0 < r.ideal.metrics["approximation_ratio"] <= 1.0
+        check_outcome("domain_only", Outcome(
+            gates=tuple((g.gate, g.passed) for g in r.gates), promote=r.decision.promote,
+            aliases=r.decision.aliases, score=r.decision.score,
+            provider_submissions=execution.provider_submissions,
+            distinct_jobs=execution.distinct_jobs), spec)
+        trials = (r.ideal, *r.repeats, r.hardware)
+        rounds.append({
+            "executor_seconds": _seconds(sum(t.quantum_seconds for t in trials)),
+            "executor_seconds_ideal_hardware": _seconds(r.ideal.quantum_seconds
+                                                        + r.hardware.quantum_seconds),
+            "optimiser_and_analysis_seconds": _seconds(sum(t.classical_seconds for t in trials)),
+            "optimiser_batches": sum(t.batches for t in (r.ideal, *r.repeats)),
+            "optimiser_points": sum(t.evaluations for t in (r.ideal, *r.repeats)),
+            "provider_submissions": execution.provider_submissions,
+        })
+    benchmark.extra_info |= {"promoted": done[-1].decision.promote,
+                             "rounds": rounds_info(rounds, timed)}
+
+
+@pytest.mark.benchmark(group=GROUP)
+def test_promotion_use_cases(benchmark, prefect_harness, promotion_spec, fresh_records, timed):
+    spec = promotion_spec
+    done: list[tuple[Settings, UseCaseRound]] = []
+    settings: list[Settings] = []
+
+    def target(spec: ExperimentSpec) -> UseCaseRound:
+        done.append((settings[-1], use_cases(spec)))
+        return done[-1][1]
+
+    def setup():
+        settings.append(fresh_store(fresh_records, spec))
+        return (spec,), {}
+
+    benchmark.pedantic(target, setup=setup, rounds=ROUNDS, iterations=1,
+                       warmup_rounds=WARMUP_ROUNDS)
+
+    assert len(done) == (ROUNDS + WARMUP_ROUNDS if timed else 1)
+    rounds = []
+    for round_settings, r in done:
+        report = r.report
+        execution = check_execution(report.execution)
+        check_records(round_settings, report)
+        assert report.prefect_flow_run_id is None
+        check_outcome("use_cases", report_outcome(report), spec)
+        rounds.append({
+            "executor_seconds_ideal_hardware": _seconds(r.ideal.quantum_seconds
+                                                        + r.hardware.quantum_seconds),
+            "gate_seconds": {g.gate: _seconds(g.seconds) for g in report.gates},
+            "provider_submissions": execution.provider_submissions,
+        })
+    benchmark.extra_info |= {"promoted": bool(done[-1][1].report.decision.promote),
+                             "rounds": rounds_info(rounds, timed)}
+
+
+@pytest.mark.benchmark(group=GROUP)
+def test_promotion_flow(benchmark, prefect_harness, promotion_spec, fresh_records, timed):
+    spec = promotion_spec
+    done: list[tuple[Settings, RunReport]] = []
+    settings: list[Settings] = []
+
+    def target(spec: ExperimentSpec) -> RunReport:
+        done.append((settings[-1], promotion_flow(spec)))
+        return done[-1][1]
+
+    def setup():
+        settings.append(fresh_store(fresh_records, spec))
+        return (spec,), {}
+
+    benchmark.pedantic(target, setup=setup, rounds=ROUNDS, iterations=1,
+                       warmup_rounds=WARMUP_ROUNDS)
+
+    assert len(done) == (ROUNDS + WARMUP_ROUNDS if timed else 1)
+    rounds = []
+    for round_settings, report in done:
+        assert isinstance(report, RunReport), report
+        execution = check_execution(report.execution)
+        check_records(round_settings, report)
+        assert report.prefect_flow_run_id
+        check_outcome("flow", report_outcome(report), spec)
+        # The executor seconds of the ideal and hardware TrialResults, as the flow logged them
+        # on their gate runs (read after the rounds, untimed).
+        tracker = Tracker.for_settings(round_settings)
+        quantum = {g.gate: tracker.get_run(g.mlflow_run_id).metrics["quantum_seconds"]
+                   for g in report.gates if g.gate in ("ideal", "hardware") and g.mlflow_run_id}
+        assert set(quantum) == {"ideal", "hardware"}
+        rounds.append({
+            "executor_seconds_ideal_hardware": _seconds(sum(quantum.values())),
+            "gate_seconds": {g.gate: _seconds(g.seconds) for g in report.gates},
+            "provider_submissions": execution.provider_submissions,
+        })
+    benchmark.extra_info |= {"promoted": bool(done[-1][1].decision.promote),
+                             "rounds": rounds_info(rounds, timed)}

@@ -95,7 +95,7 @@ def store_urls(tmp_path_factory: pytest.TempPathFactory) -> Callable[[], str]:
 
 
 def fresh_executor(settings: Settings, circuit: QuantumCircuit, *, store: StateStore | None = None,
-                   **options) -> BackendExecutor:  # noqa: ANN003 - open_executor's options
+                   **options) -> BackendExecutor:
     """A new executor on ``store`` (a new in-memory one when None), circuit transpiled."""
     executor = open_executor("aer", settings, transpiler_seed=TRANSPILER_SEED, store=store,
                              log=ExecutionLog(), **options)
@@ -114,7 +114,7 @@ def check(counts: list[dict[str, int]], reference: list[dict[str, int]]) -> None
     assert counts == reference, "a layer changed the counts of a seeded submission"
 
 
-def executed(opened: list[BackendExecutor], benchmark) -> None:  # noqa: ANN001 - fixture
+def executed(opened: list[BackendExecutor], benchmark) -> None:
     """Every round sent all 100 submissions to the simulator and re-attached none."""
     assert opened
     for executor in opened:
@@ -124,7 +124,7 @@ def executed(opened: list[BackendExecutor], benchmark) -> None:  # noqa: ANN001 
     benchmark.extra_info |= {"submissions": N, "provider_submissions": N, "reattachments": 0}
 
 
-def per_submission(benchmark) -> None:  # noqa: ANN001 - fixture
+def per_submission(benchmark) -> None:
     stats = getattr(getattr(benchmark, "stats", None), "stats", None)
     if stats is not None:
         benchmark.extra_info["ms_per_submission_mean"] = round(stats.mean / N * 1000, 3)

@@ -1,7 +1,8 @@
 """A 1,000-point parameter sweep of the bundled QAOA workload on ideal Aer.
 
 Both benchmarks share the group ``sweep-1000``: one batched estimate (a single PUB holding a
-(1000, 2) array of points) against 1,000 estimate calls of one point each.
+(1000, 2) array of points) against 1,000 estimate calls of one point each. A smoke run
+(``--benchmark-disable``) sweeps a 10 x 10 grid instead (100 points), with the same checks.
 
 Both go through the executor the domain uses (``open_executor("aer", ...)``: idempotency key,
 in-memory state store, local job, result read back). Every round opens a fresh executor, so
@@ -19,7 +20,8 @@ from backends import BackendExecutor, open_executor
 from qhybrid.core import QaoaMaxcutFamily, Settings
 from qhybrid.experiments import Workload, build_workload, load_instance
 
-POINTS = 1000
+GRID = (40, 25)  # gamma x beta: 1,000 points when timing
+SMOKE_GRID = (10, 10)  # 100 points in a --benchmark-disable smoke run
 SEED = 12
 TRANSPILER_SEED = 0
 GROUP = "sweep-1000"
@@ -32,15 +34,17 @@ def workload(project_root: Path) -> Workload:
 
 
 @pytest.fixture(scope="module")
-def points(workload: Workload) -> np.ndarray:
+def points(workload: Workload, timed: bool) -> np.ndarray:
     """A 40 x 25 grid over the family's bounds (gamma in [0, pi], beta in [0, pi/2]),
-    in circuit parameter order, shape (1000, 2); no two points are equal."""
+    in circuit parameter order, shape (1000, 2); no two points are equal. 10 x 10 in a smoke
+    run."""
+    n_gamma, n_beta = GRID if timed else SMOKE_GRID
     (g_lo, g_hi), (b_lo, b_hi) = workload.bounds
-    gammas, betas = np.meshgrid(np.linspace(g_lo, g_hi, 40), np.linspace(b_lo, b_hi, 25),
-                                indexing="ij")
+    gammas, betas = np.meshgrid(np.linspace(g_lo, g_hi, n_gamma),
+                                np.linspace(b_lo, b_hi, n_beta), indexing="ij")
     family_order = np.column_stack([gammas.ravel(), betas.ravel()])
-    assert family_order.shape == (POINTS, 2)
-    assert len(np.unique(family_order, axis=0)) == POINTS
+    assert family_order.shape == (n_gamma * n_beta, 2)
+    assert len(np.unique(family_order, axis=0)) == n_gamma * n_beta
     return workload.circuit_points(family_order)
 
 
@@ -84,9 +88,9 @@ def test_sweep_batched_one_pub(benchmark, tmp_settings, workload, points, refere
     values = benchmark.pedantic(_batched, setup=_rounds(tmp_settings, workload, points, opened),
                                 rounds=3, iterations=1, warmup_rounds=0)
     log = opened[-1].submitter.log
-    benchmark.extra_info |= {"points": POINTS, "estimate_calls": 1,
+    benchmark.extra_info |= {"points": len(points), "estimate_calls": 1,
                              "provider_submissions": log.provider_submissions}
-    assert values.shape == (POINTS,)
+    assert values.shape == (len(points),)
     np.testing.assert_allclose(values, reference)
     assert all(e.submitter.log.provider_submissions == 1 for e in opened)
     assert all(e.submitter.log.reattachments == 0 for e in opened)
@@ -98,11 +102,11 @@ def test_sweep_per_point_1000_calls(benchmark, tmp_settings, workload, points, r
     values = benchmark.pedantic(_per_point, setup=_rounds(tmp_settings, workload, points, opened),
                                 rounds=1, iterations=1, warmup_rounds=0)
     log = opened[-1].submitter.log
-    benchmark.extra_info |= {"points": POINTS, "estimate_calls": POINTS,
+    benchmark.extra_info |= {"points": len(points), "estimate_calls": len(points),
                              "provider_submissions": log.provider_submissions}
-    assert values.shape == (POINTS,)
+    assert values.shape == (len(points),)
     assert np.allclose(values, reference), "per-point values differ from the batched sweep"
     # Every call executed: one provider job per point, none re-attached.
-    assert log.provider_submissions == POINTS and log.reattachments == 0
+    assert log.provider_submissions == len(points) and log.reattachments == 0
     # The expected cut of a 10-node 3-regular graph (15 edges) lies in [0, 15].
-    assert 0.0 <= values.min() and values.max() <= 15.0
+    assert values.min() >= 0.0 and values.max() <= 15.0

@@ -254,6 +254,34 @@ def _print_report(report: RunReport, settings: Settings) -> None:
               "# then http://127.0.0.1:5000")
 
 
+def _flow_command(spec_path: Path, kind: str, options_of: Callable[[], RunOptions],
+                  as_json: bool) -> RunReport:
+    """Validate, preflight, run the kind's flow, and print its report."""
+    try:
+        settings = _settings()
+        spec = load_spec(spec_path)
+        options = options_of()
+        _preflight(spec, settings, options, kind)
+        if kind == "run":
+            from flows import run_experiment
+
+            target = options.backend or spec.gates.ideal.backend
+            report = _run_flow(f"running {spec.name} on {target}", 4,
+                               lambda: run_experiment(spec, options))
+        else:
+            from flows import promote_experiment
+
+            report = _run_flow(f"promoting {spec.name} {spec.version} through 4 gates", 9,
+                               lambda: promote_experiment(spec, options))
+    except QhybridError as exc:
+        raise _fail(exc, as_json) from exc
+    if as_json:
+        _emit(report)
+    else:
+        _print_report(report, settings)
+    return report
+
+
 @app.command()
 def run(
     spec: Annotated[Path, typer.Argument(help="Experiment spec (YAML).")],
@@ -263,22 +291,7 @@ def run(
     allow_unpinned_data: AllowUnpinned = False,
 ) -> None:
     """One run of one experiment on one backend, tracked in MLflow, without gates."""
-    try:
-        settings = _settings()
-        parsed = load_spec(spec)
-        options = _options(backend, allow_unpinned_data)
-        _preflight(parsed, settings, options, "run")
-        from flows import run_experiment
-
-        target = options.backend or parsed.gates.ideal.backend
-        report = _run_flow(f"running {parsed.name} on {target}", 4,
-                           lambda: run_experiment(parsed, options))
-    except QhybridError as exc:
-        raise _fail(exc, as_json) from exc
-    if as_json:
-        _emit(report)
-    else:
-        _print_report(report, settings)
+    _flow_command(spec, "run", lambda: _options(backend, allow_unpinned_data), as_json)
 
 
 @app.command()
@@ -288,21 +301,8 @@ def promote(
     allow_unpinned_data: AllowUnpinned = False,
 ) -> None:
     """Run every gate and promote the experiment if all pass (exit 3 if refused)."""
-    try:
-        settings = _settings()
-        parsed = load_spec(spec)
-        options = _options(None, allow_unpinned_data)
-        _preflight(parsed, settings, options, "promotion")
-        from flows import promote_experiment
-
-        report = _run_flow(f"promoting {parsed.name} {parsed.version} through 4 gates", 9,
-                           lambda: promote_experiment(parsed, options))
-    except QhybridError as exc:
-        raise _fail(exc, as_json) from exc
-    if as_json:
-        _emit(report)
-    else:
-        _print_report(report, settings)
+    report = _flow_command(spec, "promotion", lambda: _options(None, allow_unpinned_data),
+                           as_json)
     if report.decision is not None and not report.decision.promote:
         raise typer.Exit(EXIT_REFUSED)
 
