@@ -24,7 +24,9 @@ def fake_device(device: str, *, field: str = "backend") -> fake_provider.fake_ba
         BackendNameError: No such fake device ships with qiskit-ibm-runtime.
     """
     cls = getattr(fake_provider, _class_name(device), None)
-    if not device.startswith("fake_") or cls is None:
+    # Only a device class: the module also holds providers (FakeProviderForBackendV2).
+    if (not device.startswith("fake_") or not isinstance(cls, type)
+            or not issubclass(cls, fake_provider.fake_backend.FakeBackendV2)):
         raise BackendNameError(
             f"unknown fake device '{device}' (examples: fake_manila, fake_lima, fake_guadalupe)",
             field=field,

@@ -42,7 +42,7 @@ from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.pool import ConnectionPoolEntry, StaticPool
 
-from qhybrid.core import InvalidInputError, TrackingError
+from qhybrid.core import InvalidInputError, TrackingError, redact_text, redact_url
 
 _META = MetaData()
 
@@ -136,7 +136,10 @@ def _engine(url: str) -> Engine:
         engine = _ENGINES.get(url)
         if engine is None:
             if url.startswith("sqlite:///"):
-                Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+                folder = Path(url.removeprefix("sqlite:///")).parent
+                if folder.exists() and not folder.is_dir():
+                    raise NotADirectoryError(20, "Not a directory", str(folder))
+                folder.mkdir(parents=True, exist_ok=True)
                 engine = create_engine(url, connect_args={"timeout": 30})
                 event.listen(engine, "connect", _sqlite_pragmas)
             else:
@@ -167,13 +170,24 @@ class StateStore:
 
     def __init__(self, url: str) -> None:
         self.url = url
+        shown = redact_url(url)
         try:
             self.engine = _engine(url)
         except (ArgumentError, NoSuchModuleError) as exc:  # a URL nothing can connect to
-            raise InvalidInputError(f"not a usable state store URL '{url}': {exc}",
-                                    field="QHYBRID_STATE_URL") from exc
+            raise InvalidInputError(
+                f"not a usable state store URL '{shown}': {redact_text(str(exc), url)}",
+                field="QHYBRID_STATE_URL") from None
+        except ImportError as exc:  # a known database whose driver is not installed
+            raise InvalidInputError(
+                f"the state store URL '{shown}' needs the Python package '{exc.name}', which "
+                "is not installed (PostgreSQL: pip install 'qhybrid[postgres]')",
+                field="QHYBRID_STATE_URL") from None
+        except OSError as exc:  # its SQLite folder cannot be created
+            raise InvalidInputError(f"cannot create the state store '{shown}': {exc.strerror}",
+                                    field="QHYBRID_STATE_URL") from None
         except SQLAlchemyError as exc:
-            raise TrackingError(f"cannot open the state store {url}: {exc}") from exc
+            raise TrackingError(f"cannot open the state store {shown}: "
+                                f"{redact_text(str(exc), url)}") from None
 
     def _write(self, statement: Executable) -> int:
         try:

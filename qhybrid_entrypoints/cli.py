@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable
@@ -36,13 +37,14 @@ from qhybrid.core import (
     ErrorReport,
     ExecutionRecord,
     ExperimentSpec,
-    InvalidInputError,
     QhybridError,
     RunCancelledError,
     RunOptions,
     RunReport,
     Settings,
+    load_settings,
     load_spec,
+    redact_url,
 )
 from qhybrid_entrypoints.exits import EXIT_REFUSED, exit_code
 
@@ -81,10 +83,7 @@ def _emit(document: BaseModel) -> None:
 
 
 def _settings() -> Settings:
-    try:
-        return Settings()
-    except ValueError as exc:
-        raise InvalidInputError(f"invalid QHYBRID_* setting: {exc}", field="settings") from exc
+    return load_settings(os.environ)
 
 
 def _prefect_home() -> str:
@@ -250,7 +249,8 @@ def _print_report(report: RunReport, settings: Settings) -> None:
     out.print("\nOpen the UIs on this data:")
     out.print(f"  Prefect: PREFECT_HOME={_prefect_home()} prefect server start   "
               f"# then http://127.0.0.1:4200/runs/flow-run/{report.prefect_flow_run_id}")
-    out.print(f"  MLflow:  mlflow ui --backend-store-uri {settings.tracking_uri} --port 5000   "
+    out.print(f"  MLflow:  mlflow ui --backend-store-uri {redact_url(settings.tracking_uri)} "
+              "--port 5000   "
               "# then http://127.0.0.1:5000")
 
 

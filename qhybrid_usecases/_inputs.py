@@ -95,10 +95,11 @@ def preflight(
         InvalidInputError: Naming the field at fault.
         TrackingError: The state store cannot be opened.
     """
-    StateStore(settings.state_store_url)
     opened = {field: open_engine(name, settings, transpiler_seed=spec.seeds.transpiler, field=field)
               for field, name in backends_of(spec, options, kind=kind).items()}
     inputs = load_inputs(spec, settings, allow_unpinned_data=options.allow_unpinned_data)
     for field, engine in opened.items():
         check_width(engine.name, inputs.workload.ansatz, engine.num_qubits, field=field)
+    # Last: opening the store creates it, and a refused input must leave nothing behind.
+    StateStore(settings.state_store_url)
     return inputs

@@ -13,7 +13,9 @@ from pydantic import BaseModel, ConfigDict
 
 from qhybrid.core import (
     CircuitRecord,
+    DataPinRecord,
     ExecutionRecord,
+    ManifestSeeds,
     PromotionDecision,
     RunManifest,
     RunReport,
@@ -99,9 +101,11 @@ def record_evidence(
         kind=run.kind, experiment=spec.name, version=spec.version,
         spec=spec.model_dump(mode="json"), spec_sha256=spec.sha256(),
         parameters=trial.parameters, parameter_names=workload.parameter_names,
-        seeds=spec.seeds.model_dump(), shots=spec.shots, backends=backends,
+        seeds=ManifestSeeds.model_validate(spec.seeds.model_dump()), shots=spec.shots,
+        backends=backends,
         circuits=tuple(circuits), ideal_counts=counts, ideal_counts_sha256=counts_sha256(counts),
-        data=run.pins, packages=package_versions(),
+        data={path: DataPinRecord.model_validate(pin) for path, pin in run.pins.items()},
+        packages=package_versions(),
         git_commit=git_commit(services.settings.project_root),
         prefect_flow_run_id=run.flow_run_id, mlflow_run_id=run.mlflow_run_id,
         created=dt.datetime.now(dt.UTC).isoformat(), execution=services.log.record(),

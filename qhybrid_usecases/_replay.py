@@ -33,16 +33,16 @@ def replay(path: Path, settings: Settings) -> ReplayReport:
         full = settings.project_root / rel
         if not full.is_file():
             raise DataError(f"{rel} is missing; run `dvc pull` or `dvc repro`", field="data")
-        if file_md5(full) != pin["md5"]:
-            raise DataError(f"{rel} differs from the data this run used (md5 {pin['md5']})",
+        if file_md5(full) != pin.md5:
+            raise DataError(f"{rel} differs from the data this run used (md5 {pin.md5})",
                             field="data")
     workload = build_workload(spec.family, load_instance(settings.project_root / spec.dataset.path))
     parameters = np.array(manifest.parameters, dtype=float)
     # A fresh in-memory store and no faults: a replay executes again, never re-attaches.
     backend = open_executor("aer", settings.model_copy(update={"faults": ""}),
-                            transpiler_seed=manifest.seeds["transpiler"])
+                            transpiler_seed=manifest.seeds.transpiler)
     counts = backend.sample(workload.measured, workload.circuit_points(parameters),
-                            shots=manifest.shots, seed=manifest.seeds["simulator"])[0]
+                            shots=manifest.shots, seed=manifest.seeds.simulator)[0]
     recorded = manifest.ideal_counts
     final = next((c for c in manifest.circuits if c.role == "final"), None)
     circuit_same = final is not None and qasm3_sha256(

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from qhybrid.core import InvalidInputError, RunManifest, TrackingError
+from qhybrid.core import InvalidInputError, RunManifest, TrackingError, read_input
 
 
 def write_manifest(path: Path, manifest: RunManifest) -> Path:
@@ -30,16 +30,13 @@ def read_manifest(path: Path) -> RunManifest:
     """Read and validate a manifest.
 
     Raises:
-        InvalidInputError: The file is missing or is not a valid manifest.
+        InvalidInputError: The file is missing, not a regular file, too large, not UTF-8, or is
+            not a valid manifest (field MANIFEST; the message names the manifest's field).
     """
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise InvalidInputError(f"cannot read manifest {path}: {exc.strerror}",
-                                field="MANIFEST") from exc
+    text = read_input(path, field="MANIFEST", what="manifest")
     try:
         return RunManifest.model_validate_json(text)
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
-        where = ".".join(str(p) for p in first["loc"])
+        where = ".".join(str(p) for p in first["loc"]) or "<manifest>"
         raise InvalidInputError(f"{path}: {where}: {first['msg']}", field="MANIFEST") from exc

@@ -13,11 +13,21 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import ParamSpec, TypeVar
 
+import httpx
 from mlflow.entities import Metric, Param, Run, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
+from sqlalchemy import create_engine
+from sqlalchemy.exc import SQLAlchemyError
 
-from qhybrid.core import ModelVersionRecord, RunRecord, Settings, TrackingError
+from qhybrid.core import (
+    ModelVersionRecord,
+    RunRecord,
+    Settings,
+    TrackingError,
+    redact_text,
+    redact_url,
+)
 
 SCORE_TAG = "qhybrid.score"
 _MAX_PARAM = 6000
@@ -28,25 +38,62 @@ _R = TypeVar("_R")
 
 
 def _mapped(action: str) -> Callable[[Callable[_P, _R]], Callable[_P, _R]]:
-    """Translate MLflow's and the file system's errors into TrackingError, naming ``action``."""
+    """Translate MLflow's and the file system's errors into TrackingError, naming ``action``;
+    a password in the store's URI is masked in the message."""
 
     def wrap(fn: Callable[_P, _R]) -> Callable[_P, _R]:
         @functools.wraps(fn)
         def inner(*args: _P.args, **kwargs: _P.kwargs) -> _R:
             try:
                 return fn(*args, **kwargs)
-            except MlflowException as exc:
-                raise TrackingError(f"MLflow could not {action}: {exc.message}") from exc
-            except OSError as exc:
-                raise TrackingError(f"MLflow could not {action}: {exc}") from exc
+            except (MlflowException, OSError, SQLAlchemyError) as exc:  # SQL store at the seam
+                uris = [getattr(args[0], "tracking_uri", ""), *(a for a in args
+                                                                if isinstance(a, str))]
+                text = exc.message if isinstance(exc, MlflowException) else str(exc)
+                raise TrackingError(
+                    f"MLflow could not {action}: {redact_text(text, *uris)}") from None
 
         return inner
 
     return wrap
 
 
+_PROBE_SECONDS = 10.0
+_REACHED: set[str] = set()
+
+
+def _probe(tracking_uri: str) -> None:
+    """Reach the tracking store once, within ``_PROBE_SECONDS``: MLflow itself retries an
+    unreachable database for minutes before it gives up.
+
+    Raises:
+        TrackingError: The store does not answer (its URI's password masked).
+    """
+    if tracking_uri in _REACHED or tracking_uri.startswith(("sqlite:", "file:")) \
+            or "://" not in tracking_uri:
+        return
+    try:
+        if tracking_uri.startswith(("http://", "https://")):
+            httpx.get(f"{tracking_uri.rstrip('/')}/health",
+                      timeout=_PROBE_SECONDS).raise_for_status()
+        else:
+            args = {"connect_timeout": int(_PROBE_SECONDS)} \
+                if tracking_uri.startswith("postgresql") else {}
+            engine = create_engine(tracking_uri, connect_args=args)
+            try:
+                with engine.connect():
+                    pass
+            finally:
+                engine.dispose()
+    except (httpx.HTTPError, SQLAlchemyError, ImportError) as exc:
+        raise TrackingError(f"the MLflow store {redact_url(tracking_uri)} does not answer: "
+                            f"{redact_text(str(exc), tracking_uri)}") from None
+    _REACHED.add(tracking_uri)
+
+
 @_mapped("open the tracking store")
 def _client(tracking_uri: str) -> MlflowClient:
+    _probe(tracking_uri)
     return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
 

@@ -3,11 +3,13 @@ blocks, so that they never travel as flow parameters."""
 
 from __future__ import annotations
 
+import os
+
 from prefect.blocks.system import Secret
 from pydantic import SecretStr
 
 from backends import Runner
-from qhybrid.core import BackendNameError, InvalidInputError, Settings
+from qhybrid.core import BackendNameError, Settings, load_settings
 from qhybrid_usecases import Services
 from tasks.submission import prefect_runner
 
@@ -36,14 +38,10 @@ def read_settings() -> Settings:
     """The ``QHYBRID_*`` settings of this process, with the IBM token resolved.
 
     Raises:
-        InvalidInputError: A setting is invalid (field ``settings``).
+        InvalidInputError: An unknown ``QHYBRID_*`` variable or an invalid value, naming it.
         BackendNameError: The named Secret block does not exist.
     """
-    try:
-        settings = Settings()
-    except ValueError as exc:
-        raise InvalidInputError(f"invalid QHYBRID_* setting: {exc}", field="settings") from exc
-    return resolve_ibm_token(settings)
+    return resolve_ibm_token(load_settings(os.environ))
 
 
 def flow_services(runner: Runner | None = None) -> Services:

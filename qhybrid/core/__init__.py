@@ -20,7 +20,16 @@ from qhybrid.core._errors import (
     is_transient,
 )
 from qhybrid.core._faults import FaultPlan, parse_faults
+from qhybrid.core._inputs import (
+    MAX_INPUT_BYTES,
+    check_path,
+    parse_json,
+    parse_yaml,
+    read_input,
+    regular_file,
+)
 from qhybrid.core._options import RunOptions
+from qhybrid.core._redact import redact_text, redact_url, url_password
 from qhybrid.core._reports import (
     ErrorRecord,
     ErrorReport,
@@ -37,11 +46,13 @@ from qhybrid.core._results import (
     BaselineResult,
     CircuitRecord,
     CriterionResult,
+    DataPinRecord,
     Direction,
     DowngradeRecord,
     ExecutionRecord,
     GateName,
     GateResult,
+    ManifestSeeds,
     MitigationRecord,
     ModelVersionRecord,
     PromotionDecision,
@@ -50,7 +61,7 @@ from qhybrid.core._results import (
     RunReport,
     TrialResult,
 )
-from qhybrid.core._settings import Settings
+from qhybrid.core._settings import Settings, check_environment, load_settings
 from qhybrid.core._spec import (
     FAMILY_KINDS,
     BaselineGateSpec,
@@ -72,6 +83,7 @@ from qhybrid.core._spec import (
 
 __all__ = [
     "FAMILY_KINDS",
+    "MAX_INPUT_BYTES",
     "BackendError",
     "BackendKind",
     "BackendName",
@@ -83,6 +95,7 @@ __all__ = [
     "CircuitRecord",
     "CriterionResult",
     "DataError",
+    "DataPinRecord",
     "DatasetSpec",
     "Direction",
     "DowngradeRecord",
@@ -103,6 +116,7 @@ __all__ = [
     "LeaseRecord",
     "LeaseRelease",
     "LeasesReport",
+    "ManifestSeeds",
     "MitigationRecord",
     "MitigationSpec",
     "ModelVersionRecord",
@@ -130,9 +144,19 @@ __all__ = [
     "TransportError",
     "TrialResult",
     "VqeFamily",
+    "check_environment",
+    "check_path",
     "is_transient",
+    "load_settings",
     "load_spec",
     "parse_backend_name",
     "parse_faults",
+    "parse_json",
+    "parse_yaml",
+    "read_input",
+    "redact_text",
+    "redact_url",
+    "regular_file",
     "spec_from_mapping",
+    "url_password",
 ]

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Final, Literal
+import math
+from typing import Annotated, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 REPORT_SCHEMA_VERSION: Final = 1
 MANIFEST_SCHEMA_VERSION: Final = 1
@@ -186,6 +187,23 @@ class CircuitRecord(_Model):
     qpy_path: str | None = None
 
 
+class ManifestSeeds(_Model):
+    """Every seed a run used, as recorded (none may be missing)."""
+
+    transpiler: int = Field(ge=0, le=2**31 - 1)
+    simulator: int = Field(ge=0, le=2**31 - 1)
+    optimiser: int = Field(ge=0, le=2**31 - 1)
+
+
+class DataPinRecord(_Model):
+    """One input file as a run used it."""
+
+    md5: str = Field(pattern=r"^[0-9a-f]{32}$")
+    dvc_lock_md5: str | None = None
+    stage: str | None = None
+    matches_lock: bool
+
+
 class RunManifest(_Model):
     """Everything needed to rerun a run."""
 
@@ -195,21 +213,35 @@ class RunManifest(_Model):
     version: str
     spec: dict[str, object]
     spec_sha256: str
-    parameters: tuple[float, ...]
+    parameters: tuple[float, ...] = Field(description="Final parameters; finite.")
     parameter_names: tuple[str, ...]
-    seeds: dict[str, int]
-    shots: int
+    seeds: ManifestSeeds
+    shots: int = Field(ge=1, le=1_000_000)
     backends: dict[str, dict[str, object]]
     circuits: tuple[CircuitRecord, ...]
-    ideal_counts: dict[str, int]
+    ideal_counts: dict[str, Annotated[int, Field(ge=0)]]
     ideal_counts_sha256: str
-    data: dict[str, dict[str, object]]
+    data: dict[str, DataPinRecord]
     packages: dict[str, str]
     git_commit: str | None
     prefect_flow_run_id: str | None
     mlflow_run_id: str | None
     created: str
     execution: ExecutionRecord | None = None
+
+    @field_validator("parameters")
+    @classmethod
+    def _finite(cls, value: tuple[float, ...]) -> tuple[float, ...]:
+        if not all(math.isfinite(x) for x in value):
+            raise ValueError("parameters must be finite numbers")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RunManifest:
+        if len(self.parameters) != len(self.parameter_names):
+            raise ValueError(f"{len(self.parameters)} parameters for "
+                             f"{len(self.parameter_names)} parameter names")
+        return self
 
 
 class RunReport(_Model):

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Mapping
 from pathlib import Path
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from qhybrid.core._errors import InvalidInputError
 from qhybrid.core._faults import FaultPlan, parse_faults
+
+ENV_PREFIX = "QHYBRID_"
 
 
 class Settings(BaseSettings):
@@ -104,3 +109,41 @@ class Settings(BaseSettings):
     def manifests_path(self) -> Path:
         """Absolute folder for local copies of run manifests."""
         return self.resolve(self.manifests_dir)
+
+
+def check_environment(environ: Mapping[str, str]) -> None:
+    """Refuse a ``QHYBRID_*`` variable that is no setting: a misspelt setting silently ignored
+    would be a wrong run.
+
+    Args:
+        environ: The environment the settings are read from (e.g. ``os.environ``).
+
+    Raises:
+        InvalidInputError: Naming the variable, with the nearest setting's variable.
+    """
+    known = {f"{ENV_PREFIX}{name.upper()}" for name in Settings.model_fields}
+    for variable in sorted(environ):
+        if variable.upper().startswith(ENV_PREFIX) and variable.upper() not in known:
+            near = difflib.get_close_matches(variable.upper(), sorted(known), n=1)
+            hint = f"; did you mean {near[0]}?" if near else ""
+            raise InvalidInputError(f"{variable} is not a qhybrid setting{hint}",
+                                    field=variable)
+
+
+def load_settings(environ: Mapping[str, str]) -> Settings:
+    """The settings ``environ`` holds (the edge passes ``os.environ``), after
+    :func:`check_environment`. Only ``environ`` is read.
+
+    Raises:
+        InvalidInputError: An unknown ``QHYBRID_*`` variable, or an invalid value, naming the
+            variable.
+    """
+    check_environment(environ)
+    values = {key[len(ENV_PREFIX):].lower(): value for key, value in environ.items()
+              if key.upper().startswith(ENV_PREFIX)}
+    try:
+        return Settings.model_validate(values)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        variable = f"{ENV_PREFIX}{str(first['loc'][0]).upper()}" if first["loc"] else "settings"
+        raise InvalidInputError(f"invalid value: {first['msg']}", field=variable) from None

@@ -7,17 +7,18 @@ import json
 from pathlib import Path
 from typing import Annotated, ClassVar, Final, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from qhybrid.core._backend_name import parse_backend_name
-from qhybrid.core._errors import BackendNameError, SpecError
+from qhybrid.core._errors import BackendNameError, InvalidInputError, SpecError
+from qhybrid.core._inputs import check_path, parse_yaml, read_input
 
 SPEC_SCHEMA_VERSION: Final = 1
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # NaN or infinity is never a meaningful spec value (a threshold, a parameter, a weight).
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 class QaoaMaxcutFamily(_Model):
@@ -56,6 +57,10 @@ class DatasetSpec(_Model):
     def _relative(cls, value: str) -> str:
         if Path(value).is_absolute() or ".." in Path(value).parts:
             raise ValueError("must be a path inside the project, relative to its root")
+        try:
+            check_path(Path(value), field="dataset.path")
+        except InvalidInputError as exc:
+            raise ValueError(exc.message) from None
         return value
 
 
@@ -307,14 +312,9 @@ def load_spec(path: Path) -> ExperimentSpec:
     """Read and validate a YAML spec file.
 
     Raises:
-        SpecError: The file is missing, is not YAML, or does not validate.
+        SpecError: The file is missing, not a regular file, too large, not UTF-8, not YAML
+            (or repeats a key, or nests too deeply), or does not validate.
     """
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise SpecError(f"cannot read spec file {path}: {exc.strerror}", field="SPEC") from exc
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise SpecError(f"{path}: malformed YAML: {exc}", field="SPEC") from exc
+    text = read_input(path, field="SPEC", what="spec file", error=SpecError)
+    data = parse_yaml(text, source=str(path), field="SPEC", error=SpecError)
     return spec_from_mapping(data, source=str(path))

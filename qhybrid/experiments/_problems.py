@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -10,11 +9,12 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from qiskit.quantum_info import SparsePauliOp
 
-from qhybrid.core import DataError
+from qhybrid.core import DataError, parse_json, read_input
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # NaN or infinity is never a meaningful weight, coefficient or offset.
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 class GraphInstance(_Model):
@@ -81,18 +81,20 @@ def load_instance(path: Path, *, field: str = "dataset.path") -> Instance:
     """Read a problem instance from JSON.
 
     Raises:
-        DataError: The file is missing, not JSON, or not a valid instance.
+        DataError: The file is missing, not a regular file, too large, not UTF-8 JSON, or
+            not a valid instance.
     """
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise DataError(
-            f"{path} does not exist; run `dvc repro` (or `dvc pull`) to create it", field=field
-        ) from exc
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{path} is not readable JSON: {exc}", field=field) from exc
+        text = read_input(path, field=field, what="dataset", error=DataError)
+    except DataError as exc:
+        if not path.exists():
+            raise DataError(f"{path} does not exist; run `dvc repro` (or `dvc pull`) to create "
+                            "it", field=field) from exc
+        raise
+    raw = parse_json(text, source=str(path), field=field, error=DataError)
     try:
         return _Envelope.model_validate({"instance": raw}).instance
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
-        raise DataError(f"{path}: {first['msg']} at {first['loc'][1:]}", field=field) from exc
+        where = ".".join(str(p) for p in first["loc"][1:]) or "<instance>"
+        raise DataError(f"{path}: {where}: {first['msg']}", field=field) from exc

@@ -342,3 +342,58 @@ def test_a_run_killed_between_submission_and_result_reattaches_when_run_again(
             select(LOCAL_JOBS.c.tag, func.count()).group_by(LOCAL_JOBS.c.tag)).all()
     assert max(n for _tag, n in per_key) == 1  # no work was paid for twice
     assert store.count_local_jobs() == execution["distinct_jobs"]
+
+
+SENTINEL_PASSWORD = "pw-sentinel-7c1d"
+
+
+@pytest.mark.parametrize(("variable", "url", "args", "code"), [
+    ("QHYBRID_STATE_URL", f"postgresql+psycopg://u:{SENTINEL_PASSWORD}@127.0.0.1:9/db",
+     ["leases"], 6),
+    ("QHYBRID_STATE_URL", f"mysql://u:{SENTINEL_PASSWORD}@127.0.0.1/db", ["leases"], 2),
+    ("QHYBRID_MLFLOW_TRACKING_URI", f"postgresql+psycopg://u:{SENTINEL_PASSWORD}@127.0.0.1:9/db",
+     ["experiments"], 6),
+    ("QHYBRID_MLFLOW_TRACKING_URI", f"http://u:{SENTINEL_PASSWORD}@127.0.0.1:9",
+     ["show", "x@champion"], 6),
+])
+def test_a_password_in_a_store_url_is_never_printed(monkeypatch: pytest.MonkeyPatch, variable: str,
+                                                    url: str, args: list[str], code: int) -> None:
+    monkeypatch.setenv(variable, url)
+    for as_json in ([], ["--json"]):
+        result = CliRunner().invoke(app, [*args, *as_json])
+        assert result.exit_code == code, result.output
+        assert SENTINEL_PASSWORD not in result.stdout + result.stderr
+        assert "***" in result.stdout + result.stderr  # the URL is shown, masked
+
+
+@pytest.mark.parametrize(("url", "words"), [
+    ("mysql://u@127.0.0.1/db", "MySQLdb"), ("mssql://u@127.0.0.1/db", "pyodbc"),
+    ("sqlite:////dev/null/state.db", "Not a directory"),
+])
+def test_an_unusable_state_store_is_refused_before_anything_runs(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path, url: str, words: str) -> None:
+    monkeypatch.setenv("QHYBRID_STATE_URL", url)
+    result = CliRunner().invoke(app, ["run", str(REPO / "specs" / "vqe-h2.yaml"), "--json"])
+    assert result.exit_code == 2, result.output
+    error = json.loads(result.stdout)["error"]
+    assert error["field"] == "QHYBRID_STATE_URL" and words in error["message"]
+    assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_a_misspelt_setting_is_refused_with_a_suggestion(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("QHYBRID_SUBMISION_RETRIES", "5")
+    result = CliRunner().invoke(app, ["experiments", "--json"])
+    assert result.exit_code == 2
+    error = json.loads(result.stdout)["error"]
+    assert error["field"] == "QHYBRID_SUBMISION_RETRIES"
+    assert "QHYBRID_SUBMISSION_RETRIES" in error["message"]
+
+
+@pytest.mark.parametrize("backend", ["", "ibm:fake_provider_for_backend",
+                                     "aer-noisy:fake_provider_for_backend", "aer:"])
+def test_backend_names_that_are_no_device_are_refused(tmp_path: Path, backend: str) -> None:
+    result = CliRunner().invoke(app, ["run", str(REPO / "specs" / "vqe-h2.yaml"), "--backend",
+                                      backend, "--json"])
+    assert result.exit_code == 2, result.output
+    assert json.loads(result.stdout)["error"]["field"] == "--backend"
+    assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "state.db").exists()

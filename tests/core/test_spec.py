@@ -75,7 +75,7 @@ def test_malformed_yaml_and_missing_file(tmp_path: Path) -> None:
     bad.write_text("name: [unclosed\n")
     with pytest.raises(SpecError, match="malformed YAML"):
         load_spec(bad)
-    with pytest.raises(SpecError, match="cannot read"):
+    with pytest.raises(SpecError, match="does not exist"):
         load_spec(tmp_path / "absent.yaml")
     bad.write_text("- just\n- a list\n")
     with pytest.raises(SpecError, match="mapping"):
@@ -110,3 +110,33 @@ def test_backend_grammar() -> None:
     assert parse_backend_name("ibm:ibm_torino").is_real_hardware
     with pytest.raises(BackendNameError):
         parse_backend_name("aer-noisy:ibm_torino")
+
+
+def _fifo(tmp_path: Path) -> Path:
+    import os
+
+    path = tmp_path / "pipe.yaml"
+    os.mkfifo(path)
+    return path
+
+
+@pytest.mark.parametrize(("make", "message"), [
+    (lambda tmp: tmp / "x.yaml", "does not exist"),
+    (lambda tmp: tmp, "not a regular file"),
+    (_fifo, "not a regular file"),
+    (lambda tmp: Path("/dev/zero"), "not a regular file"),
+    (lambda tmp: tmp / ("n" * 300 + ".yaml"), "longer than 255 bytes"),
+    (lambda tmp: (tmp / "latin1.yaml", (tmp / "latin1.yaml").write_bytes(b"name: caf\xe9\n"))[0],
+     "not valid UTF-8"),
+    (lambda tmp: (tmp / "dup.yaml", (tmp / "dup.yaml").write_text("name: a\nname: b\n"))[0],
+     "appears twice"),
+    (lambda tmp: (tmp / "deep.yaml", (tmp / "deep.yaml").write_text("[" * 5000 + "]" * 5000))[0],
+     "nested too deeply"),
+    (lambda tmp: (tmp / "big.yaml", (tmp / "big.yaml").write_bytes(b"#" * (17 << 20)))[0],
+     "at most"),
+])
+def test_hostile_spec_files_are_refused_naming_the_argument(tmp_path: Path, make, message: str,
+                                                            ) -> None:
+    with pytest.raises(SpecError, match=message) as info:
+        load_spec(make(tmp_path))
+    assert info.value.field == "SPEC"

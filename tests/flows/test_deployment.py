@@ -26,7 +26,7 @@ from qhybrid.core import RunReport, load_spec
 pytestmark = pytest.mark.slow
 
 RUN_TIMEOUT = 240  # seconds for one flow run, from scheduling to a final state
-MARKER = "QHYBRID_DEPLOYMENT_TEST_WORKER"  # not a Settings field: tags every process we start
+MARKER = "DEPLOYMENT_TEST_WORKER"  # tags every process the fixture starts
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ def test_read_settings_refuses_a_bad_variable_naming_settings(
     monkeypatch.setenv("QHYBRID_SUBMISSION_RETRIES", "many")
     with pytest.raises(InvalidInputError) as info:
         tasks.read_settings()
-    assert info.value.field == "settings" and "submission_retries" in info.value.message
+    assert info.value.field == "QHYBRID_SUBMISSION_RETRIES" and "integer" in info.value.message
 
 
 def test_flow_services_read_the_environment_where_the_flow_runs(configure, tmp_path: Path) -> None:
