@@ -42,7 +42,7 @@ from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.pool import ConnectionPoolEntry, StaticPool
 
-from qhybrid.core import InvalidInputError, TrackingError, redact_text, redact_url
+from qhybrid.core import InvalidInputError, TrackingError, exclusive, redact_text, redact_url
 
 _META = MetaData()
 
@@ -142,9 +142,12 @@ def _engine(url: str) -> Engine:
                 folder.mkdir(parents=True, exist_ok=True)
                 engine = create_engine(url, connect_args={"timeout": 30})
                 event.listen(engine, "connect", _sqlite_pragmas)
+                # Two first processes would both create the tables; one would fail.
+                with exclusive(Path(url.removeprefix("sqlite:///") + ".lock")):
+                    _META.create_all(engine)
             else:
                 engine = create_engine(url, pool_pre_ping=True)
-            _META.create_all(engine)
+                _META.create_all(engine)
             _ENGINES[url] = engine
         return engine
 

@@ -46,7 +46,7 @@ from qhybrid.core import (
     load_spec,
     redact_url,
 )
-from qhybrid_entrypoints.exits import EXIT_REFUSED, exit_code
+from qhybrid_entrypoints.exits import EXIT_INTERRUPTED, EXIT_REFUSED, EXIT_TERMINATED, exit_code
 
 app = typer.Typer(
     name="qhybrid",
@@ -152,33 +152,59 @@ class _TaskProgress(logging.Handler):
 
 
 def _exit_on_sigterm(_signum: int, _frame: object) -> None:
-    raise SystemExit(143)
+    raise SystemExit(EXIT_TERMINATED)
 
 
-def _run_flow(title: str, steps: int, call: Callable[[], object]) -> RunReport:
+def _recover(settings: Settings, *, start_server: bool = False) -> None:
+    """End what killed commands left RUNNING on this host: their MLflow runs, leases and
+    Prefect flow runs (with ``start_server``, a temporary Prefect server is started for the
+    latter only if one needs marking)."""
+    from qhybrid_entrypoints._prefect_server import prefect_server
+    from qhybrid_usecases import ABANDONED_REASON, Services, reap_abandoned
+
+    reaped = reap_abandoned(Services.open(settings))
+    flow_runs = [r.flow_run_id for r in reaped if r.flow_run_id]
+    if flow_runs:
+        from tasks import mark_crashed
+
+        with prefect_server() if start_server else contextlib.nullcontext():
+            mark_crashed(flow_runs, ABANDONED_REASON)
+    for run in reaped:
+        err.print(f"[yellow]ended[/] MLflow run {run.mlflow_run_id} (flow run "
+                  f"{run.flow_run_id or '-'}): process {run.pid} was killed; "
+                  f"{run.leases_released} leases released")
+
+
+def _run_flow(title: str, steps: int, call: Callable[[], object],
+              settings: Settings) -> RunReport:
     from prefect.exceptions import CancelledRun
 
-    err.print(f"[bold]{title}[/] (a Prefect flow; its local server takes ~10 s to start)")
-    columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
-               MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=err, transient=True) as progress:
-        bar = progress.add_task("starting", total=steps)
-        handler = _TaskProgress(progress, bar)
-        logger = logging.getLogger("prefect.task_runs")
-        logger.addHandler(handler)
-        # On SIGTERM Prefect marks the flow crashed (our flows release their leases first), then
-        # re-sends the signal to the previous handler: exit cleanly so the local server stops.
-        previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
-        try:
-            report = call()
-            if not isinstance(report, RunReport):
-                raise RunCancelledError(f"the flow run ended without a report: {report}")
-        except CancelledRun as exc:
-            raise RunCancelledError(f"the flow run was cancelled: {exc}") from exc
-        finally:
-            logger.removeHandler(handler)
-            signal.signal(signal.SIGTERM, previous)
-    _wait_for_records(report.prefect_flow_run_id)
+    from qhybrid_entrypoints._prefect_server import configured_api_url, prefect_server
+
+    where = "" if configured_api_url() else " (a Prefect flow; its local server starts first)"
+    err.print(f"[bold]{title}[/]{where}")
+    with prefect_server(note=lambda text: err.print(text)):
+        _recover(settings)
+        columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+                   MofNCompleteColumn(), TimeElapsedColumn())
+        with Progress(*columns, console=err, transient=True) as progress:
+            bar = progress.add_task("starting", total=steps)
+            handler = _TaskProgress(progress, bar)
+            logger = logging.getLogger("prefect.task_runs")
+            logger.addHandler(handler)
+            # On SIGTERM Prefect marks the flow crashed (our flows release their leases first),
+            # then re-sends the signal to the previous handler: exit cleanly.
+            previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
+            try:
+                report = call()
+                if not isinstance(report, RunReport):
+                    raise RunCancelledError(f"the flow run ended without a report: {report}")
+            except CancelledRun as exc:
+                raise RunCancelledError(f"the flow run was cancelled: {exc}") from exc
+            finally:
+                logger.removeHandler(handler)
+                signal.signal(signal.SIGTERM, previous)
+        _wait_for_records(report.prefect_flow_run_id)
     return report
 
 
@@ -267,14 +293,23 @@ def _flow_command(spec_path: Path, kind: str, options_of: Callable[[], RunOption
 
             target = options.backend or spec.gates.ideal.backend
             report = _run_flow(f"running {spec.name} on {target}", 4,
-                               lambda: run_experiment(spec, options))
+                               lambda: run_experiment(spec, options), settings)
         else:
             from flows import promote_experiment
 
             report = _run_flow(f"promoting {spec.name} {spec.version} through 4 gates", 9,
-                               lambda: promote_experiment(spec, options))
+                               lambda: promote_experiment(spec, options), settings)
     except QhybridError as exc:
         raise _fail(exc, as_json) from exc
+    except KeyboardInterrupt:
+        # The flow has released its leases and ended its MLflow run KILLED; Prefect has
+        # marked the flow run Crashed.
+        if as_json:
+            _emit(ErrorReport(error=ErrorRecord(
+                error="KeyboardInterrupt", layer="orchestration", transient=False,
+                message="interrupted: leases released, runs marked as ended")))
+        err.print("[bold red]interrupted[/]: leases released, runs marked as ended")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
     if as_json:
         _emit(report)
     else:
@@ -408,6 +443,8 @@ def leases(
             settings = resolve_ibm_token(settings)
         from qhybrid_usecases import leases as open_leases
 
+        if release is not None:  # also end what killed commands left RUNNING
+            _recover(settings, start_server=True)
         report = open_leases(settings, release=release)
     except QhybridError as exc:
         raise _fail(exc, as_json) from exc

@@ -19,6 +19,10 @@ from qhybrid.core import (
 EXIT_OK = 0
 EXIT_BUG = 1
 EXIT_REFUSED = 3
+EXIT_INTERRUPTED = 130
+"""Ctrl-C (SIGINT), as shells report a process stopped by it: 128 + 2."""
+EXIT_TERMINATED = 143
+"""SIGTERM: 128 + 15."""
 
 EXIT_CODES: dict[type[QhybridError], int] = {
     InvalidInputError: 2,

@@ -15,6 +15,7 @@ from qhybrid_usecases._hardware import hardware_gate, mitigation_arms
 from qhybrid_usecases._inputs import Inputs, backends_of, load_inputs, preflight
 from qhybrid_usecases._inspect import experiments, leases, show
 from qhybrid_usecases._promotion import apply_promotion, decide_promotion
+from qhybrid_usecases._reaper import ABANDONED_REASON, AbandonedRun, reap_abandoned
 from qhybrid_usecases._records import RecordedRun, counts_sha256, finish_run, record_evidence
 from qhybrid_usecases._replay import replay, verify_replay
 from qhybrid_usecases._run import (
@@ -30,6 +31,8 @@ from qhybrid_usecases._run import (
 from qhybrid_usecases._services import Services
 
 __all__ = [
+    "ABANDONED_REASON",
+    "AbandonedRun",
     "Inputs",
     "RecordedRun",
     "RunHandle",
@@ -53,6 +56,7 @@ __all__ = [
     "mitigation_arms",
     "open_run",
     "preflight",
+    "reap_abandoned",
     "record_evidence",
     "release_run_leases",
     "replay",

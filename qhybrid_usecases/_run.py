@@ -26,6 +26,7 @@ from qhybrid.core import (
 )
 from qhybrid.experiments import Workload
 from qhybrid_usecases._inputs import load_inputs, reload_workload
+from qhybrid_usecases._reaper import owner_tags
 from qhybrid_usecases._services import Services
 from registry import git_commit, package_versions
 
@@ -110,6 +111,7 @@ def open_run(
         "qhybrid.data_overrides": "; ".join(inputs.overrides) or "none",
         **{f"dvc.md5.{path}": pin.md5 for path, pin in inputs.pins.items()},
         **{f"package.{name}": version for name, version in package_versions().items()},
+        **owner_tags(),  # so that a later command can tell the run's process was killed
     }
     tracker = services.tracker
     parent = tracker.start_run(f"{kind}:{spec.name}@{spec.version}", tags=tags)

@@ -6,6 +6,7 @@ is per thread and would tangle with Prefect's task runners.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import time
@@ -25,6 +26,7 @@ from qhybrid.core import (
     RunRecord,
     Settings,
     TrackingError,
+    exclusive,
     redact_text,
     redact_url,
 )
@@ -94,7 +96,14 @@ def _probe(tracking_uri: str) -> None:
 @_mapped("open the tracking store")
 def _client(tracking_uri: str) -> MlflowClient:
     _probe(tracking_uri)
-    return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    if tracking_uri.startswith("sqlite:///"):
+        # MLflow creates (migrates) a new database on first use; two first processes at once
+        # would both migrate it and one would fail. Touch both stores under a lock.
+        with exclusive(Path(tracking_uri.removeprefix("sqlite:///") + ".lock")):
+            client.search_experiments(max_results=1)
+            client.search_registered_models(max_results=1)
+    return client
 
 
 def _record(run: Run) -> RunRecord:
@@ -136,9 +145,15 @@ class Tracker:
             found = self.client.get_experiment_by_name(self.experiment_name)
             if found is None:
                 self.artifact_root.mkdir(parents=True, exist_ok=True)
-                self._experiment_id = self.client.create_experiment(
-                    self.experiment_name, artifact_location=self.artifact_root.as_uri()
-                )
+                try:
+                    self._experiment_id = self.client.create_experiment(
+                        self.experiment_name, artifact_location=self.artifact_root.as_uri()
+                    )
+                except MlflowException:  # another process created it meanwhile
+                    again = self.client.get_experiment_by_name(self.experiment_name)
+                    if again is None:
+                        raise
+                    self._experiment_id = again.experiment_id
             else:
                 self._experiment_id = found.experiment_id
         return self._experiment_id
@@ -209,6 +224,14 @@ class Tracker:
         """A run's info, params, metrics and tags."""
         return _record(self.client.get_run(run_id))
 
+    @_mapped("search running runs")
+    def running(self, tags: Mapping[str, str]) -> list[RunRecord]:
+        """The runs still RUNNING whose tags hold ``tags``."""
+        clauses = ["attributes.status = 'RUNNING'"]
+        clauses += [f"tags.`{key}` = '{value}'" for key, value in sorted(tags.items())]
+        runs = self.client.search_runs([self.experiment_id], filter_string=" and ".join(clauses))
+        return [_record(r) for r in runs]
+
     @_mapped("list child runs")
     def child_runs(self, run_id: str) -> list[RunRecord]:
         """The runs nested under ``run_id``, in start order."""
@@ -228,9 +251,10 @@ class Tracker:
         try:
             self.client.get_registered_model(name)
         except MlflowException:
-            self.client.create_registered_model(
-                name, description="A qhybrid experiment; versions are promoted runs."
-            )
+            with contextlib.suppress(MlflowException):  # another process may create it too
+                self.client.create_registered_model(
+                    name, description="A qhybrid experiment; versions are promoted runs."
+                )
         source = f"{self.artifact_uri(run_id)}/{artifact_path}"
         version = self.client.create_model_version(
             name, source=source, run_id=run_id, tags=dict(tags)

@@ -13,6 +13,7 @@ from tasks.gates import (
     run_on_backend,
     statistical_gate,
 )
+from tasks.recovery import mark_crashed
 from tasks.settings import flow_services, read_settings, resolve_ibm_token
 from tasks.submission import prefect_runner, raise_if_cancelled, retry_if_transient, submit_job
 
@@ -25,6 +26,7 @@ __all__ = [
     "flow_services",
     "hardware_gate",
     "ideal_gate",
+    "mark_crashed",
     "open_records",
     "prefect_runner",
     "raise_if_cancelled",

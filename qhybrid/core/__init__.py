@@ -28,6 +28,7 @@ from qhybrid.core._inputs import (
     read_input,
     regular_file,
 )
+from qhybrid.core._locks import exclusive
 from qhybrid.core._options import RunOptions
 from qhybrid.core._redact import redact_text, redact_url, url_password
 from qhybrid.core._reports import (
@@ -146,6 +147,7 @@ __all__ = [
     "VqeFamily",
     "check_environment",
     "check_path",
+    "exclusive",
     "is_transient",
     "load_settings",
     "load_spec",
