@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -72,6 +72,7 @@ from qhybrid_usecases import (
 from registry import Tracker
 
 GROUP = "promotion"
+_T = TypeVar("_T")
 ROUNDS = 5
 WARMUP_ROUNDS = 1
 GATES = ("ideal", "statistical", "hardware", "baseline")
@@ -252,6 +253,27 @@ def _seconds(value: float) -> float:
     return round(value, 4)
 
 
+def timed_rounds(benchmark, work: Callable[[ExperimentSpec], _T], spec: ExperimentSpec,
+                 fresh_records: Callable[[], Settings], timed: bool) -> list[tuple[Settings, _T]]:
+    """Run ``work(spec)`` in the benchmark's rounds, each after :func:`fresh_store` (untimed);
+    returns each round's settings and result, warm-up first."""
+    done: list[tuple[Settings, _T]] = []
+    settings: list[Settings] = []
+
+    def target(spec: ExperimentSpec) -> _T:
+        done.append((settings[-1], work(spec)))
+        return done[-1][1]
+
+    def setup():
+        settings.append(fresh_store(fresh_records, spec))
+        return (spec,), {}
+
+    benchmark.pedantic(target, setup=setup, rounds=ROUNDS, iterations=1,
+                       warmup_rounds=WARMUP_ROUNDS)
+    assert len(done) == (ROUNDS + WARMUP_ROUNDS if timed else 1)
+    return done
+
+
 @pytest.mark.benchmark(group=GROUP)
 def test_promotion_domain_only(benchmark, prefect_harness, promotion_spec, fresh_records, timed):
     spec = promotion_spec
@@ -299,21 +321,7 @@ def test_promotion_domain_only(benchmark, prefect_harness, promotion_spec, fresh
 @pytest.mark.benchmark(group=GROUP)
 def test_promotion_use_cases(benchmark, prefect_harness, promotion_spec, fresh_records, timed):
     spec = promotion_spec
-    done: list[tuple[Settings, UseCaseRound]] = []
-    settings: list[Settings] = []
-
-    def target(spec: ExperimentSpec) -> UseCaseRound:
-        done.append((settings[-1], use_cases(spec)))
-        return done[-1][1]
-
-    def setup():
-        settings.append(fresh_store(fresh_records, spec))
-        return (spec,), {}
-
-    benchmark.pedantic(target, setup=setup, rounds=ROUNDS, iterations=1,
-                       warmup_rounds=WARMUP_ROUNDS)
-
-    assert len(done) == (ROUNDS + WARMUP_ROUNDS if timed else 1)
+    done = timed_rounds(benchmark, use_cases, spec, fresh_records, timed)
     rounds = []
     for round_settings, r in done:
         report = r.report
@@ -334,21 +342,7 @@ def test_promotion_use_cases(benchmark, prefect_harness, promotion_spec, fresh_r
 @pytest.mark.benchmark(group=GROUP)
 def test_promotion_flow(benchmark, prefect_harness, promotion_spec, fresh_records, timed):
     spec = promotion_spec
-    done: list[tuple[Settings, RunReport]] = []
-    settings: list[Settings] = []
-
-    def target(spec: ExperimentSpec) -> RunReport:
-        done.append((settings[-1], promotion_flow(spec)))
-        return done[-1][1]
-
-    def setup():
-        settings.append(fresh_store(fresh_records, spec))
-        return (spec,), {}
-
-    benchmark.pedantic(target, setup=setup, rounds=ROUNDS, iterations=1,
-                       warmup_rounds=WARMUP_ROUNDS)
-
-    assert len(done) == (ROUNDS + WARMUP_ROUNDS if timed else 1)
+    done = timed_rounds(benchmark, promotion_flow, spec, fresh_records, timed)
     rounds = []
     for round_settings, report in done:
         assert isinstance(report, RunReport), report

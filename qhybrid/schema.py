@@ -16,33 +16,22 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from qhybrid.core import (
-    ErrorReport,
-    ExperimentSpec,
-    ExperimentsReport,
-    LeasesReport,
-    PromotionLogRecord,
-    ReplayReport,
-    RunManifest,
-    RunOptions,
-    RunReport,
-    ShowReport,
-)
+from qhybrid import core
 
 # pydantic emits Draft 2020-12 schemas but does not name the dialect.
 _DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
 CONTRACTS: tuple[type[BaseModel], ...] = (
-    ErrorReport,
-    ExperimentSpec,
-    ExperimentsReport,
-    LeasesReport,
-    PromotionLogRecord,
-    ReplayReport,
-    RunManifest,
-    RunOptions,
-    RunReport,
-    ShowReport,
+    core.ErrorReport,
+    core.ExperimentSpec,
+    core.ExperimentsReport,
+    core.LeasesReport,
+    core.PromotionLogRecord,
+    core.ReplayReport,
+    core.RunManifest,
+    core.RunOptions,
+    core.RunReport,
+    core.ShowReport,
 )
 """Every wire contract: what the CLI prints with --json, reads from disk, or a flow takes."""
 

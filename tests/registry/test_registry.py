@@ -93,13 +93,16 @@ def test_manifest_read_errors_name_the_file(tmp_path: Path) -> None:
     assert info.value.field == "MANIFEST"
 
 
+MANIFEST = RunManifest(
+    kind="run", experiment="e", version="1.0.0", spec={"a": 1}, spec_sha256="h",
+    parameters=(0.1,), parameter_names=("theta[0]",),
+    seeds={"transpiler": 1, "simulator": 2, "optimiser": 3}, shots=10,
+    backends={}, circuits=(), ideal_counts={"00": 10}, ideal_counts_sha256="c", data={},
+    packages={}, git_commit=None, prefect_flow_run_id=None, mlflow_run_id="r", created="t")
+
+
 def test_manifest_written_is_read_back_whole(tmp_path: Path) -> None:
-    manifest = RunManifest(
-        kind="run", experiment="e", version="1.0.0", spec={"a": 1}, spec_sha256="h",
-        parameters=(0.1,), parameter_names=("theta[0]",),
-                seeds={"transpiler": 1, "simulator": 2, "optimiser": 3}, shots=10,
-        backends={}, circuits=(), ideal_counts={"00": 10}, ideal_counts_sha256="c", data={},
-        packages={}, git_commit=None, prefect_flow_run_id=None, mlflow_run_id="r", created="t")
+    manifest = MANIFEST
     path = write_manifest(tmp_path / "deep" / "r.json", manifest)
     assert read_manifest(path) == manifest
     assert not list(path.parent.glob("*.tmp"))  # written atomically: no partial file left
@@ -115,13 +118,7 @@ def test_manifest_written_is_read_back_whole(tmp_path: Path) -> None:
     ({"ideal_counts": {"00": -1}}, "ideal_counts"),
 ])
 def test_every_manifest_field_is_validated(tmp_path: Path, patch: dict, where: str) -> None:
-    manifest = RunManifest(
-        kind="run", experiment="e", version="1.0.0", spec={"a": 1}, spec_sha256="h",
-        parameters=(0.1,), parameter_names=("theta[0]",),
-        seeds={"transpiler": 1, "simulator": 2, "optimiser": 3}, shots=10,
-        backends={}, circuits=(), ideal_counts={"00": 10}, ideal_counts_sha256="c", data={},
-        packages={}, git_commit=None, prefect_flow_run_id=None, mlflow_run_id="r", created="t")
-    doc = json.loads(manifest.model_dump_json()) | patch
+    doc = json.loads(MANIFEST.model_dump_json()) | patch
     path = tmp_path / "m.json"
     path.write_text(json.dumps(doc))
     with pytest.raises(InvalidInputError) as info:
