@@ -13,7 +13,7 @@ from backends._factory import memory_store, open_backend, open_engine, open_exec
 from backends._faults import FaultyBackend
 from backends._ibm import IbmBackend, map_runtime_error, mitigation_options
 from backends._jobs import LocalJobs
-from backends._leases import Release, release_leases
+from backends._leases import release_leases
 from backends._protocol import (
     Backend,
     BackendLimits,
@@ -50,7 +50,6 @@ __all__ = [
     "LocalJobs",
     "Mode",
     "Pub",
-    "Release",
     "Runner",
     "StateStore",
     "Submission",

@@ -3,31 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from backends._protocol import Backend, SupportsRelease
 from backends._store import StateStore
-from qhybrid.core import QhybridError, SubmissionError
-
-
-@dataclass(frozen=True)
-class Release:
-    """What happened to one lease: released, or still open because releasing it failed."""
-
-    kind: str
-    provider_id: str
-    backend: str
-    released: bool
-    detail: str
-
-    def __str__(self) -> str:
-        outcome = "cancelled" if self.released else "release failed, still open"
-        return f"{self.kind} {self.provider_id} on {self.backend}: {outcome} ({self.detail})"
+from qhybrid.core import LeaseRelease, QhybridError, SubmissionError
 
 
 def release_leases(
     store: StateStore, flow_run_id: str, opener: Callable[[str], Backend], *, reason: str
-) -> list[Release]:
+) -> list[LeaseRelease]:
     """Cancel every lease ``flow_run_id`` still holds, so nothing is left running or billed.
 
     Args:
@@ -41,7 +25,7 @@ def release_leases(
         release can try again. A cancelled job's ledger key is marked failed, so that a rerun
         submits afresh instead of re-attaching to a job that will never finish.
     """
-    outcomes: list[Release] = []
+    outcomes: list[LeaseRelease] = []
     for lease in store.leases(flow_run_id, status="open"):
         try:
             backend = opener(lease.backend)
@@ -52,12 +36,14 @@ def release_leases(
             else:
                 raise SubmissionError(f"{lease.backend} cannot close a {lease.kind}")
         except QhybridError as exc:
-            outcomes.append(Release(lease.kind, lease.provider_id, lease.backend, False,
-                                    exc.message))
+            outcomes.append(LeaseRelease(kind=lease.kind, provider_id=lease.provider_id,
+                                         backend=lease.backend, released=False,
+                                         detail=exc.message))
             continue
         store.close_lease(lease.provider_id, status="cancelled", note=reason)
         if lease.kind == "job":
             store.fail_job(lease.provider_id, {"error": "ExecutionError", "message": reason,
                                                "provider_status": "CANCELLED"})
-        outcomes.append(Release(lease.kind, lease.provider_id, lease.backend, True, reason))
+        outcomes.append(LeaseRelease(kind=lease.kind, provider_id=lease.provider_id,
+                                     backend=lease.backend, released=True, detail=reason))
     return outcomes

@@ -26,7 +26,7 @@ from qhybrid_usecases._run import (
     fail_run,
     failure_reason,
     open_run,
-    release_run_leases,
+    release_flow_run_leases,
 )
 from qhybrid_usecases._services import Services
 
@@ -58,7 +58,7 @@ __all__ = [
     "preflight",
     "reap_abandoned",
     "record_evidence",
-    "release_run_leases",
+    "release_flow_run_leases",
     "replay",
     "run_on_backend",
     "show",

@@ -64,13 +64,10 @@ def leases(settings: Settings, *, release: str | None = None) -> LeasesReport:
     store = StateStore(settings.state_store_url)
     released: list[LeaseRelease] = []
     if release is not None:
-        released = [
-            LeaseRelease(kind=o.kind, provider_id=o.provider_id, backend=o.backend,
-                         released=o.released, detail=o.detail)
-            for o in release_leases(
-                store, release,
-                lambda name: open_backend(name, settings, transpiler_seed=0, store=store),
-                reason="released by `qhybrid leases`")]
+        released = release_leases(
+            store, release,
+            lambda name: open_backend(name, settings, transpiler_seed=0, store=store),
+            reason="released by `qhybrid leases`")
     still_open = tuple(LeaseRecord(id=lease.id, flow_run_id=lease.flow_run_id,
                                    backend=lease.backend, kind=lease.kind,
                                    provider_id=lease.provider_id, status=lease.status)

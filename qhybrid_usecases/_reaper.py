@@ -14,10 +14,9 @@ import socket
 import psutil
 from pydantic import BaseModel, ConfigDict
 
-from backends import release_leases
+from qhybrid_usecases._run import release_flow_run_leases
 from qhybrid_usecases._services import Services
 
-OWNER_TAGS = ("qhybrid.host", "qhybrid.pid", "qhybrid.process_started")
 ABANDONED_REASON = "its process ended without closing the run (killed)"
 
 
@@ -30,13 +29,6 @@ class AbandonedRun(BaseModel):
     flow_run_id: str | None
     pid: int
     leases_released: int
-
-
-def owner_tags() -> dict[str, str]:
-    """Tags naming this process as the owner of a run."""
-    me = psutil.Process()
-    return {"qhybrid.host": socket.gethostname(), "qhybrid.pid": str(me.pid),
-            "qhybrid.process_started": f"{me.create_time():.3f}"}
 
 
 def _alive(pid: int, started: float) -> bool:
@@ -73,15 +65,9 @@ def reap_abandoned(services: Services) -> list[AbandonedRun]:
             continue
         flow_run_id = run.tags.get("qhybrid.prefect_flow_run_id")
         flow_run_id = None if flow_run_id in (None, "none") else flow_run_id
-        released = 0
-        if flow_run_id is not None:
-            outcomes = release_leases(services.store, flow_run_id, services.backend,
-                                      reason=ABANDONED_REASON)
-            released = sum(1 for o in outcomes if o.released)
-            failed = [str(o) for o in outcomes if not o.released]
-            if failed:
-                tracker.set_tags(run.run_id, {"qhybrid.lease_release_failed":
-                                              "; ".join(failed)[:5000]})
+        outcomes = [] if flow_run_id is None else release_flow_run_leases(
+            services, flow_run_id, run.run_id, reason=ABANDONED_REASON)
+        released = sum(1 for o in outcomes if o.released)
         for gate in tracker.child_runs(run.run_id):
             if gate.status == "RUNNING":
                 tracker.end_run(gate.run_id, "KILLED")

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import logging
 import shutil
+import socket
 import tempfile
 from pathlib import Path
 from typing import Literal
 
+import psutil
 from pydantic import BaseModel, ConfigDict, Field
 
 from backends import release_leases
@@ -26,7 +28,6 @@ from qhybrid.core import (
 )
 from qhybrid.experiments import Workload
 from qhybrid_usecases._inputs import load_inputs, reload_workload
-from qhybrid_usecases._reaper import owner_tags
 from qhybrid_usecases._services import Services
 from registry import git_commit, package_versions
 
@@ -124,6 +125,14 @@ def open_run(
     )
 
 
+def owner_tags() -> dict[str, str]:
+    """Tags naming this process as the owner of a run."""
+    me = psutil.Process()
+    return {"qhybrid.host": socket.gethostname(), "qhybrid.pid": str(me.pid),
+            "qhybrid.process_started": f"{me.create_time():.3f}"}
+
+
+
 def gate_run(run: RunHandle, services: Services, result: GateResult,
              extra_tags: dict[str, str] | None = None) -> str:
     """Record one gate as a nested MLflow run, ended FINISHED; returns its id."""
@@ -164,27 +173,24 @@ def failure_reason(exc: BaseException) -> tuple[str, str]:
     return f"flow failed: {name}", "FAILED"
 
 
-def release_run_leases(run: RunHandle, services: Services, reason: str) -> list[LeaseRelease]:
-    """Cancel every lease the run's flow run still holds.
+def release_flow_run_leases(services: Services, flow_run_id: str, mlflow_run_id: str, *,
+                            reason: str, transpiler_seed: int = 0) -> list[LeaseRelease]:
+    """Cancel every lease a flow run still holds.
 
     A lease whose release fails stays open (``qhybrid leases --release`` can try again); it is
     logged and tagged on the MLflow run, never dropped silently.
     """
-    if run.flow_run_id is None:
-        return []
     outcomes = release_leases(
-        services.store, run.flow_run_id,
-        lambda name: services.backend(name, transpiler_seed=run.spec.seeds.transpiler),
-        reason=reason)
+        services.store, flow_run_id,
+        lambda name: services.backend(name, transpiler_seed=transpiler_seed), reason=reason)
     services.log.count("leases_closed", sum(1 for o in outcomes if o.released))
     failed = [o for o in outcomes if not o.released]
     for outcome in failed:
         log.warning("lease not released, still open: %s", outcome)
     if failed:
-        services.tracker.set_tags(run.mlflow_run_id, {
+        services.tracker.set_tags(mlflow_run_id, {
             "qhybrid.lease_release_failed": "; ".join(str(o) for o in failed)[:5000]})
-    return [LeaseRelease(kind=o.kind, provider_id=o.provider_id, backend=o.backend,
-                         released=o.released, detail=o.detail) for o in outcomes]
+    return outcomes
 
 
 def fail_run(run: RunHandle, services: Services, exc: BaseException) -> list[LeaseRelease]:
@@ -196,7 +202,9 @@ def fail_run(run: RunHandle, services: Services, exc: BaseException) -> list[Lea
     """
     reason, status = failure_reason(exc)
     try:
-        released = release_run_leases(run, services, reason)
+        released = [] if run.flow_run_id is None else release_flow_run_leases(
+            services, run.flow_run_id, run.mlflow_run_id, reason=reason,
+            transpiler_seed=run.spec.seeds.transpiler)
     finally:
         record = services.log.record()
         tracker = services.tracker

@@ -76,6 +76,10 @@ class LeaseRelease(_Model):
     released: bool = Field(description="False when releasing failed; the lease stays open.")
     detail: str
 
+    def __str__(self) -> str:
+        outcome = "cancelled" if self.released else "release failed, still open"
+        return f"{self.kind} {self.provider_id} on {self.backend}: {outcome} ({self.detail})"
+
 
 class LeasesReport(_Model):
     """``qhybrid leases``: what was released, and what is still open."""
