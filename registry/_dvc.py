@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from qhybrid.core import DataError, check_path, regular_file
+from qhybrid.core import DataError, regular_file
 
 
 @dataclass(frozen=True)
@@ -84,12 +84,8 @@ def pin_inputs(
     pins: dict[str, DataPin] = {}
     for rel in paths:
         full = project_root / rel
-        check_path(full, field=field, error=DataError)
-        if not full.exists():
-            raise DataError(
-                f"{rel} does not exist; run `dvc repro` or `dvc pull` first", field=field
-            )
-        regular_file(full, field=field, what="dataset", error=DataError)
+        regular_file(full, field=field, what="dataset", error=DataError,
+                     missing="; run `dvc repro` or `dvc pull` first")
         locked, stage = outs.get(str(Path(rel)), (None, None))
         pin = DataPin(path=rel, md5=file_md5(full), locked_md5=locked, stage=stage)
         if not pin.matches and not allow_unpinned:

@@ -43,8 +43,10 @@ def check_path(path: Path, *, field: str, error: type[InvalidInputError] = Inval
 
 def regular_file(path: Path, *, field: str, what: str,
                  error: type[InvalidInputError] = InvalidInputError,
-                 limit: int = MAX_INPUT_BYTES) -> int:
+                 limit: int = MAX_INPUT_BYTES, missing: str = "") -> int:
     """The size of ``path``, checked to be a regular file of at most ``limit`` bytes.
+
+    ``missing`` is added to the message when the file does not exist (how to create it).
 
     Raises:
         InvalidInputError: Of class ``error``, naming ``field``: missing, unreadable, not a
@@ -54,7 +56,7 @@ def regular_file(path: Path, *, field: str, what: str,
     try:
         info = path.stat()
     except FileNotFoundError:
-        raise error(f"{what} {path} does not exist", field=field) from None
+        raise error(f"{what} {path} does not exist{missing}", field=field) from None
     except OSError as exc:
         reason = exc.strerror or errno.errorcode.get(exc.errno or 0, str(exc))
         raise error(f"cannot read {what} {path}: {reason}", field=field) from None
@@ -68,13 +70,13 @@ def regular_file(path: Path, *, field: str, what: str,
 
 def read_input(path: Path, *, field: str, what: str,
                error: type[InvalidInputError] = InvalidInputError,
-               limit: int = MAX_INPUT_BYTES) -> str:
+               limit: int = MAX_INPUT_BYTES, missing: str = "") -> str:
     """The UTF-8 text of a regular file of at most ``limit`` bytes.
 
     Raises:
         InvalidInputError: Of class ``error``, naming ``field``.
     """
-    regular_file(path, field=field, what=what, error=error, limit=limit)
+    regular_file(path, field=field, what=what, error=error, limit=limit, missing=missing)
     try:
         with path.open("rb") as handle:
             data = handle.read(limit + 1)

@@ -84,13 +84,8 @@ def load_instance(path: Path, *, field: str = "dataset.path") -> Instance:
         DataError: The file is missing, not a regular file, too large, not UTF-8 JSON, or
             not a valid instance.
     """
-    try:
-        text = read_input(path, field=field, what="dataset", error=DataError)
-    except DataError as exc:
-        if not path.exists():
-            raise DataError(f"{path} does not exist; run `dvc repro` (or `dvc pull`) to create "
-                            "it", field=field) from exc
-        raise
+    text = read_input(path, field=field, what="dataset", error=DataError,
+                      missing="; run `dvc repro` (or `dvc pull`) to create it")
     raw = parse_json(text, source=str(path), field=field, error=DataError)
     try:
         return _Envelope.model_validate({"instance": raw}).instance

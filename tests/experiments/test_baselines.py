@@ -39,3 +39,14 @@ def test_heuristic_never_beats_exact() -> None:
     exact, heuristic = run_baselines(workload, ("brute-force", "one-exchange"), seed=1)
     assert exact.exact and not heuristic.exact
     assert heuristic.objective <= exact.objective and heuristic.quality <= 1.0
+
+
+def test_a_dataset_path_no_file_system_holds_is_a_data_error(tmp_path) -> None:
+    from qhybrid.core import DataError
+    from qhybrid.experiments import load_instance
+
+    with pytest.raises(DataError, match="longer than 255 bytes") as info:
+        load_instance(tmp_path / ("n" * 300 + ".json"))
+    assert info.value.field == "dataset.path"
+    with pytest.raises(DataError, match="dvc repro"):
+        load_instance(tmp_path / "absent.json")
