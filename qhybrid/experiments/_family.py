@@ -16,7 +16,7 @@ import numpy as np
 from qiskit.circuit import QuantumCircuit
 from qiskit.quantum_info import SparsePauliOp
 
-from qhybrid.core import BaselineResult, Direction, FamilySpec, SpecError
+from qhybrid.core import BaselineResult, Direction, FamilySpec, PostProcessingError, SpecError
 from qhybrid.experiments._executor import Counts
 from qhybrid.experiments._problems import Instance
 
@@ -75,7 +75,13 @@ class Workload:
         return array[:, self.to_circuit]
 
     def analyse(self, counts: Counts, energy: float | None = None) -> dict[str, float]:
-        """The family's metrics of one execution (see :meth:`Family.analyse`)."""
+        """The family's metrics of one execution (see :meth:`Family.analyse`).
+
+        Raises:
+            PostProcessingError: No measured shots, or what the family refuses.
+        """
+        if not counts or sum(counts.values()) <= 0:
+            raise PostProcessingError(f"{self.kind}: no measured shots to analyse")
         return self.family.analyse(self, counts, energy)
 
 
@@ -99,10 +105,11 @@ class Family(Protocol):
         ...
 
     def analyse(self, workload: Workload, counts: Counts, energy: float | None) -> dict[str, float]:
-        """Typed metrics of one execution.
+        """Typed metrics of one execution; ``counts`` holds at least one shot
+        (:meth:`Workload.analyse` checks).
 
         Raises:
-            PostProcessingError: No shots, or a missing or non-finite energy.
+            PostProcessingError: A missing or non-finite energy, for a family that needs one.
         """
         ...
 

@@ -9,7 +9,7 @@ import numpy as np
 from qiskit.circuit.library import qaoa_ansatz
 from qiskit.quantum_info import SparsePauliOp
 
-from qhybrid.core import BaselineResult, FamilySpec, PostProcessingError, QaoaMaxcutFamily
+from qhybrid.core import BaselineResult, FamilySpec, QaoaMaxcutFamily
 from qhybrid.experiments._baselines import brute_force_maxcut, cut_values, one_exchange_maxcut
 from qhybrid.experiments._executor import Counts
 from qhybrid.experiments._family import Workload, counts_to_bits, measured, register
@@ -71,8 +71,6 @@ class QaoaMaxcut:
     def analyse(self, workload: Workload, counts: Counts, energy: float | None) -> dict[str, float]:
         """expected_cut, best_sampled_cut, max_cut, approximation_ratio, best_sampled_ratio and
         optimum_probability, from the counts."""
-        if not counts or sum(counts.values()) <= 0:
-            raise PostProcessingError(f"{self.kind}: no measured shots to analyse")
         graph = _graph(workload.instance)
         bits, weights = counts_to_bits(counts, graph.num_nodes)
         values = cut_values(graph.weights, bits)

@@ -55,8 +55,6 @@ class Vqe:
 
     def analyse(self, workload: Workload, counts: Counts, energy: float | None) -> dict[str, float]:
         """Metrics: energy (with the constant offset), exact_energy, energy_error and quality."""
-        if not counts or sum(counts.values()) <= 0:
-            raise PostProcessingError(f"{self.kind}: no measured shots to analyse")
         if energy is None or not math.isfinite(energy):
             raise PostProcessingError(
                 f"{self.kind}: the estimated energy is missing or not finite ({energy})")
