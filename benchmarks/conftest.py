@@ -33,6 +33,7 @@ os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 import pytest
 
 from qhybrid.core import ExperimentSpec, Settings, load_spec
+from tests.conftest import record_env  # one definition of the records environment
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SWEEP_INSTANCE = PROJECT_ROOT / "data" / "maxcut_3reg_10.json"
@@ -50,20 +51,6 @@ def pytest_configure(config: pytest.Config) -> None:
     if getattr(option, "benchmark_disable", False) and not getattr(option, "benchmark_enable",
                                                                     False):
         option.benchmark_skip = False
-
-
-def record_env(root: Path) -> dict[str, str]:
-    """``QHYBRID_*`` variables that read the project's pinned data and write every record
-    (MLflow SQLite DB and artifacts, manifests, promotion log, SQLite state store) under
-    ``root``."""
-    return {
-        "QHYBRID_PROJECT_ROOT": str(PROJECT_ROOT),
-        "QHYBRID_MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}",
-        "QHYBRID_MLFLOW_ARTIFACT_ROOT": str(root / "artifacts"),
-        "QHYBRID_PROMOTION_LOG": str(root / "promotion-log.jsonl"),
-        "QHYBRID_MANIFESTS_DIR": str(root / "manifests"),
-        "QHYBRID_STATE_URL": f"sqlite:///{root / 'state.db'}",
-    }
 
 
 @pytest.fixture(scope="session")
