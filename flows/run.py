@@ -7,6 +7,7 @@ from prefect.runtime import flow_run
 from prefect.states import Cancelled
 
 from qhybrid.core import ExperimentSpec, RunCancelledError, RunOptions, RunReport
+from qhybrid_usecases import interrupted
 from tasks import (
     fail_records,
     finish_run,
@@ -35,4 +36,6 @@ def run_experiment(spec: ExperimentSpec, options: RunOptions | None = None) -> R
         return Cancelled(message=exc.message)
     except BaseException as exc:  # failure, timeout, SIGTERM: release leases, then re-raise
         fail_records(run, services, exc)
+        if interrupted(exc) and not isinstance(exc, KeyboardInterrupt):
+            raise KeyboardInterrupt from exc  # a Ctrl-C Prefect replaced: the run crashed
         raise

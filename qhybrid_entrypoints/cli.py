@@ -16,6 +16,7 @@ import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from types import FrameType
 from typing import Annotated
 
 import typer
@@ -155,6 +156,18 @@ def _exit_on_sigterm(_signum: int, _frame: object) -> None:
     raise SystemExit(EXIT_TERMINATED)
 
 
+class _Interrupts:
+    """Remembers a Ctrl-C: Prefect may replace the ``KeyboardInterrupt`` with an error of its
+    own when the signal lands while it creates a task run, and a stop must still exit 130."""
+
+    def __init__(self) -> None:
+        self.seen = False
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        self.seen = True
+        signal.default_int_handler(signum, frame)
+
+
 def _recover(settings: Settings, *, start_server: bool = False) -> None:
     """End what killed commands left RUNNING on this host: their MLflow runs, leases and
     Prefect flow runs (with ``start_server``, a temporary Prefect server is started for the
@@ -195,15 +208,22 @@ def _run_flow(title: str, steps: int, call: Callable[[], object],
             # On SIGTERM Prefect marks the flow crashed (our flows release their leases first),
             # then re-sends the signal to the previous handler: exit cleanly.
             previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
+            interrupts = _Interrupts()
+            previous_int = signal.signal(signal.SIGINT, interrupts)
             try:
                 report = call()
                 if not isinstance(report, RunReport):
                     raise RunCancelledError(f"the flow run ended without a report: {report}")
             except CancelledRun as exc:
                 raise RunCancelledError(f"the flow run was cancelled: {exc}") from exc
+            except Exception as exc:
+                if interrupts.seen:
+                    raise KeyboardInterrupt from exc
+                raise
             finally:
                 logger.removeHandler(handler)
                 signal.signal(signal.SIGTERM, previous)
+                signal.signal(signal.SIGINT, previous_int)
         _wait_for_records(report.prefect_flow_run_id)
     return report
 

@@ -25,6 +25,7 @@ from qhybrid_usecases._run import (
     TrialOutcome,
     fail_run,
     failure_reason,
+    interrupted,
     open_run,
     release_flow_run_leases,
 )
@@ -51,6 +52,7 @@ __all__ = [
     "finish_run",
     "hardware_gate",
     "ideal_gate",
+    "interrupted",
     "leases",
     "load_inputs",
     "mitigation_arms",

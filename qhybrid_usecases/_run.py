@@ -159,17 +159,37 @@ def record_trial(run_id: str, services: Services, workload: Workload, trial: Tri
     })
 
 
+def _causes(exc: BaseException) -> list[BaseException]:
+    """``exc`` and what it was raised from or while handling, newest first."""
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and all(current is not seen for seen in chain):
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    return chain
+
+
+def interrupted(exc: BaseException) -> bool:
+    """Whether a Ctrl-C is behind ``exc``, even one Prefect replaced with an error of its own."""
+    return any(isinstance(cause, KeyboardInterrupt) for cause in _causes(exc))
+
+
 def failure_reason(exc: BaseException) -> tuple[str, str]:
-    """Why a run stopped, and the MLflow status for it: ``(reason, FAILED | KILLED)``."""
+    """Why a run stopped, and the MLflow status for it: ``(reason, FAILED | KILLED)``.
+
+    A signal anywhere in the chain wins: Prefect can replace a ``KeyboardInterrupt`` with an
+    error of its own when the signal lands while it creates a task run.
+    """
+    for cause in _causes(exc):
+        if isinstance(cause, RunCancelledError):
+            return "flow cancelled", "KILLED"
+        if type(cause).__name__ == "TerminationSignal":  # SIGTERM: a worker cancelling, shutdown
+            return "flow terminated", "KILLED"
+        if isinstance(cause, KeyboardInterrupt):
+            return "flow interrupted", "KILLED"
     name = type(exc).__name__
-    if isinstance(exc, RunCancelledError):
-        return "flow cancelled", "KILLED"
-    if name == "TerminationSignal":  # SIGTERM: a worker cancelling its flow run, or shutdown
-        return "flow terminated", "KILLED"
     if isinstance(exc, TimeoutError) or name == "CancelledError":  # timeout_seconds exceeded
         return "flow timed out", "FAILED"
-    if isinstance(exc, KeyboardInterrupt):
-        return "flow interrupted", "KILLED"
     return f"flow failed: {name}", "FAILED"
 
 

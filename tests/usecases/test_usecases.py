@@ -107,14 +107,26 @@ def test_fail_run_releases_leases_and_tags_what_it_could_not(settings: Settings,
     assert not Path(run.scratch).exists()
 
 
+def _raised_while_handling(first: BaseException, second: Exception) -> Exception:
+    """``second`` as Prefect raises it when ``first`` lands while it creates a task run:
+    Python records ``first`` as its context."""
+    second.__context__ = first
+    return second
+
+
 @pytest.mark.parametrize(("exc", "status", "reason"), [
     (ExecutionError("x"), "FAILED", "flow failed: ExecutionError"),
     (TimeoutError(), "FAILED", "flow timed out"),
     (KeyboardInterrupt(), "KILLED", "flow interrupted"),
     (RunCancelledError("x"), "KILLED", "flow cancelled"),
+    (_raised_while_handling(KeyboardInterrupt(), ValueError("Task run is not set")),
+     "KILLED", "flow interrupted"),
+    (_raised_while_handling(ExecutionError("x"), ValueError("y")), "FAILED",
+     "flow failed: ValueError"),
 ])
 def test_failure_reasons(exc: BaseException, status: str, reason: str) -> None:
     assert usecases.failure_reason(exc) == (reason, status)
+    assert usecases.interrupted(exc) == (reason == "flow interrupted")
 
 
 def test_preflight_names_every_backend_of_a_promotion(vqe: ExperimentSpec) -> None:
