@@ -13,7 +13,7 @@ export MLFLOW_LOGGING_LEVEL ?= WARNING
 export DVC_NO_ANALYTICS := 1
 export QHYBRID_PROJECT_ROOT ?= $(CURDIR)
 
-.PHONY: setup data demo test test-fast lint bench bench-smoke lock schema ui-prefect ui-mlflow clean
+.PHONY: setup data demo serve system-deps test test-fast lint bench bench-smoke lock schema ui-prefect ui-mlflow clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -32,9 +32,14 @@ demo: data
 	PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL=WARNING $(BIN)/qhybrid promote specs/qaoa-maxcut.yaml
 	$(BIN)/qhybrid experiments
 
+# Debian packages some tests use (Chromium, PostgreSQL with pg_trgm, promtool); those tests skip,
+# naming the package, where it cannot be installed.
+system-deps:
+	bash scripts/system-deps.sh
+
 # Import layers, lint and types, every test but those that need a real IBM token, and each
 # benchmark once (a benchmark that breaks fails here; timings come from `make bench`).
-test: data lint
+test: data lint system-deps
 	$(BIN)/python -m pytest -m "not ibm"
 	$(MAKE) --no-print-directory bench-smoke
 
@@ -55,6 +60,12 @@ bench: data
 
 schema: setup
 	$(BIN)/python -m qhybrid.schema docs/schema
+	$(BIN)/python -m qhybrid_entrypoints.openapi docs/openapi.json
+
+# The service on loopback (Prefect server and UI, deployments, one worker per SLA queue, MLflow
+# UI, job API, dispatcher); Ctrl-C stops everything.
+serve: data
+	$(BIN)/qhybrid serve
 
 lock: setup
 	$(BIN)/python -m pip freeze --exclude-editable | sed '/^-e /d' > constraints.txt

@@ -21,6 +21,7 @@ from backends._protocol import (
     Engine,
     Mode,
     Pub,
+    ReportsQueue,
     Submission,
     SubmissionResult,
     SupportsModes,
@@ -28,7 +29,7 @@ from backends._protocol import (
     idempotency_key,
     split,
 )
-from backends._store import LeaseRow, LedgerRow, StateStore
+from backends._store import BreakerRow, LeaseRow, LedgerRow, StateStore
 from backends._submit import BackendExecutor, ExecutionLog, Runner, Submitter, attempt_once
 from backends._wrapper import BackendWrapper, DescribedWrapper
 
@@ -38,6 +39,7 @@ __all__ = [
     "BackendExecutor",
     "BackendLimits",
     "BackendWrapper",
+    "BreakerRow",
     "CircuitBreaker",
     "Described",
     "DescribedWrapper",
@@ -50,6 +52,7 @@ __all__ = [
     "LocalJobs",
     "Mode",
     "Pub",
+    "ReportsQueue",
     "Runner",
     "StateStore",
     "Submission",

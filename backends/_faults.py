@@ -57,6 +57,10 @@ class FaultyBackend(BackendWrapper):
         """The wrapped backend's description, with the fault plan."""
         return {**self.inner.describe(), "faults": self.plan.model_dump()}
 
+    def queue_depth(self) -> int:
+        """The plan's queue, if it sets one; else the wrapped device's."""
+        return self.plan.queue or super().queue_depth()
+
     def _inject(self, kind: str, cls: type[QhybridError], what: str) -> None:
         with _LOCK:
             self.injected[kind] += 1

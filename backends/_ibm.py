@@ -245,6 +245,19 @@ class IbmBackend:
         self._transpiled = IsaCache(self.name, self._device, num_qubits=self._device.num_qubits,
                                     optimization_level=1, seed=transpiler_seed)
 
+    def queue_depth(self) -> int:
+        """Jobs queued ahead on the device (a fake device runs locally: 0).
+
+        Raises:
+            TransportError: IBM could not be asked (mapped like every runtime error).
+        """
+        if not self.remote:
+            return 0
+        try:
+            return int(self._device.status().pending_jobs)
+        except _RUNTIME_ERRORS as exc:
+            raise map_runtime_error(exc, self.name) from exc
+
     @property
     def fingerprint(self) -> str:
         """Name plus everything that shapes the executed circuit (part of idempotency keys)."""

@@ -240,6 +240,19 @@ class SupportsModes(Protocol):
 
 
 @runtime_checkable
+class ReportsQueue(Protocol):
+    """A device with a queue of jobs ahead of a new one (IBM devices)."""
+
+    def queue_depth(self) -> int:
+        """Jobs queued ahead on the device now (0 for a local simulator of it).
+
+        Raises:
+            TransportError: The provider could not be asked.
+        """
+        ...
+
+
+@runtime_checkable
 class SupportsRelease(Protocol):
     """A backend that can close what another process left open (a job, a Session, a Batch)."""
 

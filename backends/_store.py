@@ -8,6 +8,9 @@ Four tables, through SQLAlchemy Core so that SQLite (the default) and PostgreSQL
   A simulator job outlives the process that submitted it, as a remote provider's job does.
 - ``breakers``: one circuit breaker per backend, shared by every process.
 - ``leases``: every provider job, session and batch a flow run opened, until it is closed.
+
+``_META`` defines the tables for the queries; Alembic migrations (``backends._schema``) bring a
+database to it when a store is opened.
 """
 
 from __future__ import annotations
@@ -42,7 +45,8 @@ from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.pool import ConnectionPoolEntry, StaticPool
 
-from qhybrid.core import InvalidInputError, TrackingError, exclusive, redact_text, redact_url
+from backends._schema import migrate
+from qhybrid.core import InvalidInputError, TrackingError, redact_text, redact_url
 
 _META = MetaData()
 
@@ -121,6 +125,16 @@ class LeaseRow:
     status: str
 
 
+@dataclass(frozen=True)
+class BreakerRow:
+    """One backend's circuit breaker."""
+
+    backend: str
+    state: str
+    failures: int
+    trips: int
+
+
 _ENGINES: dict[str, Engine] = {}
 _ENGINES_LOCK = threading.Lock()
 
@@ -130,7 +144,7 @@ def _engine(url: str) -> Engine:
         # A private database per store: one shared connection, or each would see an empty one.
         private = create_engine("sqlite://", poolclass=StaticPool,
                                 connect_args={"check_same_thread": False})
-        _META.create_all(private)
+        _migrate_or_dispose(private)
         return private
     with _ENGINES_LOCK:
         engine = _ENGINES.get(url)
@@ -142,14 +156,19 @@ def _engine(url: str) -> Engine:
                 folder.mkdir(parents=True, exist_ok=True)
                 engine = create_engine(url, connect_args={"timeout": 30})
                 event.listen(engine, "connect", _sqlite_pragmas)
-                # Two first processes would both create the tables; one would fail.
-                with exclusive(Path(url.removeprefix("sqlite:///") + ".lock")):
-                    _META.create_all(engine)
             else:
                 engine = create_engine(url, pool_pre_ping=True)
-                _META.create_all(engine)
+            _migrate_or_dispose(engine)
             _ENGINES[url] = engine
         return engine
+
+
+def _migrate_or_dispose(engine: Engine) -> None:
+    try:
+        migrate(engine)
+    except BaseException:
+        engine.dispose()  # a store that cannot be opened keeps no connection open
+        raise
 
 
 def _sqlite_pragmas(connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
@@ -316,6 +335,11 @@ class StateStore:
             return "closed", 0, None, 0
         r = rows[0]
         return r.state, r.failures, r.opened_at, r.trips
+
+    def breakers(self) -> list[BreakerRow]:
+        """Every backend's breaker that has ever counted a failure."""
+        return [BreakerRow(backend=r.backend, state=r.state, failures=r.failures, trips=r.trips)
+                for r in self._read(select(BREAKERS).order_by(BREAKERS.c.backend))]
 
     def set_breaker(self, backend: str, state: str, failures: int, opened_at: float | None,
                     trips: int, last_error: str | None = None) -> None:

@@ -12,6 +12,7 @@ from backends._protocol import (
     Described,
     JobStatus,
     Mode,
+    ReportsQueue,
     Submission,
     SubmissionResult,
     SupportsModes,
@@ -69,6 +70,10 @@ class DescribedWrapper:
         """Close the wrapped Session or Batch, if it has modes."""
         if isinstance(self.inner, SupportsModes):
             self.inner.close_mode(cancel=cancel)
+
+    def queue_depth(self) -> int:
+        """The wrapped device's queue (0 when it has none)."""
+        return self.inner.queue_depth() if isinstance(self.inner, ReportsQueue) else 0
 
 
 class BackendWrapper(DescribedWrapper):

@@ -23,17 +23,25 @@ _DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
 CONTRACTS: tuple[type[BaseModel], ...] = (
     core.ErrorReport,
+    core.EvaluateJobRequest,
     core.ExperimentSpec,
     core.ExperimentsReport,
+    core.JobPage,
+    core.JobRecord,
+    core.JobResult,
     core.LeasesReport,
+    core.ProblemDocument,
+    core.PromoteJobRequest,
     core.PromotionLogRecord,
     core.ReplayReport,
+    core.RunJobRequest,
     core.RunManifest,
     core.RunOptions,
     core.RunReport,
     core.ShowReport,
 )
-"""Every wire contract: what the CLI prints with --json, reads from disk, or a flow takes."""
+"""Every wire contract: what the CLI prints with --json, reads from disk, or a flow takes, and
+what the job API takes and answers (its whole OpenAPI document is docs/openapi.json)."""
 
 
 def schemas() -> dict[str, dict[str, object]]:

@@ -14,7 +14,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
 from typing import Annotated
@@ -188,15 +188,30 @@ def _recover(settings: Settings, *, start_server: bool = False) -> None:
                   f"{run.leases_released} leases released")
 
 
+@contextlib.contextmanager
+def _service_prefect(api_url: str) -> Iterator[None]:
+    """Point Prefect at the running ``qhybrid serve``'s server for the block."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    err.print(f"using the Prefect server of the running qhybrid service ({api_url}): no "
+              "temporary server to start")
+    with temporary_settings(updates={PREFECT_API_URL: api_url}):
+        yield
+
+
 def _run_flow(title: str, steps: int, call: Callable[[], object],
               settings: Settings) -> RunReport:
     from prefect.exceptions import CancelledRun
 
     from qhybrid_entrypoints._prefect_server import configured_api_url, prefect_server
+    from qhybrid_entrypoints._serve import running_service
 
-    where = "" if configured_api_url() else " (a Prefect flow; its local server starts first)"
+    service = None if configured_api_url() else running_service(settings)
+    where = ("" if configured_api_url() or service else
+             " (a Prefect flow; its local server starts first)")
     err.print(f"[bold]{title}[/]{where}")
-    with prefect_server(note=lambda text: err.print(text)):
+    with (_service_prefect(service.prefect_api) if service else contextlib.nullcontext(),
+          prefect_server(note=lambda text: err.print(text))):
         _recover(settings)
         columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
                    MofNCompleteColumn(), TimeElapsedColumn())
@@ -479,6 +494,30 @@ def leases(
     for lease in report.open:
         out.print(f"{lease.kind:8s} {lease.provider_id}  {lease.backend}  "
                   f"flow run {lease.flow_run_id}")
+
+
+@app.command()
+def serve() -> None:
+    """The service on loopback: Prefect server and UI, deployments, one worker per SLA queue,
+    the MLflow UI, the job API and its dispatcher. Ctrl-C stops everything."""
+    import threading
+
+    from qhybrid_control import policies_from
+    from qhybrid_entrypoints._serve import serve as run_service
+
+    stop = threading.Event()
+    try:
+        settings = _settings()
+        policies = policies_from(settings.sla_policies)
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda *_: stop.set())
+        run_service(settings, policies, lambda text: err.print(escape(text), soft_wrap=True),
+                    stop)
+    except QhybridError as exc:
+        raise _fail(exc, as_json=False) from exc
+    except RuntimeError as exc:
+        err.print(f"[bold red]error[/]: {escape(str(exc))}")
+        raise typer.Exit(1) from exc
 
 
 @data_app.command("maxcut")

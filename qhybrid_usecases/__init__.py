@@ -10,10 +10,27 @@ explicit (:class:`Services`). A run goes::
     (any failure: fail_run, which releases leases and ends the MLflow run FAILED or KILLED)
 """
 
+from qhybrid_usecases._callbacks import deliver_due
+from qhybrid_usecases._dispatch import DispatchReport, Launcher, dispatch_once
+from qhybrid_usecases._evaluate import PromotedExperiment, evaluate_jobs, resolve_model
 from qhybrid_usecases._gates import baseline_gate, ideal_gate, run_on_backend, statistical_gate
 from qhybrid_usecases._hardware import hardware_gate, mitigation_arms
 from qhybrid_usecases._inputs import Inputs, backends_of, load_inputs, preflight
 from qhybrid_usecases._inspect import experiments, leases, show
+from qhybrid_usecases._jobs import (
+    JobWork,
+    accept_job,
+    begin_job,
+    cancel_job,
+    fail_job,
+    finish_job,
+    job_page,
+    job_result,
+    job_status,
+    job_store,
+    service_metrics,
+    state_store,
+)
 from qhybrid_usecases._promotion import apply_promotion, decide_promotion
 from qhybrid_usecases._reaper import ABANDONED_REASON, AbandonedRun, reap_abandoned
 from qhybrid_usecases._records import RecordedRun, counts_sha256, finish_run, record_evidence
@@ -34,25 +51,41 @@ from qhybrid_usecases._services import Services
 __all__ = [
     "ABANDONED_REASON",
     "AbandonedRun",
+    "DispatchReport",
     "Inputs",
+    "JobWork",
+    "Launcher",
+    "PromotedExperiment",
     "RecordedRun",
     "RunHandle",
     "RunKind",
     "Services",
     "StepOutcome",
     "TrialOutcome",
+    "accept_job",
     "apply_promotion",
     "backends_of",
     "baseline_gate",
+    "begin_job",
+    "cancel_job",
     "counts_sha256",
     "decide_promotion",
+    "deliver_due",
+    "dispatch_once",
+    "evaluate_jobs",
     "experiments",
+    "fail_job",
     "fail_run",
     "failure_reason",
+    "finish_job",
     "finish_run",
     "hardware_gate",
     "ideal_gate",
     "interrupted",
+    "job_page",
+    "job_result",
+    "job_status",
+    "job_store",
     "leases",
     "load_inputs",
     "mitigation_arms",
@@ -62,8 +95,11 @@ __all__ = [
     "record_evidence",
     "release_flow_run_leases",
     "replay",
+    "resolve_model",
     "run_on_backend",
+    "service_metrics",
     "show",
+    "state_store",
     "statistical_gate",
     "verify_replay",
 ]

@@ -16,7 +16,14 @@ from qhybrid.experiments import (
     run_baselines,
     statistical_verdict,
 )
-from qhybrid_usecases._run import RunHandle, StepOutcome, TrialOutcome, gate_run, record_trial
+from qhybrid_usecases._run import (
+    RunHandle,
+    StepOutcome,
+    TrialOutcome,
+    gate_run,
+    record_trial,
+    report_progress,
+)
 from qhybrid_usecases._services import Services
 
 
@@ -37,6 +44,8 @@ def _trial(run: RunHandle, workload: Workload, executor: BackendExecutor, *,
 def run_on_backend(run: RunHandle, services: Services) -> TrialOutcome:
     """One optimisation and sampling on the run's backend, without gates."""
     spec = run.spec
+    report_progress(run, services, "running",
+                    f"on {run.options.backend or spec.gates.ideal.backend}")
     executor = _executor(run, services, run.options.backend or spec.gates.ideal.backend,
                          "--backend")
     trial = _trial(run, run.workload(services), executor, optimiser_seed=spec.seeds.optimiser,
@@ -46,6 +55,7 @@ def run_on_backend(run: RunHandle, services: Services) -> TrialOutcome:
 
 def ideal_gate(run: RunHandle, services: Services) -> TrialOutcome:
     """Gate 1: optimise on the ideal simulator; the objective must beat the threshold."""
+    report_progress(run, services, "running", "gate ideal")
     spec = run.spec
     workload = run.workload(services)
     start = time.perf_counter()
@@ -67,6 +77,7 @@ def ideal_gate(run: RunHandle, services: Services) -> TrialOutcome:
 def statistical_gate(run: RunHandle, services: Services) -> StepOutcome:
     """Gate 2: repeat the ideal optimisation with independent seeds; the interval of the
     objective must beat the threshold and be narrow enough."""
+    report_progress(run, services, "running", "gate statistical")
     spec = run.spec
     policy = spec.gates.statistical
     workload = run.workload(services)
@@ -91,6 +102,7 @@ def statistical_gate(run: RunHandle, services: Services) -> StepOutcome:
 
 def baseline_gate(run: RunHandle, services: Services, hardware: TrialResult) -> StepOutcome:
     """Gate 4: classical solvers on the same instance, against the hardware result's quality."""
+    report_progress(run, services, "running", "gate baseline")
     spec = run.spec
     workload = run.workload(services)
     start = time.perf_counter()

@@ -25,7 +25,13 @@ from qhybrid.experiments import (
     mitigation_improvement,
     total_variation_distance,
 )
-from qhybrid_usecases._run import RunHandle, TrialOutcome, gate_run, record_trial
+from qhybrid_usecases._run import (
+    RunHandle,
+    TrialOutcome,
+    gate_run,
+    record_trial,
+    report_progress,
+)
 from qhybrid_usecases._services import Services
 
 # Failures that mean "this backend cannot take work now": a fallback may take over.
@@ -42,6 +48,7 @@ def hardware_gate(run: RunHandle, services: Services, ideal: TrialResult) -> Tri
     Raises:
         BackendError: The target and every fallback failed (the last failure).
     """
+    report_progress(run, services, "running", f"gate hardware on {run.spec.gates.hardware.backend}")
     spec = run.spec
     policy = spec.gates.hardware
     workload = run.workload(services)

@@ -22,7 +22,7 @@ from qhybrid.core import (
     TrialResult,
 )
 from qhybrid.experiments import Workload, bind, write_circuit
-from qhybrid_usecases._run import RunHandle, StepOutcome, scratch
+from qhybrid_usecases._run import RunHandle, StepOutcome, report_progress, scratch
 from qhybrid_usecases._services import Services
 from registry import convergence_png, git_commit, histogram_png, package_versions, write_manifest
 
@@ -89,6 +89,7 @@ def record_evidence(
     Raises:
         TrackingError: MLflow or the manifest could not be written.
     """
+    report_progress(run, services, "post-processing", "recording the evidence")
     spec = run.spec
     tracker = services.tracker
     workload = run.workload(services)

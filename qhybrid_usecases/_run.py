@@ -21,12 +21,15 @@ from qhybrid.core import (
     BaselineResult,
     ExperimentSpec,
     GateResult,
+    JobNotFoundError,
+    JobStatus,
     LeaseRelease,
     RunCancelledError,
     RunOptions,
     TrialResult,
 )
 from qhybrid.experiments import Workload
+from qhybrid_control import JobStore
 from qhybrid_usecases._inputs import load_inputs, reload_workload
 from qhybrid_usecases._services import Services
 from registry import git_commit, package_versions
@@ -113,6 +116,8 @@ def open_run(
         **{f"dvc.md5.{path}": pin.md5 for path, pin in inputs.pins.items()},
         **{f"package.{name}": version for name, version in package_versions().items()},
         **owner_tags(),  # so that a later command can tell the run's process was killed
+        **({"qhybrid.job_id": options.job_id} if options.job_id else {}),
+        **({"qhybrid.trace_id": options.trace_id} if options.trace_id else {}),
     }
     tracker = services.tracker
     parent = tracker.start_run(f"{kind}:{spec.name}@{spec.version}", tags=tags)
@@ -242,3 +247,14 @@ def fail_run(run: RunHandle, services: Services, exc: BaseException) -> list[Lea
 def scratch(run: RunHandle) -> Path:
     """The run's scratch folder."""
     return Path(run.scratch)
+
+
+def report_progress(run: RunHandle, services: Services, status: JobStatus, step: str) -> None:
+    """Tell the job a run serves (if any) which step it is at, e.g. ``gate hardware``."""
+    if run.options.job_id is None:
+        return
+    try:
+        JobStore(services.store.engine).transition(run.options.job_id, status, sub_status=step)
+    except JobNotFoundError:  # a run started by hand with a job id the store does not hold
+        log.warning("run options name job %s, which the job store does not hold",
+                    run.options.job_id)

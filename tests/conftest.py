@@ -8,9 +8,15 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
+import hypothesis.core
+import hypothesis.vendor.pretty
 import pytest
 
 from qhybrid.core import Settings
+
+# schemathesis's pytest plugin, loaded by itself, blanks every falsifying example Hypothesis
+# prints; give Hypothesis its own printer back.
+hypothesis.core.RepresentationPrinter = hypothesis.vendor.pretty.RepresentationPrinter  # type: ignore[misc]
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-PACKAGES = ("qhybrid", "qhybrid_usecases", "qhybrid_entrypoints", "flows", "tasks", "backends",
-            "registry")
+PACKAGES = ("qhybrid", "qhybrid_usecases", "qhybrid_entrypoints", "qhybrid_control", "flows",
+            "tasks", "backends", "registry")
 SUBPACKAGES = ("qhybrid.core", "qhybrid.experiments")
 
 

@@ -8,7 +8,9 @@ exit code, an HTTP status) is decided at that entry point, not here.
     ├── InvalidInputError            validation: spec, flag, data, setting (never transient)
     │   ├── SpecError                the spec file or one of its fields
     │   ├── BackendNameError         a backend string that names nothing we can run
-    │   └── DataError                missing input data, or data that does not match dvc.lock
+    │   ├── DataError                missing input data, or data that does not match dvc.lock
+    │   ├── JobConflictError         an idempotency key reused with a different request
+    │   └── JobNotFoundError         no job (or no result yet) with that id
     ├── BackendError                 the execution seam
     │   ├── TransportError           the call never reached the provider (transient)
     │   ├── SubmissionError          the provider refused the request as formed (fail fast)
@@ -89,6 +91,14 @@ class BackendNameError(InvalidInputError):
 
 class DataError(InvalidInputError):
     """Input data is missing, unreadable, or does not match its DVC pin."""
+
+
+class JobConflictError(InvalidInputError):
+    """An idempotency key already names a job with a different request."""
+
+
+class JobNotFoundError(InvalidInputError):
+    """No job (or result) has that id."""
 
 
 class BackendError(QhybridError):

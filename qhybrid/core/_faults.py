@@ -25,6 +25,7 @@ class FaultPlan(BaseModel):
     starts with it (e.g. ``target=ibm:`` leaves the simulators healthy). ``crash=N`` kills the
     process (SIGKILL) while it waits for the result of the N-th job it submitted, after the job
     id is recorded: run the same command again to see it re-attach instead of paying twice.
+    ``queue=N`` makes the device report N jobs queued ahead (a long hardware queue).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -35,6 +36,9 @@ class FaultPlan(BaseModel):
     maintenance: float = Field(default=0.0, ge=0, le=1)
     execution: float = Field(default=0.0, ge=0, le=1)
     crash: int = Field(default=0, ge=0, description="SIGKILL at the N-th job's result; 0 never.")
+    queue: int = Field(default=0, ge=0, le=1_000_000,
+                       description="Report this many jobs queued ahead on the device; 0 reports "
+                       "the device's own queue.")
     seed: int = Field(default=0, ge=0)
     target: str = Field(default="", description="Backend-name prefix the faults apply to.")
 
@@ -45,7 +49,7 @@ class FaultPlan(BaseModel):
     @property
     def active(self) -> bool:
         """Whether any fault can be injected."""
-        return self.total > 0 or self.crash > 0
+        return self.total > 0 or self.crash > 0 or self.queue > 0
 
     @property
     def total(self) -> float:

@@ -31,6 +31,13 @@ class RunOptions(BaseModel):
         description="Run on data that does not match dvc.lock (recorded on the run).",
     )
 
+    job_id: str | None = Field(
+        default=None, max_length=36, pattern=r"^[0-9a-f-]+$",
+        description="The service job this run serves (tagged on its records).")
+    trace_id: str | None = Field(
+        default=None, pattern=r"^[0-9a-f]{32}$",
+        description="The trace id of the request behind this run (tagged on its records).")
+
     @field_validator("backend")
     @classmethod
     def _backend(cls, value: str | None) -> str | None:

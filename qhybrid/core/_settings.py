@@ -61,6 +61,32 @@ class Settings(BaseSettings):
         description="How often, at most, a flow asks Prefect whether it was cancelled (before "
         "a provider submission); 0 asks before every submission.",
     )
+    api_host: str = Field(default="127.0.0.1", description="Where the job API listens.")
+    api_port: int = Field(default=8000, ge=1, le=65535, description="The job API's port.")
+    prefect_port: int = Field(default=4200, ge=1, le=65535,
+                              description="The Prefect server's port under `qhybrid serve`.")
+    prefect_database_url: SecretStr | None = Field(
+        default=None,
+        description="The Prefect server's database under `qhybrid serve` (e.g. "
+        "postgresql+asyncpg://...); default: SQLite under PREFECT_HOME.",
+    )
+    mlflow_port: int = Field(default=5000, ge=1, le=65535,
+                             description="The MLflow UI's port under `qhybrid serve`.")
+    webhook_secrets: SecretStr | None = Field(
+        default=None,
+        description="Webhook signing secrets by client: client=secret[,client=secret...]; a "
+        "request names its client in the X-Qhybrid-Client header (default: 'default').",
+    )
+    webhook_max_attempts: int = Field(default=8, ge=1, le=100,
+                                      description="Attempts per callback before it fails.")
+    webhook_backoff_seconds: float = Field(
+        default=1.0, ge=0, le=3600,
+        description="First callback retry delay; each next one doubles (full jitter).")
+    sla_policies: str = Field(
+        default="",
+        description="JSON overriding SLA classes' policies, e.g. "
+        '{"batch-research": {"window_seconds": 30}}.',
+    )
     faults: str = Field(
         default="",
         description="Faults to inject on purpose, e.g. transport=0.3,execution=0.02,seed=7.",
@@ -71,6 +97,20 @@ class Settings(BaseSettings):
     def _faults_parse(cls, value: str) -> str:
         parse_faults(value)
         return value
+
+    @field_validator("webhook_secrets")
+    @classmethod
+    def _secrets_parse(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            parse_client_secrets(value.get_secret_value())
+        return value
+
+    @property
+    def client_secrets(self) -> dict[str, bytes]:
+        """Webhook signing secret by client."""
+        if self.webhook_secrets is None:
+            return {}
+        return parse_client_secrets(self.webhook_secrets.get_secret_value())
 
     @property
     def fault_plan(self) -> FaultPlan:
@@ -109,6 +149,23 @@ class Settings(BaseSettings):
     def manifests_path(self) -> Path:
         """Absolute folder for local copies of run manifests."""
         return self.resolve(self.manifests_dir)
+
+
+def parse_client_secrets(text: str) -> dict[str, bytes]:
+    """``client=secret,...`` as a mapping; the message never shows a secret.
+
+    Raises:
+        ValueError: An entry without ``=``, an empty client or secret, or a client twice.
+    """
+    secrets: dict[str, bytes] = {}
+    for i, entry in enumerate(part for part in text.split(",") if part.strip()):
+        client, sep, secret = entry.strip().partition("=")
+        if not sep or not client or not secret:
+            raise ValueError(f"entry {i + 1} is not client=secret")
+        if client in secrets:
+            raise ValueError(f"client '{client}' is given twice")
+        secrets[client] = secret.encode()
+    return secrets
 
 
 def check_environment(environ: Mapping[str, str]) -> None:

@@ -24,7 +24,13 @@ from qhybrid.experiments._family import (
     run_baselines,
 )
 from qhybrid.experiments._optimise import OptimisationResult, optimise
-from qhybrid.experiments._problems import GraphInstance, Instance, PauliSumInstance, load_instance
+from qhybrid.experiments._problems import (
+    GraphInstance,
+    Instance,
+    PauliSumInstance,
+    load_instance,
+    parse_instance,
+)
 from qhybrid.experiments._qaoa_maxcut import QAOA_MAXCUT, QaoaMaxcut
 from qhybrid.experiments._runner import derive_seed, measure, optimise_and_measure
 from qhybrid.experiments._serialise import bind, qasm3_sha256, write_circuit
@@ -74,6 +80,7 @@ __all__ = [
     "one_exchange_maxcut",
     "optimise",
     "optimise_and_measure",
+    "parse_instance",
     "qasm3_sha256",
     "random_regular_graph",
     "register",

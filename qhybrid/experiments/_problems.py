@@ -87,9 +87,18 @@ def load_instance(path: Path, *, field: str = "dataset.path") -> Instance:
     text = read_input(path, field=field, what="dataset", error=DataError,
                       missing="; run `dvc repro` (or `dvc pull`) to create it")
     raw = parse_json(text, source=str(path), field=field, error=DataError)
+    return parse_instance(raw, source=str(path), field=field)
+
+
+def parse_instance(raw: object, *, source: str, field: str) -> Instance:
+    """Validate a parsed document as a problem instance.
+
+    Raises:
+        DataError: Naming ``source`` and the instance's offending field.
+    """
     try:
         return _Envelope.model_validate({"instance": raw}).instance
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
         where = ".".join(str(p) for p in first["loc"][1:]) or "<instance>"
-        raise DataError(f"{path}: {where}: {first['msg']}", field=field) from exc
+        raise DataError(f"{source}: {where}: {first['msg']}", field=field) from exc

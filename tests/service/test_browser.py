@@ -1,0 +1,168 @@
+"""What a person sees in a browser: the service's Prefect UI, the job API's docs page and the MLflow
+UI, in headless Chromium (Debian's, launched by Playwright; `scripts/system-deps.sh` installs
+it) after one served job. Every page must work on loopback alone: a request that leaves the
+machine (a CDN's script, say) is refused and named in the failure.
+
+On a failure the page's screenshot lands in the test's tmp folder (its path is printed).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import shutil
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+
+from tests.service.test_serve import Service, running_service, submit
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+if not Path(CHROMIUM).is_file():
+    pytest.skip(f"no Chromium at {CHROMIUM} (run scripts/system-deps.sh)",
+                allow_module_level=True)
+sync_api = pytest.importorskip(
+    "playwright.sync_api", reason="playwright is not installed (pip install playwright)")
+
+UI_MS = 30_000  # for a page to show what is awaited: first loads of a big single-page app
+LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Service, dict[str, Any]]]:
+    """The service, with one `run` job that has ended."""
+    with running_service(tmp_path_factory.mktemp("browser-service")) as svc:
+        job = submit(svc, {"kind": "run", "spec_path": "specs/vqe-h2.yaml", "backend": "aer",
+                           "sla": "interactive"})
+        ended = svc.wait_ended(job["id"])
+        assert ended["status"] == "succeeded", ended
+        yield svc, ended
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    with sync_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
+        yield chromium
+        chromium.close()
+
+
+@dataclass
+class Tab:
+    """A page that may reach loopback only; what it tried to fetch from elsewhere is refused."""
+
+    page: Any
+    refused: list[str] = field(default_factory=list)
+
+    def visit(self, url: str) -> Any:
+        self.page.goto(url)
+        assert self.refused == [], f"{url} fetches from outside the machine: {self.refused}"
+        return self.page
+
+
+@contextlib.contextmanager
+def opened(browser: Any, tmp_path: Path, name: str) -> Iterator[Tab]:
+    """A fresh tab; on a failure, its screenshot in ``tmp_path``."""
+    context = browser.new_context(viewport={"width": 1600, "height": 1000})
+    context.set_default_timeout(UI_MS)
+    tab = Tab(context.new_page())
+
+    def guard(route: Any) -> None:
+        if urlsplit(route.request.url).hostname in LOOPBACK:
+            route.continue_()
+        else:
+            tab.refused.append(route.request.url)
+            route.abort("blockedbyclient")
+
+    context.route(re.compile(r"^https?://"), guard)
+    try:
+        yield tab
+        assert tab.refused == [], f"{name} fetches from outside the machine: {tab.refused}"
+    except BaseException:
+        shot = tmp_path / f"{name}.png"
+        with contextlib.suppress(Exception):
+            tab.page.screenshot(path=str(shot), full_page=True)
+            print(f"{name}: screenshot {shot} at {tab.page.url}", file=sys.stderr)
+        raise
+    finally:
+        context.close()
+
+
+def test_the_prefect_ui_shows_the_jobs_flow_run_with_its_tags_and_artifact(
+        served: tuple[Service, dict[str, Any]], browser: Any, tmp_path: Path) -> None:
+    svc, job = served
+    ui = svc.prefect_api.removesuffix("/api")
+    name = f"run vqe-h2 job {job['id'][:8]}"
+    expect = sync_api.expect
+    with opened(browser, tmp_path, "prefect-flow-run") as tab:
+        page = tab.visit(f"{ui}/runs/flow-run/{job['prefect_flow_run_id']}")
+        # The UI's scripts call the API it is told of; another one, a person sees "Can't
+        # connect to Server API".
+        api_url = httpx.get(f"{ui}/ui-settings", timeout=30).json()["api_url"]
+        assert api_url == svc.prefect_api, (
+            f"the Prefect UI on {ui} calls the API at {api_url}: `qhybrid serve` must start "
+            f"the server with PREFECT_SERVER_UI_API_URL={svc.prefect_api}")
+        expect(page).to_have_title(re.compile(re.escape(name)), timeout=UI_MS)
+        expect(page.get_by_text(name, exact=True).first).to_be_visible(timeout=UI_MS)
+        for tag in (f"job:{job['id']}", f"trace:{job['trace_id']}", f"sla:{job['sla']}",
+                    "kind:run"):
+            expect(page.get_by_text(tag, exact=True)).to_be_visible(timeout=UI_MS)
+        expect(page.get_by_text("Completed", exact=True).first).to_be_visible(timeout=UI_MS)
+
+        # Its artifact: the table of the jobs it served, this job's row among them.
+        tabs = page.get_by_role("tablist")
+        tabs.get_by_text("Artifacts", exact=True).click()
+        artifact = page.get_by_text("served-jobs", exact=True)
+        expect(artifact).to_be_visible(timeout=UI_MS)
+        artifact.click()
+        expect(page).to_have_url(re.compile(r"/artifacts/artifact/"), timeout=UI_MS)
+        row = page.get_by_role("row").filter(has_text=job["id"])
+        expect(row).to_be_visible(timeout=UI_MS)
+        for cell in ("succeeded", job["trace_id"], job["mlflow_run_id"]):
+            expect(row.get_by_text(cell, exact=True)).to_be_visible(timeout=UI_MS)
+
+        # Its child: the experiment's own flow run, reachable from the parent.
+        page.go_back()
+        page.get_by_role("tablist").get_by_text("Subflow Runs", exact=True).click()
+        child = page.get_by_role("link", name=re.compile(
+            rf"^run vqe-h2 \S+ job {job['id'][:8]}$"))
+        expect(child).to_be_visible(timeout=UI_MS)
+
+
+def test_the_api_docs_page_shows_the_job_api(
+        served: tuple[Service, dict[str, Any]], browser: Any, tmp_path: Path) -> None:
+    svc, _ = served
+    expect = sync_api.expect
+    with opened(browser, tmp_path, "api-docs") as tab:
+        page = tab.visit(f"{svc.api}/docs")
+        expect(page.get_by_role("heading", name=re.compile(r"^qhybrid job API"))).to_be_visible(
+            timeout=UI_MS)
+        submit_op = page.locator(".opblock-post").filter(
+            has=page.get_by_text("/v1/jobs", exact=True))
+        expect(submit_op).to_be_visible(timeout=UI_MS)
+        expect(submit_op.get_by_text("Submit a job", exact=True)).to_be_visible(timeout=UI_MS)
+
+
+def test_the_mlflow_ui_lists_the_jobs_run(
+        served: tuple[Service, dict[str, Any]], browser: Any, tmp_path: Path) -> None:
+    from mlflow.tracking import MlflowClient
+
+    svc, job = served
+    run = MlflowClient(tracking_uri=svc.tracking_uri).get_run(job["mlflow_run_id"])
+    ui = f"http://127.0.0.1:{svc.env['QHYBRID_MLFLOW_PORT']}"
+    expect = sync_api.expect
+    with opened(browser, tmp_path, "mlflow-runs") as tab:
+        page = tab.visit(f"{ui}/#/experiments/{run.info.experiment_id}/runs")
+        link = page.get_by_role("link", name=run.info.run_name, exact=True)
+        expect(link).to_be_visible(timeout=UI_MS)
+        link.click()
+        expect(page).to_have_url(re.compile(rf"/runs/{run.info.run_id}"), timeout=UI_MS)
+        expect(page.get_by_text("final.energy", exact=True)).to_be_visible(timeout=UI_MS)
