@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from prefect import flow, tags
 from prefect.runtime import flow_run
 
@@ -10,7 +12,17 @@ from flows.run import run_experiment
 from qhybrid.core import QhybridError, RunCancelledError, RunReport
 from qhybrid_usecases import job_store
 from tasks import flow_services
-from tasks.jobs import begin_jobs, evaluate_jobs, fail_job, finish_job, publish_jobs
+from tasks.jobs import (
+    begin_jobs,
+    claim_more_jobs,
+    evaluate_jobs,
+    fail_job,
+    finish_job,
+    publish_jobs,
+)
+
+DRAIN_SECONDS = 30.0
+"""How long a serve-jobs flow run keeps taking its class's queued evaluations."""
 
 
 @flow(name="serve-jobs", log_prints=False, persist_result=False)
@@ -23,10 +35,20 @@ def serve_jobs(job_ids: list[str]) -> None:
     services = flow_services()
     jobs = job_store(services.settings)
     flow_run_id = flow_run.get_id()
+    served = list(job_ids)
     works = begin_jobs(jobs, job_ids, flow_run_id)
     evaluations = [w for w in works if w.kind == "evaluate"]
     if evaluations:
         evaluate_jobs(services, jobs, evaluations, flow_run_id)
+        # Warm: take the class's evaluations queued meanwhile, for a while, instead of
+        # leaving each batch a process start of its own.
+        deadline = time.monotonic() + DRAIN_SECONDS
+        while flow_run_id and time.monotonic() < deadline:
+            more = claim_more_jobs(jobs, evaluations[0], flow_run_id)
+            if not more:
+                break
+            evaluate_jobs(services, jobs, begin_jobs(jobs, more, flow_run_id), flow_run_id)
+            served += more
     for work in (w for w in works if w.kind != "evaluate"):
         assert work.spec is not None and work.options is not None
         child = run_experiment if work.kind == "run" else promote_experiment
@@ -47,4 +69,4 @@ def serve_jobs(job_ids: list[str]) -> None:
             raise
         # A stop of this process (SIGTERM, Ctrl-C, exit) is not the job's failure: the job stays
         # as it is, and the dispatcher runs it again once this flow run has ended.
-    publish_jobs(jobs, job_ids)
+    publish_jobs(jobs, served)

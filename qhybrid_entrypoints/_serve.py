@@ -170,7 +170,12 @@ def serve(settings: Settings, policies: Mapping[str, SlaPolicy],
         ports.append((settings.mlflow_port, "QHYBRID_MLFLOW_PORT"))
     for port, name in ports:
         _port_free("127.0.0.1" if name != "QHYBRID_API_PORT" else host, port, name)
-    usecases.job_store(settings)  # migrate the state store before any child opens it
+    # Migrate both stores here, once, before children open them at the same moment (MLflow's
+    # own migrations of a new SQLite store break when two processes run them at once).
+    usecases.job_store(settings)
+    if local_mlflow:
+        note("preparing the MLflow store ...")
+        _ = usecases.Services.open(settings).tracker.experiment_id
 
     bin_dir = Path(sys.executable).parent
     logs = service_folder(settings) / "logs"

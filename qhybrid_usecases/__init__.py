@@ -11,7 +11,7 @@ explicit (:class:`Services`). A run goes::
 """
 
 from qhybrid_usecases._callbacks import deliver_due
-from qhybrid_usecases._dispatch import DispatchReport, Launcher, dispatch_once
+from qhybrid_usecases._dispatch import DispatchReport, Launcher, claim_more, dispatch_once
 from qhybrid_usecases._evaluate import PromotedExperiment, evaluate_jobs, resolve_model
 from qhybrid_usecases._gates import baseline_gate, ideal_gate, run_on_backend, statistical_gate
 from qhybrid_usecases._hardware import hardware_gate, mitigation_arms
@@ -68,6 +68,7 @@ __all__ = [
     "baseline_gate",
     "begin_job",
     "cancel_job",
+    "claim_more",
     "counts_sha256",
     "decide_promotion",
     "deliver_due",

@@ -12,12 +12,14 @@ job is paid twice.
 from __future__ import annotations
 
 import uuid
+from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from qhybrid.core import ErrorRecord, QhybridError
 from qhybrid_control import DispatchGroup, JobStore, SlaPolicy, plan_dispatch
+from qhybrid_usecases._jobs import JobWork
 
 FINAL_FLOW_STATES = frozenset({"COMPLETED", "FAILED", "CRASHED", "CANCELLED"})
 CLAIM_TIMEOUT_SECONDS = 60.0
@@ -52,10 +54,15 @@ class DispatchReport:
 
 def dispatch_once(jobs: JobStore, launcher: Launcher, policies: Mapping[str, SlaPolicy], *,
                   now: float) -> DispatchReport:
-    """Re-queue the jobs of dead flow runs, then start a flow run for each group due now."""
+    """Re-queue the jobs of dead flow runs, then start a flow run for each group due now, as
+    long as its class has a free slot (``concurrency`` live flow runs at most)."""
     report = DispatchReport()
-    _reattach(jobs, launcher, policies, now=now, report=report)
+    running = _reattach(jobs, launcher, policies, now=now, report=report)
     for group in plan_dispatch(jobs.queued(), policies, now=now):
+        if running[group.sla] >= policies[group.sla].concurrency:
+            # Every slot of the class is busy: the jobs wait here, where they can still join
+            # one batch, rather than as flow runs in Prefect's queue, one process start each.
+            continue
         dispatch_id = str(uuid.uuid4())
         won = jobs.claim(group.job_ids, dispatch_id)
         if not won:
@@ -72,14 +79,20 @@ def dispatch_once(jobs: JobStore, launcher: Launcher, policies: Mapping[str, Sla
             continue
         jobs.started(dispatch_id, won, flow_run_id, sla=group.sla, kind=group.kind,
                      backend=group.backend, family=group.family)
+        running[group.sla] += 1
         report.started.append((flow_run_id, len(won)))
     return report
 
 
 def _reattach(jobs: JobStore, launcher: Launcher, policies: Mapping[str, SlaPolicy], *,
-              now: float, report: DispatchReport) -> None:
+              now: float, report: DispatchReport) -> Counter[str]:
+    """Re-queue or end the jobs of ended flow runs; return the live flow runs per class."""
     active = jobs.active()
-    states = launcher.states([j.flow_run_id for j in active if j.flow_run_id])
+    states = launcher.states(sorted({j.flow_run_id for j in active if j.flow_run_id}))
+    live: dict[str, set[str]] = defaultdict(set)
+    for job in active:
+        if job.flow_run_id and states.get(job.flow_run_id) not in (None, *FINAL_FLOW_STATES):
+            live[job.sla].add(job.flow_run_id)
     for job in active:
         if job.flow_run_id is None:
             if now - job.updated > CLAIM_TIMEOUT_SECONDS:
@@ -100,4 +113,28 @@ def _reattach(jobs: JobStore, launcher: Launcher, policies: Mapping[str, SlaPoli
         else:
             jobs.requeue(job.id, f"{why}; dispatched again")
             report.requeued.append(job.id)
+    return Counter({sla: len(runs) for sla, runs in live.items()})
 
+
+
+def claim_more(jobs: JobStore, work: JobWork, policies: Mapping[str, SlaPolicy], *,
+               flow_run_id: str, now: float) -> list[str]:
+    """Claim, for the flow run already serving ``work``'s class, the ``evaluate`` jobs of that
+    class queued since: a warm flow run answers them without another process start.
+
+    Returns:
+        The jobs claimed (at most the class's ``max_batch``; none when that is 1), oldest
+        first.
+    """
+    policy = policies[work.sla]
+    if policy.max_batch == 1:  # one job per flow run, as the class asks
+        return []
+    waiting = [j for j in jobs.queued() if j.sla == work.sla and j.kind == "evaluate"]
+    if not waiting:
+        return []
+    dispatch_id = str(uuid.uuid4())
+    won = jobs.claim([j.id for j in waiting[:policy.max_batch]], dispatch_id)
+    if won:
+        jobs.started(dispatch_id, won, flow_run_id, sla=work.sla, kind="evaluate",
+                     backend=None, family=None)
+    return won

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 
 from prefect import task
@@ -12,6 +13,7 @@ import qhybrid_usecases as usecases
 from qhybrid.core import RunReport
 from qhybrid_control import JobStore, policies_from
 from qhybrid_usecases import JobWork, Services
+from tasks.settings import read_settings
 
 
 @task(name="begin-jobs", cache_policy=NO_CACHE)
@@ -27,6 +29,13 @@ def evaluate_jobs(services: Services, jobs: JobStore, works: Sequence[JobWork],
     """Evaluate promoted experiments: one PUB per group of jobs that can share it."""
     usecases.evaluate_jobs(services, jobs, works, flow_run_id=flow_run_id,
                            policies=policies_from(services.settings.sla_policies))
+
+
+@task(name="claim-more-jobs", cache_policy=NO_CACHE)
+def claim_more_jobs(jobs: JobStore, work: JobWork, flow_run_id: str) -> list[str]:
+    """Evaluate jobs of the same class queued meanwhile, for this (warm) flow run."""
+    return usecases.claim_more(jobs, work, policies_from(read_settings().sla_policies),
+                               flow_run_id=flow_run_id, now=time.time())
 
 
 def finish_job(jobs: JobStore, work: JobWork, report: RunReport) -> None:

@@ -236,3 +236,38 @@ def test_a_cancel_requested_job_whose_flow_run_ended_is_cancelled(
     usecases.dispatch_once(jobs, orchestrator, DEFAULT_POLICIES, now=clock())
     assert jobs.get(job.id).status == "cancelled"
     assert len(orchestrator.launched) == 1
+
+
+def test_a_class_with_every_slot_busy_keeps_its_jobs_queued(jobs: JobStore,
+                                                            clock: Clock) -> None:
+    orchestrator = _CrashingOrchestrator()
+    made = [jobs.accept(_job(kind="run"))[0] for _ in range(3)]
+    report = usecases.dispatch_once(jobs, orchestrator, DEFAULT_POLICIES, now=clock())
+    assert len(report.started) == DEFAULT_POLICIES["interactive"].concurrency == 2
+    assert [j.id for j in jobs.queued()] == [made[2].id]
+    first_run = report.started[0][0]
+    for job_id in orchestrator.launched[0]:
+        jobs.transition(job_id, "succeeded")
+    orchestrator.state[first_run] = "COMPLETED"
+    report = usecases.dispatch_once(jobs, orchestrator, DEFAULT_POLICIES, now=clock())
+    assert [n for _, n in report.started] == [1] and jobs.queued() == []
+
+
+def test_a_warm_flow_run_claims_the_evaluations_queued_meanwhile(jobs: JobStore,
+                                                                 clock: Clock) -> None:
+    served, _ = jobs.accept(_job())
+    jobs.claim([served.id], "first-dispatch")
+    jobs.started("first-dispatch", [served.id], "warm-run", sla="interactive", kind="evaluate",
+                 backend="aer", family=None)
+    work = usecases.JobWork(job_id=served.id, kind="evaluate", sla="interactive",
+                            trace_id=served.trace_id, spec=None, options=None, evaluate=None)
+    later = [jobs.accept(_job())[0].id for _ in range(3)]
+    other_class = jobs.accept(_job(sla="batch-research"))[0].id
+    claimed = usecases.claim_more(jobs, work, DEFAULT_POLICIES, flow_run_id="warm-run",
+                                  now=clock())
+    assert sorted(claimed) == sorted(later)
+    assert {jobs.get(i).prefect_flow_run_id for i in claimed} == {"warm-run"}
+    assert [j.id for j in jobs.queued()] == [other_class]
+    one_each = policies_from('{"interactive": {"max_batch": 1}}')
+    jobs.accept(_job())
+    assert usecases.claim_more(jobs, work, one_each, flow_run_id="warm-run", now=clock()) == []

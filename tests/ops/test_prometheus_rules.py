@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import qhybrid_usecases as usecases
 from qhybrid.core import Settings
-from qhybrid_control import DEFAULT_POLICIES, JOBS_META
+from qhybrid_control import DEFAULT_POLICIES
 from qhybrid_entrypoints._metrics import ServiceMetrics
 
 REPO = Path(__file__).resolve().parents[2]
@@ -192,7 +192,6 @@ def exposed(settings: Settings) -> set[str]:
     jobs = usecases.job_store(settings)
     store = usecases.state_store(settings)
     try:
-        JOBS_META.create_all(jobs.engine)  # until migration 0002 lands
         body, _ = ServiceMetrics(jobs, store, DEFAULT_POLICIES).render()
     finally:
         jobs.engine.dispose()

@@ -20,7 +20,6 @@ import uvicorn
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy import Engine, inspect
 
 import qhybrid_usecases as usecases
 from backends import StateStore
@@ -36,7 +35,7 @@ from qhybrid.core import (
     RunJobRequest,
     load_settings,
 )
-from qhybrid_control import JOBS_META, JobFilter, JobStore
+from qhybrid_control import JobFilter, JobStore
 from qhybrid_entrypoints.api import create_app
 
 HOOKED = "hooked"  # the one client with a webhook secret
@@ -46,12 +45,6 @@ EVALUATE = {"kind": "evaluate", "model": "vqe-h2@champion", "parameter_sets": [[
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 PROBLEM = "application/problem+json"
 DEADLINE_SECONDS = 15.0  # bounds every wait on the server; no assertion depends on timing
-
-
-def _ensure_job_tables(engine: Engine) -> None:
-    # until migration 0002 lands: a fresh state store lacks the job tables
-    if set(JOBS_META.tables) - set(inspect(engine).get_table_names()):
-        JOBS_META.create_all(engine)
 
 
 @dataclass
@@ -77,7 +70,6 @@ def service(qhybrid_env: dict[str, str]) -> Iterator[Service]:
     """A fresh store and a real uvicorn server on a port bound before it starts."""
     settings = load_settings({**qhybrid_env, "QHYBRID_WEBHOOK_SECRETS": f"{HOOKED}=s3cret"})
     engine = StateStore(settings.state_store_url).engine
-    _ensure_job_tables(engine)
     cancelled: list[str] = []
     app = create_app(settings, cancel_flow_run=cancelled.append)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

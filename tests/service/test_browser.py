@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from tests.service.test_serve import Service, running_service, submit
+from tests.service._harness import Service, submit
 
 pytestmark = pytest.mark.slow
 
@@ -37,14 +37,13 @@ LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Service, dict[str, Any]]]:
+def served(service: Service) -> tuple[Service, dict[str, Any]]:
     """The service, with one `run` job that has ended."""
-    with running_service(tmp_path_factory.mktemp("browser-service")) as svc:
-        job = submit(svc, {"kind": "run", "spec_path": "specs/vqe-h2.yaml", "backend": "aer",
+    job = submit(service, {"kind": "run", "spec_path": "specs/vqe-h2.yaml", "backend": "aer",
                            "sla": "interactive"})
-        ended = svc.wait_ended(job["id"])
-        assert ended["status"] == "succeeded", ended
-        yield svc, ended
+    ended = service.wait_ended(job["id"])
+    assert ended["status"] == "succeeded", ended
+    return service, ended
 
 
 @pytest.fixture(scope="module")
@@ -161,8 +160,10 @@ def test_the_mlflow_ui_lists_the_jobs_run(
     expect = sync_api.expect
     with opened(browser, tmp_path, "mlflow-runs") as tab:
         page = tab.visit(f"{ui}/#/experiments/{run.info.experiment_id}/runs")
-        link = page.get_by_role("link", name=run.info.run_name, exact=True)
+        # Other tests' runs may share the name: the job's run is the link to its id.
+        link = page.locator(f'a[href$="/runs/{run.info.run_id}"]').first
         expect(link).to_be_visible(timeout=UI_MS)
+        expect(link).to_have_text(run.info.run_name, timeout=UI_MS)
         link.click()
         expect(page).to_have_url(re.compile(rf"/runs/{run.info.run_id}"), timeout=UI_MS)
         expect(page.get_by_text("final.energy", exact=True)).to_be_visible(timeout=UI_MS)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
-from tests.service.test_serve import Service, flow_runs, running_service, submit
+from tests.service._harness import Service, flow_runs, running_service, submit
 
 pytestmark = pytest.mark.slow
 
