@@ -27,6 +27,9 @@ if [[ "$(id -u)" -ne 0 ]]; then
     fi
 fi
 say "installing ${missing[*]} with apt-get"
-"${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-"${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-    "${missing[@]}"
+if ! { "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq &&
+       "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+           --no-install-recommends "${missing[@]}"; }; then
+    say "apt-get could not install ${missing[*]}; the tests that need them skip"
+fi
+exit 0
