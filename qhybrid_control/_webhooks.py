@@ -55,7 +55,7 @@ from collections.abc import Callable
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from qhybrid.core import InvalidInputError
+from qhybrid.core import InvalidInputError, is_trace_id
 
 SIGNATURE_HEADER = "X-Qhybrid-Signature"
 EVENT_ID_HEADER = "X-Qhybrid-Event-Id"
@@ -67,7 +67,6 @@ _TIMESTAMP = re.compile(r"[0-9]{1,15}")
 # hmac.compare_digest refuses str with non-ASCII characters (TypeError), so a v1 value must
 # look like a SHA-256 hex digest before it is compared.
 _HEX_DIGEST = re.compile(r"[0-9a-f]{64}")
-_TRACE_ID = re.compile(r"[0-9a-f]{32}")
 # Visible ASCII only: a header value with a newline or a non-ASCII character would fail in
 # the HTTP library on every retry, so it is refused before the first attempt.
 _EVENT_ID = re.compile(r"[!-~]{1,255}")
@@ -269,7 +268,7 @@ def deliver(client: httpx.Client, url: str, body: bytes, *, secret: bytes, attem
     """
     if attempt < 1:
         raise InvalidInputError("must be 1 or more", field="attempt")
-    if not _TRACE_ID.fullmatch(trace_id) or trace_id == "0" * 32:
+    if not is_trace_id(trace_id):
         raise InvalidInputError("must be 32 lowercase hex characters, not all zero",
                                 field="trace_id")
     if not _EVENT_ID.fullmatch(event_id):

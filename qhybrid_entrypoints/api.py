@@ -49,16 +49,18 @@ from qhybrid.core import (
     Settings,
     SlaClass,
     TrackingError,
+    is_trace_id,
     load_settings,
 )
 from qhybrid_control import JobFilter, JobStore, policies_from
+from qhybrid_entrypoints._logs import json_logging
 from qhybrid_entrypoints._metrics import ServiceMetrics
 
 log = logging.getLogger("qhybrid.api")
 
 CLIENT_HEADER = "X-Qhybrid-Client"
 TRACE_HEADER = "X-Qhybrid-Trace-Id"
-_TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$")
+_TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}\Z")
 _CLIENT = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
 EVENT_POLL_SECONDS = 0.5
 ACCEPT_THREADS = 2
@@ -88,28 +90,9 @@ def trace_from(traceparent: str | None) -> str | None:
     if traceparent is None:
         return None
     match = _TRACEPARENT.match(traceparent.strip().lower())
-    if match is None or match.group(1) == "0" * 32:
+    if match is None or not is_trace_id(match.group(1)):
         return None
     return match.group(1)
-
-
-class _JsonLogFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        line: dict[str, Any] = {"ts": record.created, "level": record.levelname,
-                                "logger": record.name, "message": record.getMessage()}
-        line.update(getattr(record, "fields", {}))
-        return json.dumps(line)
-
-
-def json_logging() -> None:
-    """JSON log lines on stderr for the service's loggers."""
-    handler = logging.StreamHandler()
-    handler.setFormatter(_JsonLogFormatter())
-    for name in ("qhybrid.api", "qhybrid.dispatcher", "qhybrid.service"):
-        logger = logging.getLogger(name)
-        logger.handlers[:] = [handler]
-        logger.setLevel(logging.INFO)
-        logger.propagate = False
 
 
 def create_app(settings: Settings, *, cancel_flow_run: Callable[[str], None] | None = None,

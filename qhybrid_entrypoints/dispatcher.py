@@ -21,7 +21,7 @@ import qhybrid_usecases as usecases
 from qhybrid.core import QhybridError, Settings, load_settings
 from qhybrid_control import policies_from
 from qhybrid_entrypoints._launcher import PrefectLauncher
-from qhybrid_entrypoints.api import json_logging
+from qhybrid_entrypoints._logs import json_logging
 
 log = logging.getLogger("qhybrid.dispatcher")
 TICK_SECONDS = 0.2

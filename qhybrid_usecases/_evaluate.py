@@ -29,7 +29,7 @@ from qhybrid.core import (
 )
 from qhybrid.experiments import Workload, build_workload, load_instance, parse_instance
 from qhybrid_control import JobStore, SlaPolicy
-from qhybrid_usecases._jobs import JobWork, fail_job
+from qhybrid_usecases._jobs import JobWork, fail_job, source_of
 from qhybrid_usecases._services import Services
 from registry import file_md5, read_manifest
 
@@ -180,7 +180,7 @@ def _evaluate_group(services: Services, jobs: JobStore, group: list[JobWork], *,
                for k, n in after.retries_by_class.items()
                if n > before.retries_by_class.get(k, 0)}
     services.tracker.end_run(run_id)
-    source = "hardware" if backend.startswith("ibm:") and ":fake_" not in backend else "simulator"
+    source = source_of(backend)
     start = 0
     for work, block in zip(group, sets, strict=True):
         jobs.transition(work.job_id, "post-processing")

@@ -36,6 +36,7 @@ from qhybrid.core import (
     Settings,
     SpecError,
     load_spec,
+    parse_backend_name,
     spec_from_mapping,
 )
 from qhybrid_control import JobFilter, JobStore, MetricsSnapshot, NewJob, metrics_snapshot
@@ -222,8 +223,9 @@ def begin_job(jobs: JobStore, job_id: str, flow_run_id: str | None) -> JobWork |
                    spec=spec, options=options, evaluate=None)
 
 
-def _source(backend: str) -> str:
-    return "hardware" if backend.startswith("ibm:") and ":fake_" not in backend else "simulator"
+def source_of(backend: str) -> str:
+    """``hardware`` for a real device, else ``simulator`` (Aer, or a fake IBM device)."""
+    return "hardware" if parse_backend_name(backend).is_real_hardware else "simulator"
 
 
 def finish_job(jobs: JobStore, work: JobWork, report: RunReport) -> JobRecord:
@@ -234,7 +236,7 @@ def finish_job(jobs: JobStore, work: JobWork, report: RunReport) -> JobRecord:
         f = execution.fallbacks[0]
         downgrade = f"{f.role} ran on {f.used} instead of {f.requested}"
     result = {
-        "job_id": work.job_id, "kind": work.kind, "source": _source(report.backend),
+        "job_id": work.job_id, "kind": work.kind, "source": source_of(report.backend),
         "backend": report.backend, "downgrade": downgrade,
         "parameter_names": list(report.parameters), "report": report.model_dump(mode="json"),
     }

@@ -1,6 +1,12 @@
 """The kernel: contracts (pydantic), errors and settings. Imports nothing heavier than pydantic."""
 
-from qhybrid.core._backend_name import BackendKind, BackendName, parse_backend_name
+from qhybrid.core._backend_name import (
+    BackendKind,
+    BackendName,
+    check_backend_name,
+    is_trace_id,
+    parse_backend_name,
+)
 from qhybrid.core._errors import (
     BackendError,
     BackendNameError,
@@ -189,9 +195,11 @@ __all__ = [
     "WebhookAttemptRecord",
     "WebhookRecord",
     "WebhookState",
+    "check_backend_name",
     "check_environment",
     "check_path",
     "exclusive",
+    "is_trace_id",
     "is_transient",
     "load_settings",
     "load_spec",

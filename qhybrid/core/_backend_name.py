@@ -82,3 +82,22 @@ def parse_backend_name(text: str, *, field: str = "backend") -> BackendName:
         "ibm:<device>",
         field=field,
     )
+
+
+def check_backend_name(value: str | None) -> str | None:
+    """A pydantic validator's body: ``value`` if it names a backend (or is None).
+
+    Raises:
+        ValueError: With the parser's message, for pydantic to attach to the field.
+    """
+    if value is not None:
+        try:
+            parse_backend_name(value)
+        except BackendNameError as exc:
+            raise ValueError(exc.message) from exc
+    return value
+
+
+def is_trace_id(value: str) -> bool:
+    """Whether ``value`` is a W3C trace id: 32 lowercase hex digits, not all zero."""
+    return len(value) == 32 and all(c in "0123456789abcdef" for c in value) and value != "0" * 32

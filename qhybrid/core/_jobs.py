@@ -8,7 +8,6 @@ A client sends a :data:`JobRequest` (one closed model per ``kind``), gets a :cla
 from __future__ import annotations
 
 import math
-import re
 from typing import Annotated, Final, Literal
 
 from pydantic import (
@@ -21,8 +20,7 @@ from pydantic import (
     model_validator,
 )
 
-from qhybrid.core._backend_name import parse_backend_name
-from qhybrid.core._errors import BackendNameError
+from qhybrid.core._backend_name import check_backend_name, is_trace_id
 from qhybrid.core._reports import ErrorRecord
 from qhybrid.core._results import RunReport
 from qhybrid.core._spec import MitigationSpec
@@ -41,7 +39,6 @@ JOB_STATUSES: Final[tuple[JobStatus, ...]] = (
 TERMINAL_STATUSES: Final = frozenset({"succeeded", "failed", "cancelled"})
 SLA_CLASSES: Final[tuple[SlaClass, ...]] = ("interactive", "near-real-time", "batch-research")
 
-_TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
 _MODEL_REF = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}@[A-Za-z0-9][A-Za-z0-9_-]{0,99}$"
 MAX_PARAMETER_SETS: Final = 10_000
 
@@ -97,20 +94,12 @@ class _JobRequestBase(_Model):
         default=None, description="The client's trace id (32 lowercase hex digits); a W3C "
         "traceparent header is taken too. Default: a new one.")
 
-    @field_validator("backend")
-    @classmethod
-    def _backend(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                parse_backend_name(value)
-            except BackendNameError as exc:
-                raise ValueError(exc.message) from exc
-        return value
+    _backend = field_validator("backend")(check_backend_name)
 
     @field_validator("trace_id")
     @classmethod
     def _trace(cls, value: str | None) -> str | None:
-        if value is not None and (not _TRACE_ID.fullmatch(value) or value == "0" * 32):
+        if value is not None and not is_trace_id(value):
             raise ValueError("a trace id is 32 lowercase hex digits, not all zero")
         return value
 

@@ -6,8 +6,7 @@ from typing import Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from qhybrid.core._backend_name import parse_backend_name
-from qhybrid.core._errors import BackendNameError
+from qhybrid.core._backend_name import check_backend_name
 
 RUN_OPTIONS_SCHEMA_VERSION: Final = 1
 
@@ -38,12 +37,4 @@ class RunOptions(BaseModel):
         default=None, pattern=r"^[0-9a-f]{32}$",
         description="The trace id of the request behind this run (tagged on its records).")
 
-    @field_validator("backend")
-    @classmethod
-    def _backend(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                parse_backend_name(value)
-            except BackendNameError as exc:
-                raise ValueError(exc.message) from exc
-        return value
+    _backend = field_validator("backend")(check_backend_name)

@@ -9,8 +9,8 @@ from typing import Annotated, ClassVar, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from qhybrid.core._backend_name import parse_backend_name
-from qhybrid.core._errors import BackendNameError, InvalidInputError, SpecError
+from qhybrid.core._backend_name import check_backend_name, parse_backend_name
+from qhybrid.core._errors import InvalidInputError, SpecError
 from qhybrid.core._inputs import check_path, parse_yaml, read_input
 
 SPEC_SCHEMA_VERSION: Final = 1
@@ -93,7 +93,7 @@ class IdealGateSpec(_Model):
     @field_validator("backend")
     @classmethod
     def _backend(cls, value: str) -> str:
-        _check_backend(value)
+        check_backend_name(value)
         return value
 
 
@@ -178,14 +178,14 @@ class HardwareGateSpec(_Model):
     @field_validator("backend")
     @classmethod
     def _backend(cls, value: str) -> str:
-        _check_backend(value)
+        check_backend_name(value)
         return value
 
     @field_validator("fallback")
     @classmethod
     def _fallbacks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for name in value:
-            _check_backend(name)
+            check_backend_name(name)
         if len(set(value)) != len(value):
             raise ValueError("lists a backend twice")
         return value
@@ -276,13 +276,6 @@ class ExperimentSpec(_Model):
 
         walk("", self.model_dump(mode="json"))
         return out
-
-
-def _check_backend(value: str) -> None:
-    try:
-        parse_backend_name(value)
-    except BackendNameError as exc:
-        raise ValueError(exc.message) from exc
 
 
 def _location(loc: tuple[int | str, ...]) -> str:

@@ -13,21 +13,12 @@ import pytest
 import qhybrid_usecases as usecases
 from qhybrid.core import EvaluateJobRequest, InvalidInputError, Settings, load_settings
 from qhybrid_control import JobFilter, JobStore, NewJob
+from tests.control.test_job_store import Clock
 from tests.control.test_webhooks import SECRET, Receiver, receiver  # noqa: F401 - the fixture
 
 
 def _rng(seed: int) -> random.Random:
     return random.Random(seed)  # noqa: S311 - backoff jitter, not a secret
-
-
-class Clock:
-    """A clock the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.now = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def _settings(settings: Settings, **more: str) -> Settings:
