@@ -60,7 +60,7 @@ def open_executor(
     text: str, settings: Settings, *, transpiler_seed: int, store: StateStore | None = None,
     log: ExecutionLog | None = None, runner: Runner = attempt_once, flow_run_id: str | None = None,
     precision: float | None = None, mitigation: MitigationSpec | None = None,
-    field: str = "backend",
+    job_tags: tuple[str, ...] = (), field: str = "backend",
 ) -> BackendExecutor:
     """An executor (estimate/sample) for the domain, submitting idempotently to ``text``.
 
@@ -74,6 +74,8 @@ def open_executor(
         flow_run_id: The flow run that owns any lease.
         precision: Target standard error of estimates.
         mitigation: Error mitigation for every estimate.
+        job_tags: Tags for every provider job (``qhybrid.core.provider_job_tags``: the trace
+            and job ids of the requests the executor serves); recorded on the ledger too.
         field: The field to name in errors.
 
     Raises:
@@ -85,7 +87,8 @@ def open_executor(
     submitter = Submitter(backend, store, log or ExecutionLog(), flow_run_id=flow_run_id,
                           breaker_threshold=settings.breaker_threshold,
                           breaker_cooldown=settings.breaker_cooldown_seconds)
-    return BackendExecutor(submitter, runner, precision=precision, mitigation=mitigation)
+    return BackendExecutor(submitter, runner, precision=precision, mitigation=mitigation,
+                           job_tags=job_tags)
 
 
 def memory_store() -> StateStore:

@@ -8,6 +8,11 @@ decoupling on the client, in local mode as on hardware.
 Local-mode jobs (``LocalRuntimeJob``) have no tags and cannot be fetched again by id, so fake
 devices run synchronously here and :class:`~backends._jobs.LocalJobs` keeps their outcomes;
 real devices are remote: jobs are tagged with the idempotency key and fetched by id.
+
+Every job is tagged with its submission's ``tags`` too (``qhybrid``, ``trace:<trace id>``,
+``job:<job id>``), through the primitives' ``options.environment.job_tags``, which the
+executor-based primitives hand to their ``Executor`` and it to IBM. Local mode sets them the
+same way; its ``Executor`` keeps them in its options and does not send them anywhere.
 """
 
 from __future__ import annotations
@@ -402,7 +407,7 @@ class IbmBackend:
             # Local mode computes inside run(), so the filter covers both calls.
             warnings.filterwarnings("ignore", message="No positive, finite standard errors",
                                     category=UserWarning)
-            job = self._run(submission, None)
+            job = self._run(submission, list(submission.tags))
             try:
                 results = job.result()
             except _RUNTIME_ERRORS as exc:
@@ -417,13 +422,14 @@ class IbmBackend:
         return self._service
 
     def submit(self, submission: Submission, *, tag: str) -> str:
-        """Submit to IBM, tagged with the idempotency key; returns the job id.
+        """Submit to IBM, tagged with the submission's tags and the idempotency key; returns the
+        job id.
 
         Raises:
             QhybridError: The mapped runtime error.
         """
         self._remote()
-        job_id: str = self._run(submission, [f"qhybrid-{tag}"]).job_id()
+        job_id: str = self._run(submission, [*submission.tags, f"qhybrid-{tag}"]).job_id()
         return job_id
 
     def find(self, tag: str, *, since: float | None = None) -> str | None:

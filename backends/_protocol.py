@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import weakref
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal, Protocol, runtime_checkable
 
 import numpy as np
@@ -56,6 +56,10 @@ class Submission:
         shots: Shots per row when sampling.
         precision: Target standard error when estimating.
         mitigation: Error mitigation to apply; None for none.
+        tags: Labels for the provider's job (``qhybrid.core.provider_job_tags``: the trace and
+            job ids of the requests it serves). They do not change the result, so they are not
+            part of :meth:`options` nor of the idempotency key: the same work for another
+            request re-attaches to the job, which keeps the tags it was submitted with.
     """
 
     kind: Literal["estimate", "sample"]
@@ -64,6 +68,7 @@ class Submission:
     shots: int | None = None
     precision: float | None = None
     mitigation: MitigationSpec | None = None
+    tags: tuple[str, ...] = ()
 
     def options(self) -> dict[str, object]:
         """The options that change the result, as canonical JSON-ready data."""
@@ -345,5 +350,4 @@ def split(
         parts[-1].append(chunk)
         rows += chunk.rows
         size += nbytes
-    return ([Submission(submission.kind, tuple(p), submission.seed, submission.shots,
-                        submission.precision, submission.mitigation) for p in parts], shapes)
+    return [replace(submission, pubs=tuple(p)) for p in parts], shapes

@@ -3,7 +3,8 @@
 Four tables, through SQLAlchemy Core so that SQLite (the default) and PostgreSQL both work:
 
 - ``submissions``: the idempotency ledger. One row per key; the provider job id is written
-  before any polling, so a retry or a restarted flow re-attaches instead of paying again.
+  before any polling, so a retry or a restarted flow re-attaches instead of paying again. The
+  row keeps the tags its job was submitted with (trace and job ids of the requests it serves).
 - ``local_jobs``: the job table of the local providers (Aer, qiskit-ibm-runtime's local mode).
   A simulator job outlives the process that submitted it, as a remote provider's job does.
 - ``breakers``: one circuit breaker per backend, shared by every process.
@@ -56,13 +57,14 @@ SUBMISSIONS = Table(
     Column("backend", String(200), nullable=False),
     Column("kind", String(16), nullable=False),
     Column("status", String(16), nullable=False),  # submitting | submitted | done | failed
-    Column("job_id", String(200)),
+    Column("job_id", String(200), index=True),
     Column("error", Text),
     Column("owner", String(64)),  # the process that claimed the key last
     Column("attempts", Integer, nullable=False, default=0),
     Column("flow_run_id", String(64)),
     Column("created", Float, nullable=False),
     Column("updated", Float, nullable=False),
+    Column("tags", Text),  # JSON list: the provider job tags of the claim's submission
 )
 
 LOCAL_JOBS = Table(
@@ -102,7 +104,7 @@ LEASES = Table(
 
 @dataclass(frozen=True)
 class LedgerRow:
-    """One idempotency-ledger row."""
+    """One idempotency-ledger row; ``tags`` are those its provider job was submitted with."""
 
     key: str
     backend: str
@@ -111,6 +113,7 @@ class LedgerRow:
     error: dict[str, object] | None
     attempts: int
     updated: float
+    tags: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -179,6 +182,12 @@ def _sqlite_pragmas(connection: DBAPIConnection, _record: ConnectionPoolEntry) -
     cursor.close()
 
 
+def _ledger_row(r: Row[Any]) -> LedgerRow:
+    return LedgerRow(r.key, r.backend, r.status, r.job_id,
+                     json.loads(r.error) if r.error else None, r.attempts, r.updated,
+                     tuple(json.loads(r.tags)) if r.tags else ())
+
+
 class StateStore:
     """The shared execution state, behind one small API.
 
@@ -230,28 +239,31 @@ class StateStore:
     def ledger(self, key: str) -> LedgerRow | None:
         """The ledger row of ``key``, if any."""
         rows = self._read(select(SUBMISSIONS).where(SUBMISSIONS.c.key == key))
-        if not rows:
-            return None
-        r = rows[0]
-        return LedgerRow(r.key, r.backend, r.status, r.job_id,
-                         json.loads(r.error) if r.error else None, r.attempts, r.updated)
+        return _ledger_row(rows[0]) if rows else None
+
+    def ledger_by_job(self, job_id: str) -> LedgerRow | None:
+        """The ledger row whose provider job is ``job_id``, if any (e.g. to read its tags)."""
+        rows = self._read(select(SUBMISSIONS).where(SUBMISSIONS.c.job_id == job_id).limit(1))
+        return _ledger_row(rows[0]) if rows else None
 
     def claim(self, key: str, backend: str, kind: str, flow_run_id: str | None, *,
-              owner: str, stale_after: float) -> bool:
+              owner: str, stale_after: float, tags: tuple[str, ...] = ()) -> bool:
         """Claim ``key`` for submission, atomically; written before the provider sees it.
 
         A key is free when it has no row, when its last job failed, or when it is ``submitting``
         under this ``owner`` or under one silent for ``stale_after`` seconds (a crashed process).
+        ``tags`` (the provider job tags of this submission) replace those of an earlier claim.
 
         Returns:
             True if this caller now owns the submission; False if another process is submitting
             it or the key already has a job.
         """
         now = time.time()
+        tagged = json.dumps(list(tags)) if tags else None
         try:
             self._write(insert(SUBMISSIONS).values(
                 key=key, backend=backend, kind=kind, status="submitting", attempts=1,
-                owner=owner, flow_run_id=flow_run_id, created=now, updated=now))
+                owner=owner, flow_run_id=flow_run_id, created=now, updated=now, tags=tagged))
             return True
         except TrackingError as exc:
             if not isinstance(exc.__cause__, IntegrityError):
@@ -262,7 +274,7 @@ class StateStore:
                         or_(c.owner == owner, c.updated < now - stale_after)))
         return bool(self._write(update(SUBMISSIONS).where(c.key == key, free).values(
             status="submitting", job_id=None, error=None, owner=owner, flow_run_id=flow_run_id,
-            attempts=c.attempts + 1, updated=now)))
+            attempts=c.attempts + 1, updated=now, tags=tagged)))
 
     def submitted(self, key: str, job_id: str) -> None:
         """Record the provider job id of ``key``; done before any polling."""

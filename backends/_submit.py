@@ -19,7 +19,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from qiskit.circuit import QuantumCircuit
@@ -174,7 +174,8 @@ class Submitter:
     def _submit(self, submission: Submission, key: str) -> str:
         self.breaker.allow()
         if not self.store.claim(key, self.backend.name, submission.kind, self.flow_run_id,
-                                owner=_OWNER, stale_after=_IN_FLIGHT_SECONDS):
+                                owner=_OWNER, stale_after=_IN_FLIGHT_SECONDS,
+                                tags=submission.tags):
             row = self.store.ledger(key)
             if row is not None and row.job_id and row.status in ("submitted", "done"):
                 self.log.count("reattachments")
@@ -279,12 +280,16 @@ class BackendExecutor:
         runner: Runs one part with its retry policy (a Prefect task in flows).
         precision: Target standard error of estimates; None for the backend's default.
         mitigation: Mitigation for every estimate sent through this executor.
+        job_tags: Provider job tags for every submission sent through this executor that has
+            none of its own (``qhybrid.core.provider_job_tags``).
     """
 
     def __init__(self, submitter: Submitter, runner: Runner = attempt_once, *,
-                 precision: float | None = None, mitigation: MitigationSpec | None = None) -> None:
+                 precision: float | None = None, mitigation: MitigationSpec | None = None,
+                 job_tags: tuple[str, ...] = ()) -> None:
         self.submitter, self.runner = submitter, runner
         self.precision, self.mitigation = precision, mitigation
+        self.job_tags = job_tags
         self.name = submitter.backend.name
 
     @property
@@ -297,7 +302,9 @@ class BackendExecutor:
         return self.submitter.backend.describe()
 
     def run(self, submission: Submission) -> SubmissionResult:
-        """Split at the backend's limits, run every part, and join the results."""
+        """Tag, split at the backend's limits, run every part, and join the results."""
+        if self.job_tags and not submission.tags:
+            submission = replace(submission, tags=self.job_tags)
         parts, shapes = split(submission, self.submitter.backend.limits)
         results = [self.runner(self.submitter, part, self.submitter.key(part)) for part in parts]
         return SubmissionResult.join(results, shapes)

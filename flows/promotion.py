@@ -31,8 +31,9 @@ def promote_experiment(
 
     Settings and secrets are read where the flow runs (``QHYBRID_*``), never passed in.
     """
-    services = flow_services()
-    run = open_records(spec, options or RunOptions(), "promotion", flow_run.get_id(), services)
+    options = options or RunOptions()
+    services = flow_services(sla=options.sla)  # a service job: its class's retries
+    run = open_records(spec, options, "promotion", flow_run.get_id(), services)
     try:
         ideal = ideal_gate(run, services)
         statistical = statistical_gate(run, services)

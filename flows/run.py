@@ -25,8 +25,9 @@ def run_experiment(spec: ExperimentSpec, options: RunOptions | None = None) -> R
 
     Settings and secrets are read where the flow runs (``QHYBRID_*``), never passed in.
     """
-    services = flow_services()
-    run = open_records(spec, options or RunOptions(), "run", flow_run.get_id(), services)
+    options = options or RunOptions()
+    services = flow_services(sla=options.sla)  # a service job: its class's retries
+    run = open_records(spec, options, "run", flow_run.get_id(), services)
     try:
         outcome = run_on_backend(run, services)
         recorded = record_evidence(run, services, outcome.trial, [outcome])

@@ -11,7 +11,7 @@ from flows.promotion import promote_experiment
 from flows.run import run_experiment
 from qhybrid.core import QhybridError, RunCancelledError, RunReport
 from qhybrid_usecases import job_store
-from tasks import flow_services
+from tasks import flow_services, read_settings
 from tasks.jobs import (
     begin_jobs,
     claim_more_jobs,
@@ -30,15 +30,18 @@ def serve_jobs(job_ids: list[str]) -> None:
     """Serve jobs the dispatcher grouped: evaluations share PUBs; each run or promotion is a
     child flow run of its own.
 
-    Settings are read where the flow runs; the jobs' requests come from the job store.
+    Settings are read where the flow runs; the jobs' requests come from the job store. The
+    jobs' SLA class sets the retries of their provider submissions (a child flow run learns
+    the class from its run options).
     """
-    services = flow_services()
-    jobs = job_store(services.settings)
+    jobs = job_store(read_settings())
     flow_run_id = flow_run.get_id()
     served = list(job_ids)
     works = begin_jobs(jobs, job_ids, flow_run_id)
     evaluations = [w for w in works if w.kind == "evaluate"]
     if evaluations:
+        # One class per group: its retry policy for the evaluations' provider submissions.
+        services = flow_services(sla=evaluations[0].sla)
         evaluate_jobs(services, jobs, evaluations, flow_run_id)
         # Warm: take the class's evaluations queued meanwhile, for a while, instead of
         # leaving each batch a process start of its own.

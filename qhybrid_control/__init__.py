@@ -7,6 +7,7 @@ from qhybrid_control._policy import (
     DEFAULT_POLICIES,
     DispatchGroup,
     SlaPolicy,
+    class_settings,
     plan_dispatch,
     policies_from,
 )
@@ -23,6 +24,7 @@ from qhybrid_control._store import (
 from qhybrid_control._tables import (
     DISPATCHES,
     JOB_EVENTS,
+    JOB_RESULTS,
     JOBS,
     JOBS_META,
     WEBHOOK_DELIVERIES,
@@ -43,6 +45,7 @@ __all__ = [
     "JOBS",
     "JOBS_META",
     "JOB_EVENTS",
+    "JOB_RESULTS",
     "WEBHOOK_DELIVERIES",
     "ActiveJob",
     "DispatchGroup",
@@ -57,6 +60,7 @@ __all__ = [
     "WebhookAttempt",
     "WebhookSignatureError",
     "backoff_delay",
+    "class_settings",
     "deliver",
     "iso",
     "metrics_snapshot",

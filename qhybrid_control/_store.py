@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import hashlib
 import json
 import time
 import uuid
@@ -16,7 +17,19 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Executable, Row, and_, func, insert, or_, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Executable,
+    Row,
+    and_,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from qhybrid.core import (
@@ -33,7 +46,13 @@ from qhybrid.core import (
     WebhookRecord,
     WebhookState,
 )
-from qhybrid_control._tables import DISPATCHES, JOB_EVENTS, JOBS, WEBHOOK_DELIVERIES
+from qhybrid_control._tables import (
+    DISPATCHES,
+    JOB_EVENTS,
+    JOB_RESULTS,
+    JOBS,
+    WEBHOOK_DELIVERIES,
+)
 
 
 def iso(at: float) -> str:
@@ -122,17 +141,29 @@ class JobFilter:
     since: float | None = None
 
 
+# What a result stored by reference leaves out of its job row.
+_BY_REFERENCE = frozenset({"values", "samples", "metrics", "report"})
+
+# Built once: a statement made per call costs more to build and cache-key than to run.
+_INSERT_JOB = insert(JOBS)
+_INSERT_EVENT = insert(JOB_EVENTS)
+
+
 class JobStore:
     """Jobs, their events and their callbacks, in the state store's database.
 
     Args:
         engine: The state store's engine (its migrations create the tables).
         clock: Unix time; tests pass their own.
+        inline_max_bytes: A result document larger than this (as JSON) is stored in
+            ``job_results``, and the job row keeps a summary that refers to it.
     """
 
-    def __init__(self, engine: Engine, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, engine: Engine, *, clock: Callable[[], float] = time.time,
+                 inline_max_bytes: int = 256 * 1024) -> None:
         self.engine = engine
         self.clock = clock
+        self.inline_max_bytes = inline_max_bytes
         self.postgres = engine.dialect.name == "postgresql"
 
     # -- accept --------------------------------------------------------------------------
@@ -161,8 +192,8 @@ class JobStore:
         }
         try:
             with self.engine.begin() as conn:
-                conn.execute(insert(JOBS).values(**row))
-                conn.execute(insert(JOB_EVENTS).values(job_id=job.id, status="queued", at=now))
+                conn.execute(_INSERT_JOB, row)
+                conn.execute(_INSERT_EVENT, {"job_id": job.id, "status": "queued", "at": now})
         except IntegrityError:
             if job.idempotency_key is None:
                 raise
@@ -222,6 +253,13 @@ class JobStore:
         if not rows:
             raise JobNotFoundError(f"no job {job_id}", field="id")
         return None if rows[0][0] is None else dict(json.loads(rows[0][0]))
+
+    def result_data(self, job_id: str) -> tuple[str, str, str] | None:
+        """The full result document of ``job_id`` stored by reference, if it has one: its
+        JSON text, SHA-256 and media type."""
+        rows = self._read(select(JOB_RESULTS.c.body, JOB_RESULTS.c.sha256,
+                                 JOB_RESULTS.c.media_type).where(JOB_RESULTS.c.job_id == job_id))
+        return None if not rows else (rows[0][0], rows[0][1], rows[0][2])
 
     def page(self, where: JobFilter, *, limit: int, cursor: str | None) -> tuple[
             list[JobRecord], str | None]:
@@ -326,6 +364,20 @@ class JobStore:
         self._change(job_id, "queued", sub_status=reason, fields={
             "dispatch_id": None, "flow_run_id": None})
 
+    def hand_over(self, job_id: str, sla: str, *, reason: str) -> JobRecord:
+        """Queue a job again under class ``sla``, for that class's dispatcher to serve later
+        (asynchronous delivery), in one transaction with its event.
+
+        ``reason`` becomes the job's sub-status and its ``downgrade``. A job someone asked to
+        cancel meanwhile is cancelled instead; a job that has ended stays as it ended.
+
+        Raises:
+            JobNotFoundError: No job has that id.
+        """
+        return self._change(job_id, "queued", sub_status=reason, fields={
+            "sla": sla, "downgrade": reason, "dispatch_id": None, "flow_run_id": None},
+            if_cancel_requested=f"cancelled before its hand-over to {sla}")
+
     # -- transitions ---------------------------------------------------------------------
 
     def transition(self, job_id: str, status: JobStatus, *, sub_status: str | None = None,
@@ -339,10 +391,11 @@ class JobStore:
             JobNotFoundError: No job has that id.
         """
         fields: dict[str, Any] = {}
+        large: dict[str, Any] | None = None
         if error is not None:
             fields["error"] = error.model_dump_json()
         if result is not None:
-            fields["result"] = json.dumps(result, separators=(",", ":"))
+            fields["result"], large = self._result_fields(job_id, result)
         if mlflow_run_id is not None:
             fields["mlflow_run_id"] = mlflow_run_id
         if downgrade is not None:
@@ -352,16 +405,44 @@ class JobStore:
         if flow_run_id is not None:
             fields["flow_run_id"] = flow_run_id
         return self._change(job_id, status, sub_status=sub_status, fields=fields,
-                            provider_job_ids=tuple(provider_job_ids))
+                            provider_job_ids=tuple(provider_job_ids), large_result=large)
+
+    def _result_fields(self, job_id: str, result: dict[str, Any]
+                       ) -> tuple[str, dict[str, Any] | None]:
+        """The job row's result text, and the ``job_results`` row when the document is too
+        large to embed (the row then keeps a summary: the document without its values,
+        samples, metrics and report, and a ``data`` reference to the whole)."""
+        text = json.dumps(result, separators=(",", ":"))
+        size = len(text.encode())
+        if size <= self.inline_max_bytes:
+            return text, None
+        sha256 = hashlib.sha256(text.encode()).hexdigest()
+        summary = {k: v for k, v in result.items() if k not in _BY_REFERENCE}
+        summary["data"] = {"href": f"/v1/jobs/{job_id}/result/data",
+                           "media_type": "application/json", "bytes": size, "sha256": sha256}
+        row = {"job_id": job_id, "media_type": "application/json", "body": text,
+               "bytes": size, "sha256": sha256, "created": self.clock()}
+        return json.dumps(summary, separators=(",", ":")), row
 
     def _change(self, job_id: str, status: str, *, sub_status: str | None,
-                fields: dict[str, Any], provider_job_ids: tuple[str, ...] = ()) -> JobRecord:
+                fields: dict[str, Any], provider_job_ids: tuple[str, ...] = (),
+                if_cancel_requested: str | None = None,
+                large_result: dict[str, Any] | None = None) -> JobRecord:
+        """Move a job; with ``if_cancel_requested``, a job someone asked to cancel is
+        cancelled instead, with that sub-status (decided under the row's lock). A
+        ``large_result`` row is stored with the change, or not at all."""
         now = self.clock()
         try:
             with self.engine.begin() as conn:
                 row = self._lock(conn, job_id)
                 if row["status"] in TERMINAL_STATUSES:
                     return self._record(row)
+                if if_cancel_requested is not None and row["cancel_requested"]:
+                    status, sub_status, fields = "cancelled", if_cancel_requested, {}
+                    large_result = None
+                if large_result is not None:
+                    conn.execute(delete(JOB_RESULTS).where(JOB_RESULTS.c.job_id == job_id))
+                    conn.execute(insert(JOB_RESULTS).values(**large_result))
                 values = dict(fields, status=status, sub_status=sub_status, updated=now)
                 if status != row["status"] or sub_status != row["sub_status"]:
                     history = json.loads(row["transitions"])

@@ -10,6 +10,8 @@ database, has a ``jobs`` table of its own.
 - ``webhook_deliveries``: one callback per ended job, with its attempts; a restarted service
   delivers what is due.
 - ``dispatches``: one row per flow run started for a group of jobs (the batch sizes).
+- ``job_results``: a result too large to keep in its job row (``result_inline_max_bytes``):
+  the row keeps a summary that refers to it, and the API serves it on its own URL.
 """
 
 from __future__ import annotations
@@ -96,5 +98,15 @@ DISPATCHES = Table(
     Column("family", String(64)),
     Column("size", Integer, nullable=False),
     Column("flow_run_id", String(64)),
+    Column("created", Float, nullable=False),
+)
+
+JOB_RESULTS = Table(
+    "qhybrid_job_results", JOBS_META,
+    Column("job_id", String(36), primary_key=True),
+    Column("media_type", String(100), nullable=False),
+    Column("body", Text, nullable=False),
+    Column("bytes", Integer, nullable=False),
+    Column("sha256", String(64), nullable=False),
     Column("created", Float, nullable=False),
 )

@@ -30,6 +30,7 @@ from qhybrid.core import (
 from qhybrid.experiments import Workload, build_workload, load_instance, parse_instance
 from qhybrid_control import JobStore, SlaPolicy
 from qhybrid_usecases._jobs import JobWork, fail_job, source_of
+from qhybrid_usecases._run import retry_policy
 from qhybrid_usecases._services import Services
 from registry import file_md5, read_manifest
 
@@ -89,9 +90,10 @@ def evaluate_jobs(services: Services, jobs: JobStore, works: Sequence[JobWork], 
     """Evaluate every job in ``works``: one PUB per group of jobs that can share it, one MLflow
     run per group. A group that fails fails its jobs with the error's class and layer.
 
-    A class with ``simulator_fallback`` (interactive) is answered from the ideal simulator when
-    the hardware it asked for has more than ``max_hardware_queue`` jobs queued; the job and its
-    result say so (``downgrade``).
+    Behind a long hardware queue (more than ``max_hardware_queue`` jobs), a class's
+    ``on_long_queue`` decides: ``simulator`` (interactive) answers from the ideal simulator,
+    ``asynchronous`` queues the jobs again under the class's ``asynchronous_class``, ``wait``
+    waits for the device; the job says which (``downgrade``), and so does a simulator result.
     """
     groups: dict[tuple[str, str | None, str, int | None, str], list[JobWork]] = defaultdict(list)
     for work in works:
@@ -106,22 +108,46 @@ def evaluate_jobs(services: Services, jobs: JobStore, works: Sequence[JobWork], 
                 fail_job(jobs, work.job_id, exc)
 
 
+@dataclass(frozen=True)
+class Route:
+    """Where an evaluation goes: a backend now, or (``hand_over_to``) another SLA class later.
+
+    Attributes:
+        backend: The backend to run on now.
+        downgrade: Why it is not the backend asked for now, if it is not.
+        hand_over_to: The class to queue the job under instead of running it now.
+    """
+
+    backend: str
+    downgrade: str | None = None
+    hand_over_to: str | None = None
+
+
 def route(services: Services, requested: str, policy: SlaPolicy, *,
-          transpiler_seed: int) -> tuple[str, str | None]:
-    """The backend to use for ``requested`` under ``policy``, and why if it is another.
+          transpiler_seed: int) -> Route:
+    """Where ``requested`` goes under ``policy``, and why if it is not there now.
+
+    Behind more than ``max_hardware_queue`` jobs on an IBM device, a class that does not
+    ``wait`` is answered from the simulator path (``aer``) or handed over to its
+    ``asynchronous_class``.
 
     Raises:
         BackendNameError: The backend names no device.
         TransportError: The device's queue could not be read.
     """
-    if not policy.simulator_fallback or parse_backend_name(requested).kind != "ibm":
-        return requested, None
+    if policy.on_long_queue == "wait" or parse_backend_name(requested).kind != "ibm":
+        return Route(requested)
     device = services.backend(requested, transpiler_seed=transpiler_seed)
     depth = device.queue_depth() if isinstance(device, ReportsQueue) else 0
     if depth <= policy.max_hardware_queue:
-        return requested, None
-    return "aer", (f"answered from the simulator path (aer): {requested} has {depth} jobs "
-                   f"queued, more than this class waits behind ({policy.max_hardware_queue})")
+        return Route(requested)
+    why = (f"{requested} has {depth} jobs queued, more than this class waits behind "
+           f"({policy.max_hardware_queue})")
+    if policy.on_long_queue == "asynchronous":
+        assert policy.asynchronous_class is not None  # SlaPolicy validates it
+        return Route(requested, hand_over_to=policy.asynchronous_class, downgrade=(
+            f"delivered asynchronously ({policy.asynchronous_class}): {why}"))
+    return Route("aer", downgrade=f"answered from the simulator path (aer): {why}")
 
 
 def _evaluate_group(services: Services, jobs: JobStore, group: list[JobWork], *,
@@ -133,11 +159,16 @@ def _evaluate_group(services: Services, jobs: JobStore, group: list[JobWork], *,
     requested = first.backend or model.spec.gates.ideal.backend
     for work in group:
         jobs.transition(work.job_id, "waiting-backend", sub_status=requested)
-    backend, downgrade = route(services, requested, policy,
-                               transpiler_seed=model.spec.seeds.transpiler)
+    routed = route(services, requested, policy, transpiler_seed=model.spec.seeds.transpiler)
+    if routed.hand_over_to is not None:
+        for work in group:
+            jobs.hand_over(work.job_id, routed.hand_over_to, reason=routed.downgrade or "")
+        return
+    backend, downgrade = routed.backend, routed.downgrade
     executor = services.executor(backend, transpiler_seed=model.spec.seeds.transpiler,
                                  flow_run_id=flow_run_id, field="backend",
-                                 mitigation=first.mitigation)
+                                 mitigation=first.mitigation,
+                                 traces=[(w.trace_id, w.job_id) for w in group])
     sets = []
     for work in group:
         assert work.evaluate is not None
@@ -154,7 +185,8 @@ def _evaluate_group(services: Services, jobs: JobStore, group: list[JobWork], *,
         "qhybrid.registered_version": model.version, "qhybrid.backend": backend,
         "qhybrid.prefect_flow_run_id": flow_run_id or "none",
         "qhybrid.job_ids": ",".join(w.job_id for w in group)[:5000],
-        "qhybrid.trace_ids": ",".join(sorted({w.trace_id for w in group}))[:5000]})
+        "qhybrid.trace_ids": ",".join(sorted({w.trace_id for w in group}))[:5000],
+        "qhybrid.retry_policy": retry_policy(services.settings, group[0].sla)})
     for work in group:
         jobs.transition(work.job_id, "running", sub_status=f"{len(points)} parameter sets on "
                         f"{backend}", mlflow_run_id=run_id, downgrade=downgrade)
@@ -187,7 +219,8 @@ def _evaluate_group(services: Services, jobs: JobStore, group: list[JobWork], *,
         end = start + len(block)
         result: dict[str, object] = {
             "job_id": work.job_id, "kind": "evaluate", "source": source, "backend": backend,
-            "downgrade": downgrade, "parameter_names": list(workload.parameter_names),
+            "downgrade": downgrade or work.downgrade,
+            "parameter_names": list(workload.parameter_names),
             "shots": None}
         if values is not None:
             result["values"] = [float(v) for v in values[start:end]]

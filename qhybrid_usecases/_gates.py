@@ -23,13 +23,9 @@ from qhybrid_usecases._run import (
     gate_run,
     record_trial,
     report_progress,
+    run_executor,
 )
 from qhybrid_usecases._services import Services
-
-
-def _executor(run: RunHandle, services: Services, backend: str, field: str) -> BackendExecutor:
-    return services.executor(backend, transpiler_seed=run.spec.seeds.transpiler,
-                             flow_run_id=run.flow_run_id, field=field)
 
 
 def _trial(run: RunHandle, workload: Workload, executor: BackendExecutor, *,
@@ -46,8 +42,8 @@ def run_on_backend(run: RunHandle, services: Services) -> TrialOutcome:
     spec = run.spec
     report_progress(run, services, "running",
                     f"on {run.options.backend or spec.gates.ideal.backend}")
-    executor = _executor(run, services, run.options.backend or spec.gates.ideal.backend,
-                         "--backend")
+    executor = run_executor(run, services, run.options.backend or spec.gates.ideal.backend,
+                            field="--backend")
     trial = _trial(run, run.workload(services), executor, optimiser_seed=spec.seeds.optimiser,
                    simulator_seed=spec.seeds.simulator)
     return TrialOutcome(trial=trial, backends={"run": executor.describe()})
@@ -59,7 +55,7 @@ def ideal_gate(run: RunHandle, services: Services) -> TrialOutcome:
     spec = run.spec
     workload = run.workload(services)
     start = time.perf_counter()
-    executor = _executor(run, services, spec.gates.ideal.backend, "gates.ideal.backend")
+    executor = run_executor(run, services, spec.gates.ideal.backend, field="gates.ideal.backend")
     trial = _trial(run, workload, executor, optimiser_seed=spec.seeds.optimiser,
                    simulator_seed=spec.seeds.simulator)
     result = ideal_verdict(workload.objective, trial.metrics[workload.objective],
@@ -81,7 +77,7 @@ def statistical_gate(run: RunHandle, services: Services) -> StepOutcome:
     spec = run.spec
     policy = spec.gates.statistical
     workload = run.workload(services)
-    executor = _executor(run, services, spec.gates.ideal.backend, "gates.ideal.backend")
+    executor = run_executor(run, services, spec.gates.ideal.backend, field="gates.ideal.backend")
     start = time.perf_counter()
     values: list[float] = []
     seeds: list[dict[str, int]] = []

@@ -31,6 +31,7 @@ from qhybrid_usecases._run import (
     gate_run,
     record_trial,
     report_progress,
+    run_executor,
 )
 from qhybrid_usecases._services import Services
 
@@ -104,8 +105,8 @@ def _on_hardware(
 ) -> tuple[TrialResult, MitigationRecord | None, dict[str, object]]:
     spec = run.spec
     policy = spec.gates.hardware
-    backend = services.executor(
-        name, transpiler_seed=spec.seeds.transpiler, flow_run_id=run.flow_run_id,
+    backend = run_executor(
+        run, services, name,
         field="gates.hardware.backend" if target else "gates.hardware.fallback")
     mitigation = None
     with backend.submitter.mode(policy.mode if target else "single"):
@@ -126,8 +127,7 @@ def mitigation_arms(
     interval over the repeats."""
     spec = run.spec
     points = workload.circuit_points(parameters)
-    exact_backend = services.executor("aer", transpiler_seed=spec.seeds.transpiler,
-                                      flow_run_id=run.flow_run_id)
+    exact_backend = run_executor(run, services, "aer")
     exact = float(exact_backend.estimate(workload.ansatz, workload.observable, points,
                                          seed=spec.seeds.simulator)[0])
     seeds = [derive_seed(spec.seeds.simulator, 1000 + k) for k in range(policy.repeats)]

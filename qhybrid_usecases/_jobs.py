@@ -7,8 +7,10 @@ The HTTP API calls :func:`accept_job` (one transaction in the job store, nothing
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import threading
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,7 +53,8 @@ def job_store(settings: Settings) -> JobStore:
         InvalidInputError: The state store URL is unusable.
         TrackingError: The state store cannot be opened.
     """
-    return JobStore(StateStore(settings.state_store_url).engine)
+    return JobStore(StateStore(settings.state_store_url).engine,
+                    inline_max_bytes=settings.result_inline_max_bytes)
 
 
 def state_store(settings: Settings) -> StateStore:
@@ -73,6 +76,8 @@ def _request_sha256(request: AnyJobRequest) -> str:
 SPEC_SUFFIXES = (".yaml", ".yml")
 _SPECS: dict[Path, tuple[tuple[int, int], ExperimentSpec]] = {}
 _SPECS_MAX = 64
+_CACHE_LOCK = threading.Lock()
+_DOCUMENTS: dict[int, tuple[ExperimentSpec, dict[str, Any]]] = {}
 
 
 def _load_spec_cached(path: Path) -> ExperimentSpec:
@@ -87,33 +92,59 @@ def _load_spec_cached(path: Path) -> ExperimentSpec:
     if cached is not None and cached[0] == version:
         return cached[1]
     spec = load_spec(path)
-    if len(_SPECS) >= _SPECS_MAX:
-        _SPECS.pop(next(iter(_SPECS)))
-    _SPECS[path] = (version, spec)
+    with _CACHE_LOCK:  # accepts run in several threads
+        if len(_SPECS) >= _SPECS_MAX:
+            _SPECS.pop(next(iter(_SPECS)))
+        _SPECS[path] = (version, spec)
     return spec
+
+
+@functools.lru_cache(maxsize=256)
+def _spec_file(root: Path, spec_path: str) -> Path:
+    """The spec file ``spec_path`` names inside the project ``root`` (resolved once per path:
+    resolving costs a system call per path component).
+
+    Raises:
+        SpecError: Not a relative path to a YAML file inside the project (field spec_path).
+    """
+    resolved_root = root.resolve()
+    relative = Path(spec_path)
+    # Only YAML files inside the project: a path must not probe other files.
+    if ("\x00" in spec_path or relative.is_absolute() or relative.suffix not in SPEC_SUFFIXES
+            or any(part.startswith(".") for part in relative.parts)):
+        raise SpecError(f"not a spec file of the project: {spec_path!r} (a relative "
+                        "path to a .yaml file)", field="spec_path")
+    try:
+        full = (resolved_root / relative).resolve()
+    except (OSError, ValueError):
+        full = resolved_root.parent  # not resolvable: refused below
+    if not full.is_relative_to(resolved_root):
+        raise SpecError(f"{spec_path} is not a path inside the service's project",
+                        field="spec_path")
+    return full
+
+
+def _spec_document(spec: ExperimentSpec) -> dict[str, Any]:
+    """``spec`` as JSON data, dumped once per spec object (accepts share cached specs)."""
+    cached = _DOCUMENTS.get(id(spec))
+    if cached is not None and cached[0] is spec:
+        return cached[1]
+    document = spec.model_dump(mode="json")
+    with _CACHE_LOCK:  # accepts run in several threads
+        if len(_DOCUMENTS) >= _SPECS_MAX:
+            _DOCUMENTS.pop(next(iter(_DOCUMENTS)))
+        _DOCUMENTS[id(spec)] = (spec, document)  # holding the spec keeps its id unused
+    return document
 
 
 def _spec_of(request: RunJobRequest | PromoteJobRequest, settings: Settings) -> ExperimentSpec:
     if request.spec_path is not None:
-        root = settings.project_root.resolve()
-        relative = Path(request.spec_path)
-        # Only YAML files inside the project: a path must not probe other files.
-        if ("\x00" in request.spec_path or relative.is_absolute()
-                or relative.suffix not in SPEC_SUFFIXES
-                or any(part.startswith(".") for part in relative.parts)):
-            raise SpecError(f"not a spec file of the project: {request.spec_path!r} (a relative "
-                            "path to a .yaml file)", field="spec_path")
-        try:
-            full = (root / relative).resolve()
-        except (OSError, ValueError):
-            full = root.parent  # not resolvable: refused below
-        if not full.is_relative_to(root):
-            raise SpecError(f"{request.spec_path} is not a path inside the service's project",
-                            field="spec_path")
+        full = _spec_file(settings.project_root, request.spec_path)
         try:
             return _load_spec_cached(full)
         except SpecError as exc:
             # The message names the project's relative path, never the server's folders.
+            root = settings.project_root.resolve()
             raise SpecError(exc.message.replace(f"{root}/", ""), field="spec_path") from None
     try:
         return spec_from_mapping(request.spec, source="spec")
@@ -124,7 +155,10 @@ def _spec_of(request: RunJobRequest | PromoteJobRequest, settings: Settings) -> 
 def _with_overrides(spec: ExperimentSpec, request: RunJobRequest | PromoteJobRequest
                     ) -> ExperimentSpec:
     """The spec with the request's shots, mitigation and (for a promotion) hardware backend,
-    validated again as a whole."""
+    validated again as a whole (``spec`` itself when the request overrides nothing)."""
+    if (request.shots is None and request.mitigation is None
+            and (request.kind != "promote" or request.backend is None)):
+        return spec
     data = spec.model_dump(mode="json")
     if request.shots is not None:
         data["shots"] = request.shots
@@ -176,7 +210,7 @@ def accept_job(jobs: JobStore, settings: Settings, request: AnyJobRequest, *, cl
     else:
         spec = _with_overrides(_spec_of(request, settings), request)
         experiment, family = spec.name, spec.family.kind
-        stored["spec"] = spec.model_dump(mode="json")
+        stored["spec"] = _spec_document(spec)
     job = NewJob(
         id=str(uuid.uuid4()), client=client, kind=request.kind, sla=request.sla,
         experiment=experiment, family=family, backend=request.backend,
@@ -198,6 +232,7 @@ class JobWork:
     spec: ExperimentSpec | None
     options: RunOptions | None
     evaluate: EvaluateJobRequest | None
+    downgrade: str | None = None  # already on the job (handed over to a slower class)
 
 
 def begin_job(jobs: JobStore, job_id: str, flow_run_id: str | None) -> JobWork | None:
@@ -213,13 +248,15 @@ def begin_job(jobs: JobStore, job_id: str, flow_run_id: str | None) -> JobWork |
                     sub_status=f"flow run {flow_run_id}" if flow_run_id else None)
     stored = jobs.request_of(job_id)
     request = JOB_REQUEST.validate_python(stored["request"])
+    # The job's class, not the request's: a job handed over to another class is served there.
     if isinstance(request, EvaluateJobRequest):
-        return JobWork(job_id=job_id, kind=request.kind, sla=request.sla,
-                       trace_id=record.trace_id, spec=None, options=None, evaluate=request)
+        return JobWork(job_id=job_id, kind=request.kind, sla=record.sla,
+                       trace_id=record.trace_id, spec=None, options=None, evaluate=request,
+                       downgrade=record.downgrade)
     spec = ExperimentSpec.model_validate(stored["spec"])
     options = RunOptions(backend=request.backend if request.kind == "run" else None,
-                         job_id=job_id, trace_id=record.trace_id)
-    return JobWork(job_id=job_id, kind=request.kind, sla=request.sla, trace_id=record.trace_id,
+                         job_id=job_id, trace_id=record.trace_id, sla=record.sla)
+    return JobWork(job_id=job_id, kind=request.kind, sla=record.sla, trace_id=record.trace_id,
                    spec=spec, options=options, evaluate=None)
 
 
@@ -307,6 +344,22 @@ def job_result(jobs: JobStore, job_id: str) -> JobResult:
         raise JobNotFoundError(f"job {job_id} has no result: it is {record.status}",
                                field="id")
     return JobResult.model_validate(stored)
+
+
+def job_result_data(jobs: JobStore, job_id: str) -> tuple[str, str]:
+    """The full result document of a job whose result is served by reference: its JSON text
+    and SHA-256.
+
+    Raises:
+        JobNotFoundError: No job has that id, or its result is not stored by reference.
+    """
+    data = jobs.result_data(job_id)
+    if data is None:
+        record = jobs.get(job_id)
+        raise JobNotFoundError(f"job {job_id} has no result stored by reference: it is "
+                               f"{record.status}, and its result (if any) is inline at "
+                               f"/v1/jobs/{job_id}/result", field="id")
+    return data[0], data[1]
 
 
 def service_metrics(jobs: JobStore, store: StateStore) -> MetricsSnapshot:

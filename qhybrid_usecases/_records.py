@@ -22,7 +22,13 @@ from qhybrid.core import (
     TrialResult,
 )
 from qhybrid.experiments import Workload, bind, write_circuit
-from qhybrid_usecases._run import RunHandle, StepOutcome, report_progress, scratch
+from qhybrid_usecases._run import (
+    RunHandle,
+    StepOutcome,
+    report_progress,
+    run_executor,
+    scratch,
+)
 from qhybrid_usecases._services import Services
 from registry import convergence_png, git_commit, histogram_png, package_versions, write_manifest
 
@@ -70,8 +76,7 @@ def _ideal_counts(run: RunHandle, services: Services, workload: Workload,
     if trial.backend == "aer":
         return trial.counts
     spec = run.spec
-    executor = services.executor("aer", transpiler_seed=spec.seeds.transpiler,
-                                 flow_run_id=run.flow_run_id)
+    executor = run_executor(run, services, "aer")
     return executor.sample(workload.measured, workload.circuit_points(trial.parameters),
                            shots=spec.shots, seed=spec.seeds.simulator)[0]
 

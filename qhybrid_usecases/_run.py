@@ -16,7 +16,7 @@ from typing import Literal
 import psutil
 from pydantic import BaseModel, ConfigDict, Field
 
-from backends import release_leases
+from backends import BackendExecutor, release_leases
 from qhybrid.core import (
     BaselineResult,
     ExperimentSpec,
@@ -26,6 +26,7 @@ from qhybrid.core import (
     LeaseRelease,
     RunCancelledError,
     RunOptions,
+    Settings,
     TrialResult,
 )
 from qhybrid.experiments import Workload
@@ -118,6 +119,7 @@ def open_run(
         **owner_tags(),  # so that a later command can tell the run's process was killed
         **({"qhybrid.job_id": options.job_id} if options.job_id else {}),
         **({"qhybrid.trace_id": options.trace_id} if options.trace_id else {}),
+        "qhybrid.retry_policy": retry_policy(services.settings, options.sla),
     }
     tracker = services.tracker
     parent = tracker.start_run(f"{kind}:{spec.name}@{spec.version}", tags=tags)
@@ -128,6 +130,29 @@ def open_run(
         pins={path: pin.to_dict() for path, pin in inputs.pins.items()},
         data_overrides=inputs.overrides,
     )
+
+
+def retry_policy(settings: Settings, sla: str | None) -> str:
+    """How a run's provider submissions are retried under ``settings`` (already those of
+    class ``sla``, if any), e.g. ``submission_retries=1, retry_backoff_seconds=0.5 (SLA class
+    interactive)``."""
+    whose = f"SLA class {sla}" if sla else "settings"
+    return (f"submission_retries={settings.submission_retries}, "
+            f"retry_backoff_seconds={settings.retry_backoff_seconds:g} ({whose})")
+
+
+def run_executor(
+    run: RunHandle, services: Services, backend: str, *, field: str = "backend",
+) -> BackendExecutor:
+    """An executor on ``backend`` for a step of ``run``: the spec's transpiler seed, the run's
+    flow run, and provider jobs tagged with the trace id and job id of the request behind it.
+
+    Raises:
+        BackendNameError: Unknown backend or device, or a real device without a token.
+    """
+    return services.executor(backend, transpiler_seed=run.spec.seeds.transpiler,
+                             flow_run_id=run.flow_run_id, field=field,
+                             traces=[(run.options.trace_id, run.options.job_id)])
 
 
 def owner_tags() -> dict[str, str]:

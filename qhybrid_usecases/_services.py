@@ -3,6 +3,7 @@ the retry policy, built once at the edge from :class:`~qhybrid.core.Settings`.""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from backends import (
@@ -15,7 +16,7 @@ from backends import (
     open_backend,
     open_executor,
 )
-from qhybrid.core import MitigationSpec, Settings
+from qhybrid.core import MitigationSpec, Settings, provider_job_tags
 from registry import Tracker
 
 
@@ -52,8 +53,19 @@ class Services:
     def executor(
         self, name: str, *, transpiler_seed: int, flow_run_id: str | None,
         field: str = "backend", mitigation: MitigationSpec | None = None,
+        traces: Iterable[tuple[str | None, str | None]] = (),
     ) -> BackendExecutor:
         """An executor on backend ``name``, submitting through this run's store, log and runner.
+
+        Args:
+            name: The backend.
+            transpiler_seed: Seed of the device transpilation.
+            flow_run_id: The flow run that owns any lease.
+            field: The field to name in errors.
+            mitigation: Error mitigation for every estimate.
+            traces: ``(trace id, job id)`` of each request the executor serves; its provider
+                jobs are tagged with them (:func:`~qhybrid.core.provider_job_tags`, which says
+                what a large group drops), and so are their ledger rows.
 
         Raises:
             BackendNameError: Unknown backend or device, or a real device without a token.
@@ -61,6 +73,7 @@ class Services:
         return open_executor(
             name, self.settings, transpiler_seed=transpiler_seed, store=self.store, log=self.log,
             runner=self.runner, flow_run_id=flow_run_id, field=field, mitigation=mitigation,
+            job_tags=provider_job_tags(traces),
         )
 
     def backend(self, name: str, *, transpiler_seed: int = 0) -> Backend:

@@ -10,6 +10,7 @@ from pydantic import SecretStr
 
 from backends import Runner
 from qhybrid.core import BackendNameError, Settings, load_settings
+from qhybrid_control import class_settings
 from qhybrid_usecases import Services
 from tasks.submission import prefect_runner
 
@@ -44,8 +45,17 @@ def read_settings() -> Settings:
     return resolve_ibm_token(load_settings(os.environ))
 
 
-def flow_services(runner: Runner | None = None) -> Services:
+def flow_services(runner: Runner | None = None, *, sla: str | None = None) -> Services:
     """The collaborators of one flow run: settings read here, each provider submission a
-    ``submit-job`` task run with the settings' retries (unless ``runner`` says otherwise)."""
+    ``submit-job`` task run with the settings' retries (unless ``runner`` says otherwise), or
+    with SLA class ``sla``'s retry policy where the class sets one.
+
+    Raises:
+        InvalidInputError: An invalid ``QHYBRID_*`` variable (QHYBRID_SLA_POLICIES among
+            them), or ``sla`` names no class.
+        BackendNameError: The named Secret block does not exist.
+    """
     settings = read_settings()
+    if sla is not None:
+        settings = class_settings(settings, sla)
     return Services.open(settings, runner=runner or prefect_runner(settings))

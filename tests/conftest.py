@@ -7,6 +7,7 @@ import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import hypothesis.core
 import hypothesis.vendor.pretty
@@ -98,3 +99,25 @@ def prefect_server():
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+@pytest.fixture
+def runtime_job_tags(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    """The job tags of every job qiskit-ibm-runtime's ``Executor`` is asked to run, in order.
+
+    The executor-based primitives hand their ``options.environment.job_tags`` to an
+    ``Executor``, which sends them to IBM with the job (``to_runtime_options``); in local mode it
+    runs the job without them, so they are read here, on their way in. A spy on the foreign
+    class that calls through: every job still runs.
+    """
+    from qiskit_ibm_runtime.executor import Executor
+
+    sent: list[list[str]] = []
+    run = Executor.run
+
+    def spy(self: Executor, program: Any, dry_run: bool = False) -> Any:
+        sent.append(list(self.options.environment.job_tags))
+        return run(self, program, dry_run=dry_run)
+
+    monkeypatch.setattr(Executor, "run", spy)
+    return sent

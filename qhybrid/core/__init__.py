@@ -36,6 +36,7 @@ from qhybrid.core._inputs import (
     read_input,
     regular_file,
 )
+from qhybrid.core._job_tags import MAX_JOB_TAG_CHARS, MAX_JOB_TAGS, provider_job_tags
 from qhybrid.core._jobs import (
     JOB_REQUEST,
     JOB_STATUSES,
@@ -51,6 +52,7 @@ from qhybrid.core._jobs import (
     JobTransition,
     ProblemDocument,
     PromoteJobRequest,
+    ResultData,
     RunJobRequest,
     SlaClass,
     WebhookAttemptRecord,
@@ -116,6 +118,8 @@ __all__ = [
     "JOB_REQUEST",
     "JOB_STATUSES",
     "MAX_INPUT_BYTES",
+    "MAX_JOB_TAGS",
+    "MAX_JOB_TAG_CHARS",
     "SLA_CLASSES",
     "TERMINAL_STATUSES",
     "BackendError",
@@ -175,6 +179,7 @@ __all__ = [
     "RegisteredExperiment",
     "ReplayMismatchError",
     "ReplayReport",
+    "ResultData",
     "RunCancelledError",
     "RunJobRequest",
     "RunManifest",
@@ -207,6 +212,7 @@ __all__ = [
     "parse_faults",
     "parse_json",
     "parse_yaml",
+    "provider_job_tags",
     "read_input",
     "redact_text",
     "redact_url",

@@ -220,8 +220,10 @@ class JobRecord(_Model):
     mlflow_run_id: str | None = None
     provider_job_ids: tuple[str, ...] = ()
     dispatch_attempts: int = Field(default=0, description="Flow runs started for the job.")
-    downgrade: str | None = Field(default=None, description="Why the job ran elsewhere than "
-                                  "asked (e.g. simulator path for an interactive job).")
+    downgrade: str | None = Field(
+        default=None, description="Why the job ran elsewhere or later than asked: answered "
+        "from the simulator path, or delivered asynchronously under a slower SLA class (an "
+        "interactive job behind a long hardware queue), or a hardware fallback.")
     error: ErrorRecord | None = None
     result_url: str | None = None
     webhook: WebhookRecord | None = None
@@ -235,8 +237,22 @@ class JobPage(_Model):
     next_cursor: str | None = Field(default=None, description="Pass as ?cursor= for more.")
 
 
+class ResultData(_Model):
+    """Where a large result's full document is (``GET`` it)."""
+
+    href: str = Field(description="The URL path of the full result document.")
+    media_type: str = "application/json"
+    bytes: int = Field(ge=0, description="Its size.")
+    sha256: str = Field(description="Its SHA-256, hex (also the response's ETag).")
+
+
 class JobResult(_Model):
-    """The standard result object of a succeeded job."""
+    """The standard result object of a succeeded job.
+
+    A result larger than the service's inline limit comes by reference: ``values``,
+    ``samples``, ``metrics`` and ``report`` are left out here, and ``data`` names the URL of
+    the full document (this same model, with every field).
+    """
 
     schema_version: Literal[1] = JOBS_SCHEMA_VERSION
     job_id: str
@@ -253,6 +269,8 @@ class JobResult(_Model):
         default=None, description="evaluate with output=samples: the family's metrics per set.")
     shots: int | None = None
     report: RunReport | None = Field(default=None, description="run and promote: the report.")
+    data: ResultData | None = Field(
+        default=None, description="Set when the result is too large to embed: where it is.")
 
 
 class ProblemDocument(_Model):

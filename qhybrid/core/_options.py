@@ -7,6 +7,7 @@ from typing import Final, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from qhybrid.core._backend_name import check_backend_name
+from qhybrid.core._jobs import SlaClass
 
 RUN_OPTIONS_SCHEMA_VERSION: Final = 1
 
@@ -36,5 +37,9 @@ class RunOptions(BaseModel):
     trace_id: str | None = Field(
         default=None, pattern=r"^[0-9a-f]{32}$",
         description="The trace id of the request behind this run (tagged on its records).")
+    sla: SlaClass | None = Field(
+        default=None,
+        description="The SLA class of the service job this run serves: the class's retry "
+        "policy (QHYBRID_SLA_POLICIES) applies to its provider submissions.")
 
     _backend = field_validator("backend")(check_backend_name)

@@ -77,6 +77,10 @@ class Settings(BaseSettings):
         description="Webhook signing secrets by client: client=secret[,client=secret...]; a "
         "request names its client in the X-Qhybrid-Client header (default: 'default').",
     )
+    result_inline_max_bytes: int = Field(
+        default=256 * 1024, ge=1024, le=64 * 1024 * 1024,
+        description="A job result larger than this (as JSON) is served by reference: the "
+        "result object names a URL to fetch its values from.")
     webhook_max_attempts: int = Field(default=8, ge=1, le=100,
                                       description="Attempts per callback before it fails.")
     webhook_backoff_seconds: float = Field(

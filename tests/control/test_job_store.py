@@ -25,6 +25,7 @@ from qhybrid_control import (
     NewJob,
     QueuedJob,
     SlaPolicy,
+    class_settings,
     plan_dispatch,
     policies_from,
 )
@@ -172,6 +173,78 @@ def test_sla_overrides_are_validated_and_name_the_setting() -> None:
         with pytest.raises(InvalidInputError) as refused:
             policies_from(bad)
         assert refused.value.field == "QHYBRID_SLA_POLICIES"
+
+
+def test_a_class_policy_is_checked_as_a_whole_and_names_the_setting() -> None:
+    policies = policies_from('{"interactive": {"on_long_queue": "asynchronous"}}')
+    assert policies["interactive"].asynchronous_class == "batch-research"
+    for bad, where in (
+            ('{"interactive": {"on_long_queue": "later"}}', "interactive.on_long_queue"),
+            ('{"near-real-time": {"on_long_queue": "asynchronous"}}', "near-real-time"),
+            ('{"interactive": {"on_long_queue": "asynchronous", '
+             '"asynchronous_class": "gold"}}', "interactive.asynchronous_class"),
+            ('{"interactive": {"on_long_queue": "asynchronous", '
+             '"asynchronous_class": "interactive"}}', "interactive.asynchronous_class"),
+            ('{"interactive": {"on_long_queue": "asynchronous"}, "batch-research": '
+             '{"on_long_queue": "asynchronous", "asynchronous_class": "interactive"}}',
+             "interactive.asynchronous_class"),
+            ('{"batch-research": {"submission_retries": -1}}',
+             "batch-research.submission_retries"),
+            ('{"interactive": {"retry_backoff_seconds": "soon"}}',
+             "interactive.retry_backoff_seconds")):
+        with pytest.raises(InvalidInputError) as refused:
+            policies_from(bad)
+        assert refused.value.field == "QHYBRID_SLA_POLICIES", bad
+        assert refused.value.message.startswith(where), refused.value.message
+
+
+def test_class_settings_take_the_class_retries_where_it_sets_them() -> None:
+    settings = Settings(submission_retries=4, retry_backoff_seconds=2,
+                        sla_policies='{"interactive": {"retry_backoff_seconds": null}}')
+    interactive = class_settings(settings, "interactive")
+    assert (interactive.submission_retries, interactive.retry_backoff_seconds) == (1, 2)
+    near = class_settings(settings, "near-real-time")
+    assert (near.submission_retries, near.retry_backoff_seconds) == (4, 2)
+    batch = class_settings(settings, "batch-research")
+    assert (batch.submission_retries, batch.retry_backoff_seconds) == (6, 5)
+    assert batch.state_store_url == settings.state_store_url
+    with pytest.raises(InvalidInputError) as refused:
+        class_settings(settings, "gold")
+    assert refused.value.field == "sla"
+
+
+def test_a_job_handed_over_is_queued_again_under_its_new_class(jobs: JobStore,
+                                                              clock: Clock) -> None:
+    job, _ = jobs.accept(_job(sla="interactive"))
+    jobs.claim([job.id], "d-1")
+    jobs.started("d-1", [job.id], "flow-run-1", sla="interactive", kind="evaluate",
+                 backend="aer", family=None)
+    jobs.transition(job.id, "waiting-backend", sub_status="ibm:ibm_torino")
+    clock.now += 1
+    why = "delivered asynchronously (batch-research): ibm:ibm_torino has 57 jobs queued"
+    record = jobs.hand_over(job.id, "batch-research", reason=why)
+
+    assert record == jobs.get(job.id)
+    assert (record.status, record.sla, record.sub_status, record.downgrade) == (
+        "queued", "batch-research", why, why)
+    assert record.prefect_flow_run_id is None and record.dispatch_attempts == 1
+    assert [(t.status, t.sub_status) for t in record.transitions][-1] == ("queued", why)
+    assert [(e.status, e.sub_status) for e in jobs.events(0) if e.job_id == job.id][-1] == (
+        "queued", why)
+    assert jobs.active() == []  # no flow run has it: the dispatcher serves it again
+    assert [(j.id, j.sla) for j in jobs.queued()] == [(job.id, "batch-research")]
+    clock.now += DEFAULT_POLICIES["batch-research"].window_seconds
+    [group] = plan_dispatch(jobs.queued(), DEFAULT_POLICIES, now=clock())
+    assert (group.sla, group.job_ids) == ("batch-research", [job.id])
+
+
+def test_a_job_cancelled_before_its_hand_over_is_cancelled(jobs: JobStore) -> None:
+    job, _ = jobs.accept(_job(sla="interactive", callback="http://127.0.0.1:9/hook"))
+    jobs.claim([job.id], "d-1")
+    jobs.request_cancel(job.id)
+    record = jobs.hand_over(job.id, "batch-research", reason="delivered asynchronously")
+    assert (record.status, record.sla, record.downgrade) == ("cancelled", "interactive", None)
+    assert jobs.queued() == [] and [d.job_id for d in jobs.due_deliveries()] == [job.id]
 
 
 class _CrashingOrchestrator:

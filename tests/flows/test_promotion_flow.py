@@ -70,6 +70,17 @@ def test_run_flow_on_a_noisy_backend(prefect_server, settings, repo: Path) -> No
     assert report.metrics["energy_error"] < 0.2
 
 
+def test_a_service_run_takes_its_class_retry_policy(prefect_server, configure,
+                                                    repo: Path) -> None:
+    settings = configure(sla_policies=json.dumps(
+        {"near-real-time": {"submission_retries": 5, "retry_backoff_seconds": 0.25}}))
+    spec = load_spec(repo / "specs" / "vqe-h2.yaml")
+    report = run_experiment(spec, RunOptions(backend="aer", sla="near-real-time"))
+    tags = Tracker.for_settings(settings).get_run(report.mlflow_run_id).tags
+    assert tags["qhybrid.retry_policy"] == (
+        "submission_retries=5, retry_backoff_seconds=0.25 (SLA class near-real-time)")
+
+
 def test_retries_only_for_transient_errors(prefect_server) -> None:
     calls: Counter[str] = Counter()  # this test's own count, not a process-global one
 

@@ -5,6 +5,7 @@ the store as a flow run would."""
 from __future__ import annotations
 
 import json
+import logging
 import socket
 import threading
 import time
@@ -273,6 +274,33 @@ def test_a_job_walks_its_statuses_and_the_event_stream_follows(service: Service)
     assert JobResult.model_validate(answer.json()) == result
 
 
+def test_a_large_result_comes_by_reference_with_an_etag(service: Service) -> None:
+    job_id = service.submit(EVALUATE).json()["id"]
+    values = tuple(0.001 * i for i in range(2000))
+    result = JobResult(job_id=job_id, kind="evaluate", source="simulator", backend="aer",
+                       parameter_names=("theta_0", "theta_1"), values=values)
+    # Written as a flow run with a 1 KiB inline limit writes it.
+    JobStore(service.jobs.engine, inline_max_bytes=1024).transition(
+        job_id, "succeeded", result=result.model_dump(mode="json"))
+
+    summary = service.http.get(f"/v1/jobs/{job_id}/result")
+    data = summary.json()["data"]
+    whole = service.http.get(data["href"])
+    again = service.http.get(data["href"], headers={"If-None-Match": whole.headers["etag"]})
+    small = service.submit(EVALUATE).json()["id"]
+    service.jobs.transition(small, "succeeded", result={**result.model_dump(mode="json"),
+                                                        "job_id": small, "values": [1.0]})
+
+    assert summary.status_code == 200 and summary.json()["values"] is None
+    assert whole.status_code == 200
+    assert JobResult.model_validate_json(whole.content).values == values
+    assert (data["bytes"], data["sha256"]) == (len(whole.content),
+                                                whole.headers["etag"].strip('"'))
+    assert again.status_code == 304 and again.content == b""
+    assert service.http.get(f"/v1/jobs/{small}/result").json()["values"] == [1.0]
+    _problem(service.http.get(f"/v1/jobs/{small}/result/data"), 404)
+
+
 def test_the_event_stream_resumes_after_an_id_and_filters_by_job(service: Service) -> None:
     first = service.submit(README).json()["id"]
     second = service.submit(EVALUATE).json()["id"]
@@ -449,6 +477,48 @@ def test_a_traceparent_names_the_trace_and_a_bad_one_is_ignored(service: Service
     assert forged.json()["trace_id"] != zeros.json()["trace_id"]
     status = service.http.get(f"/v1/jobs/{traced.json()['id']}")
     assert status.headers["x-qhybrid-trace-id"] == TRACE
+
+
+class _Lines(logging.Handler):
+    """The API's log records, as its JSON formatter gets them."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.fields: list[dict[str, object]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.fields.append({"message": record.getMessage(), **getattr(record, "fields", {})})
+
+
+def test_each_request_logs_one_line_with_its_trace_and_job(service: Service) -> None:
+    lines = _Lines()
+    logger = logging.getLogger("qhybrid.api")
+    logger.addHandler(lines)
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    try:
+        accepted = service.submit(README, traceparent=f"00-{TRACE}-00f067aa0ba902b7-01")
+        replayed = service.submit(README)  # answered with the first job's trace
+        refused = service.submit({"kind": "run"})
+        service.http.get("/metrics")  # scrapes are not logged
+    finally:
+        logger.removeHandler(lines)
+        logger.setLevel(level)
+
+    job = accepted.json()["id"]
+    assert lines.fields == [
+        {"message": "request", "method": "POST", "path": "/v1/jobs", "status": 202,
+         "trace_id": TRACE, "seconds": lines.fields[0]["seconds"], "job_id": job,
+         "kind": "run", "sla": "interactive", "replayed": False},
+        {"message": "request", "method": "POST", "path": "/v1/jobs", "status": 202,
+         "trace_id": TRACE, "seconds": lines.fields[1]["seconds"], "job_id": job,
+         "kind": "run", "sla": "interactive", "replayed": True},
+        {"message": "request", "method": "POST", "path": "/v1/jobs", "status": 422,
+         "trace_id": refused.headers["x-qhybrid-trace-id"],
+         "seconds": lines.fields[2]["seconds"]},
+    ]
+    assert replayed.headers["x-qhybrid-trace-id"] == TRACE
+    assert refused.headers["x-qhybrid-trace-id"] != TRACE
 
 
 # -- contracts --------------------------------------------------------------------------------

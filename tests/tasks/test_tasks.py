@@ -3,8 +3,10 @@ what only Prefect shows (artifacts), with settings read where the flow runs."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import tasks
@@ -13,6 +15,7 @@ from qhybrid.core import (
     InvalidInputError,
     RunOptions,
     Settings,
+    TransportError,
     load_spec,
 )
 from qhybrid_usecases import Services, StepOutcome
@@ -33,6 +36,37 @@ def test_flow_services_read_the_environment_where_the_flow_runs(configure, tmp_p
     assert services.store.url == f"sqlite:///{tmp_path}/elsewhere.db"
     assert services.runner is attempt_once
     assert tasks.flow_services().runner is not attempt_once  # Prefect's submit-job runner
+
+
+def test_a_class_retry_policy_reaches_the_submission_runner(prefect_server, configure) -> None:
+    from prefect import flow
+    from qiskit.circuit import Parameter, QuantumCircuit
+
+    # Seed 111 draws 0.15, 0.17, 0.51, ...: the first two submission attempts of this test are
+    # lost in transport, the third gets through (one generator per plan, in this process).
+    configure(faults="transport=0.5,seed=111", submission_retries=2, retry_backoff_seconds=0,
+              sla_policies=json.dumps({
+                  "interactive": {"submission_retries": 0},
+                  "batch-research": {"submission_retries": 3, "retry_backoff_seconds": 0}}))
+    theta = Parameter("theta")
+    circuit = QuantumCircuit(1, 1)
+    circuit.ry(theta, 0)
+    circuit.measure(0, 0)
+
+    @flow(name="one-submission")
+    def one_submission(sla: str, angle: float) -> dict[str, int]:
+        services = tasks.flow_services(sla=sla)  # where the flow runs, as serve-jobs does
+        executor = services.executor("aer", transpiler_seed=1, flow_run_id=None)
+        counts = executor.sample(circuit, np.array([[angle]]), shots=16, seed=1)[0]
+        assert services.log.record().retries_by_class == (
+            {"TransportError": 1} if sla == "batch-research" else {})
+        return dict(counts)
+
+    # The settings' 2 retries would carry the interactive submission through; its class's 0
+    # do not.
+    with pytest.raises(TransportError):
+        one_submission("interactive", 0.1)
+    assert sum(one_submission("batch-research", 0.2).values()) == 16
 
 
 def test_run_tasks_through_fn(prefect_server, settings: Settings, repo: Path) -> None:

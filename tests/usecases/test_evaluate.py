@@ -1,0 +1,102 @@
+"""Evaluations behind a long hardware queue: answered from the simulator path, or handed over
+to a slower class and delivered asynchronously; through the use cases, on real stores (MLflow
+and the job store on SQLite) and real simulators, with the queue injected (QHYBRID_FAULTS)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import qhybrid_usecases as usecases
+from qhybrid.core import EvaluateJobRequest, RunJobRequest, RunOptions, Settings, load_spec
+from qhybrid_control import JobStore, policies_from
+from qhybrid_usecases import Services
+
+MODEL = "vqe-h2@champion"
+DEVICE = "ibm:fake_manila"  # the spec's hardware backend: a fake device, simulated locally
+
+
+@pytest.fixture
+def champion(settings: Settings, repo: Path) -> str:
+    """vqe-h2 promoted through the use cases (about 3 s): its champion alias exists."""
+    spec = load_spec(repo / "specs" / "vqe-h2.yaml")
+    services = Services.open(settings)
+    run = usecases.open_run(spec, RunOptions(), services, kind="promotion", flow_run_id=None)
+    ideal = usecases.ideal_gate(run, services)
+    statistical = usecases.statistical_gate(run, services)
+    assert ideal.trial is not None
+    hardware = usecases.hardware_gate(run, services, ideal.trial)
+    assert hardware.trial is not None
+    baseline = usecases.baseline_gate(run, services, hardware.trial)
+    steps = [ideal, statistical, hardware, baseline]
+    decision = usecases.decide_promotion(run, services, [s.gate for s in steps if s.gate],
+                                         hardware.trial)
+    usecases.record_evidence(run, services, ideal.trial, steps, decision)
+    assert usecases.apply_promotion(run, services, decision) is not None
+    return MODEL
+
+
+def _serve(settings: Settings, jobs: JobStore, job_id: str) -> None:
+    """What a serve-jobs flow run does with one evaluation, without Prefect."""
+    work = usecases.begin_job(jobs, job_id, None)
+    assert work is not None
+    usecases.evaluate_jobs(Services.open(settings), jobs, [work], flow_run_id=None,
+                           policies=policies_from(settings.sla_policies))
+
+
+def test_behind_a_long_queue_an_interactive_job_is_delivered_asynchronously(
+        champion: str, configure) -> None:
+    settings = configure(faults="queue=50,target=ibm:", sla_policies=json.dumps(
+        {"interactive": {"on_long_queue": "asynchronous"}}))
+    jobs = usecases.job_store(settings)
+    job, _ = usecases.accept_job(jobs, settings, EvaluateJobRequest(
+        kind="evaluate", model=champion, backend=DEVICE, sla="interactive"), client="team")
+
+    _serve(settings, jobs, job.id)
+    handed = jobs.get(job.id)
+    why = (f"delivered asynchronously (batch-research): {DEVICE} has 50 jobs queued, more "
+           "than this class waits behind (10)")
+    assert (handed.status, handed.sla, handed.sub_status, handed.downgrade) == (
+        "queued", "batch-research", why, why)
+    assert [(j.id, j.sla) for j in jobs.queued()] == [(job.id, "batch-research")]
+    assert handed.mlflow_run_id is None  # nothing ran on the interactive path
+
+    # The slower class serves it later, on the device it asked for (batch-research waits).
+    _serve(settings, jobs, job.id)
+    done = jobs.get(job.id)
+    assert (done.status, done.sla, done.downgrade) == ("succeeded", "batch-research", why)
+    result = usecases.job_result(jobs, job.id)
+    assert (result.backend, result.downgrade) == (DEVICE, why)
+    assert [t.status for t in done.transitions] == [
+        "queued", "validating", "waiting-backend", "queued", "validating", "waiting-backend",
+        "running", "post-processing", "succeeded"]
+
+
+def test_behind_a_long_queue_an_interactive_job_is_answered_from_the_simulator_path(
+        champion: str, configure) -> None:
+    settings = configure(faults="queue=50,target=ibm:")  # interactive: "simulator" by default
+    jobs = usecases.job_store(settings)
+    job, _ = usecases.accept_job(jobs, settings, EvaluateJobRequest(
+        kind="evaluate", model=champion, backend=DEVICE, sla="interactive"), client="team")
+
+    _serve(settings, jobs, job.id)
+    done = jobs.get(job.id)
+    why = (f"answered from the simulator path (aer): {DEVICE} has 50 jobs queued, more than "
+           "this class waits behind (10)")
+    assert (done.status, done.sla, done.downgrade) == ("succeeded", "interactive", why)
+    result = usecases.job_result(jobs, job.id)
+    assert (result.backend, result.source, result.downgrade) == ("aer", "simulator", why)
+
+
+def test_a_job_is_served_under_its_class_and_a_run_tells_its_flow(settings: Settings) -> None:
+    jobs = usecases.job_store(settings)
+    run, _ = usecases.accept_job(jobs, settings, RunJobRequest(
+        kind="run", spec_path="specs/vqe-h2.yaml", backend="aer", sla="interactive"),
+        client="team")
+    jobs.hand_over(run.id, "near-real-time", reason="moved")
+    work = usecases.begin_job(jobs, run.id, "flow-run-1")
+    assert work is not None and work.options is not None
+    # The child flow run takes its class's retry policy from its run options.
+    assert (work.sla, work.options.sla) == ("near-real-time", "near-real-time")
