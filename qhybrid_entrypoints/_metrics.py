@@ -59,8 +59,9 @@ class _StoreCollector(Collector):
     """Job-store aggregates as Prometheus families."""
 
     def __init__(self, jobs: JobStore, store: StateStore,
-                 policies: Mapping[str, SlaPolicy]) -> None:
+                 policies: Mapping[str, SlaPolicy], price_per_qpu_second: float) -> None:
         self.jobs, self.store, self.policies = jobs, store, policies
+        self.price = price_per_qpu_second
 
     def collect(self) -> Iterator[Metric]:
         snap = usecases.service_metrics(self.jobs, self.store)
@@ -103,6 +104,14 @@ class _StoreCollector(Collector):
         yield qpu
         yield _histogram("qhybrid_job_qpu_seconds", "Estimated QPU seconds per completed job.",
                          [], (((), s) for s in snap.qpu_seconds), QPU_BUCKETS)
+        cost = CounterMetricFamily("qhybrid_cost", "Estimated QPU cost of ended jobs "
+                                   "(QPU seconds x QHYBRID_QPU_PRICE_PER_SECOND).")
+        cost.add_metric([], sum(snap.qpu_seconds) * self.price)
+        yield cost
+        cost_buckets = (*(b * self.price for b in QPU_BUCKETS[:-1]), float("inf"))
+        yield _histogram("qhybrid_job_cost", "Estimated QPU cost per completed job.", [],
+                         (((), s * self.price) for s in snap.qpu_seconds),
+                         cost_buckets if self.price > 0 else (0, float("inf")))
         yield _counter("qhybrid_submissions", "Provider submissions that ended, by outcome.",
                        "status", _zeroed(snap.submissions, ("done", "failed")))
         in_flight = GaugeMetricFamily("qhybrid_submissions_in_flight",
@@ -144,7 +153,7 @@ class ServiceMetrics:
     """The API process's registry."""
 
     def __init__(self, jobs: JobStore, store: StateStore,
-                 policies: Mapping[str, SlaPolicy]) -> None:
+                 policies: Mapping[str, SlaPolicy], *, price_per_qpu_second: float) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
         self.requests = Counter("qhybrid_http_requests", "HTTP requests by route and status.",
                                 ["method", "route", "status"], registry=self.registry)
@@ -153,7 +162,7 @@ class ServiceMetrics:
                                  registry=self.registry)
         self.accepts = Counter("qhybrid_jobs_accepted", "Jobs accepted, by kind and SLA class.",
                                ["kind", "sla"], registry=self.registry)
-        self.registry.register(_StoreCollector(jobs, store, policies))
+        self.registry.register(_StoreCollector(jobs, store, policies, price_per_qpu_second))
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         """Count one HTTP request."""

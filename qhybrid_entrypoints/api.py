@@ -107,7 +107,8 @@ def create_app(settings: Settings, *, cancel_flow_run: Callable[[str], None] | N
     """
     jobs = usecases.job_store(settings)
     policies = policies_from(settings.sla_policies)
-    metrics = ServiceMetrics(jobs, usecases.state_store(settings), policies)
+    metrics = ServiceMetrics(jobs, usecases.state_store(settings), policies,
+                             price_per_qpu_second=settings.qpu_price_per_second)
     # Accepts are CPU-bound and write one database: two threads at a time keep the GIL and the
     # write lock uncontended (with 40 threads, p95 doubled at concurrency 8).
     accepting = anyio.CapacityLimiter(ACCEPT_THREADS)

@@ -77,6 +77,10 @@ class Settings(BaseSettings):
         description="Webhook signing secrets by client: client=secret[,client=secret...]; a "
         "request names its client in the X-Qhybrid-Client header (default: 'default').",
     )
+    qpu_price_per_second: float = Field(
+        default=1.6, ge=0, le=1e6,
+        description="Price of one QPU second, for the cost estimates of /metrics (default "
+        "1.6: USD 96 per minute, IBM Quantum's pay-as-you-go list price; 0 turns costs off).")
     result_inline_max_bytes: int = Field(
         default=256 * 1024, ge=1024, le=64 * 1024 * 1024,
         description="A job result larger than this (as JSON) is served by reference: the "

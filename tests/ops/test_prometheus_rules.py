@@ -192,7 +192,8 @@ def exposed(settings: Settings) -> set[str]:
     jobs = usecases.job_store(settings)
     store = usecases.state_store(settings)
     try:
-        body, _ = ServiceMetrics(jobs, store, DEFAULT_POLICIES).render()
+        body, _ = ServiceMetrics(jobs, store, DEFAULT_POLICIES,
+                                 price_per_qpu_second=settings.qpu_price_per_second).render()
     finally:
         jobs.engine.dispose()
         store.engine.dispose()

@@ -453,6 +453,21 @@ def test_metrics_count_requests_accepts_and_jobs(service: Service) -> None:
     assert value("qhybrid_http_request_seconds_count", method="POST", route="/v1/jobs") == 5
 
 
+def test_metrics_estimate_qpu_seconds_and_cost_per_completed_job(service: Service) -> None:
+    for qpu in (2.5, 0.5):
+        job_id = service.submit(EVALUATE).json()["id"]
+        service.jobs.transition(job_id, "succeeded", metrics={"qpu_seconds": qpu})
+
+    samples = _samples(service.http.get("/metrics").text)
+
+    price = load_settings({}).qpu_price_per_second
+    assert price > 0
+    assert samples[("qhybrid_qpu_seconds_total", frozenset())] == 3.0
+    assert samples[("qhybrid_cost_total", frozenset())] == pytest.approx(3.0 * price)
+    assert samples[("qhybrid_job_cost_count", frozenset())] == 2
+    assert samples[("qhybrid_job_cost_sum", frozenset())] == pytest.approx(3.0 * price)
+
+
 def test_healthz_reports_the_job_store(service: Service) -> None:
     response = service.http.get("/healthz")
 
