@@ -34,7 +34,7 @@ VERSION_TABLE = "qhybrid_alembic_version"
 its own revision there (and ``alembic_version_auth`` for its auth server), and a team may well
 keep MLflow's store and this one in the same PostgreSQL database."""
 
-HEAD = "0004"
+HEAD = "0005"
 """The newest revision in ``_migrations/versions``. Only the fast path reads it (a store already
 there needs no Alembic); the upgrade itself always goes to Alembic's head, so a stale value costs
 time, never correctness. ``tests/backends/test_migrations.py`` keeps the two equal."""

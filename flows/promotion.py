@@ -21,17 +21,21 @@ from tasks import (
     record_evidence,
     statistical_gate,
 )
+from tasks.records import refused, run_tags, tag_flow_run
 
 
-@flow(name="promote-experiment", log_prints=False, persist_result=True)
+@flow(name="promote-experiment", flow_run_name="promote {spec.name} {spec.version}",
+      log_prints=False, persist_result=True)
 def promote_experiment(
     spec: ExperimentSpec, options: RunOptions | None = None
 ) -> RunReport | State:
     """Run every gate for ``spec`` and promote it in the MLflow registry if all pass.
 
-    Settings and secrets are read where the flow runs (``QHYBRID_*``), never passed in.
+    Settings and secrets are read where the flow runs (``QHYBRID_*``), never passed in. A
+    refused promotion ends in a COMPLETED state named ``Refused``, its report as the result.
     """
     options = options or RunOptions()
+    tag_flow_run(flow_run.get_id(), run_tags(spec, options, "promote"))
     services = flow_services(sla=options.sla)  # a service job: its class's retries
     run = open_records(spec, options, "promotion", flow_run.get_id(), services)
     try:
@@ -43,7 +47,8 @@ def promote_experiment(
         decision = decide_promotion(run, services, steps, hardware.trial)
         recorded = record_evidence(run, services, ideal.trial, steps, decision)
         version = apply_promotion(run, services, decision)
-        return finish_run(run, services, recorded, ideal.trial, steps, decision, version)
+        report = finish_run(run, services, recorded, ideal.trial, steps, decision, version)
+        return report if decision.promote else refused(report)
     except RunCancelledError as exc:
         fail_records(run, services, exc)  # leases released: nothing left running or billed
         return Cancelled(message=exc.message)

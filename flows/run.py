@@ -16,9 +16,11 @@ from tasks import (
     record_evidence,
     run_on_backend,
 )
+from tasks.records import run_tags, tag_flow_run
 
 
-@flow(name="run-experiment", log_prints=False, persist_result=True)
+@flow(name="run-experiment", flow_run_name="run {spec.name} {spec.version}", log_prints=False,
+      persist_result=True)
 def run_experiment(spec: ExperimentSpec, options: RunOptions | None = None) -> RunReport | State:
     """Optimise and sample ``spec`` on ``options.backend`` (default: the spec's ideal backend);
     record the run in MLflow with a manifest.
@@ -26,6 +28,7 @@ def run_experiment(spec: ExperimentSpec, options: RunOptions | None = None) -> R
     Settings and secrets are read where the flow runs (``QHYBRID_*``), never passed in.
     """
     options = options or RunOptions()
+    tag_flow_run(flow_run.get_id(), run_tags(spec, options, "run"))
     services = flow_services(sla=options.sla)  # a service job: its class's retries
     run = open_records(spec, options, "run", flow_run.get_id(), services)
     try:

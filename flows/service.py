@@ -57,6 +57,7 @@ def serve_jobs(job_ids: list[str]) -> None:
         child = run_experiment if work.kind == "run" else promote_experiment
         try:
             jobs.transition(work.job_id, "running", sub_status=f"{child.name} flow")
+            # The child tags itself with its experiment, version and backend (tasks.records).
             named = child.with_options(flow_run_name=(
                 f"{work.kind} {work.spec.name} {work.spec.version} job {work.job_id[:8]}"))
             with tags(f"job:{work.job_id}", f"trace:{work.trace_id}", f"sla:{work.sla}",

@@ -1,5 +1,6 @@
-"""Prefect as the job service sees it: the work pool, its SLA queues, the deployments, and the
-launcher the dispatcher starts flow runs with."""
+"""Prefect as the job service sees it: the work pool, its SLA queues, the deployments, the
+hardware backends' tag concurrency limits, and the launcher the dispatcher starts flow runs
+with."""
 
 from __future__ import annotations
 
@@ -7,12 +8,13 @@ import os
 import socket
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from uuid import UUID
 
 import httpx
 
-from qhybrid.core import Settings, TransportError
+from qhybrid.core import Settings, SpecError, TransportError, load_spec, parse_backend_name
 from qhybrid_control import DispatchGroup, SlaPolicy
 
 WORK_POOL = "qhybrid"
@@ -24,17 +26,50 @@ DEPLOYMENTS = {  # flow name -> (deployment name, entrypoint, default SLA class)
                            "batch-research"),
 }
 _MAX_TAGGED_JOBS = 20  # tags per flow run; a larger batch lists its jobs in an artifact
+SPECS_FOLDER = Path("specs")
+
+
+@dataclass(frozen=True)
+class BackendLimits:
+    """The tag concurrency limits the service sets: ``backend:<name>`` -> submissions at once,
+    and the spec files it could not read (so it could not learn their backends)."""
+
+    limits: dict[str, int]
+    unread: tuple[str, ...] = ()
+
+
+def backend_limits(settings: Settings) -> BackendLimits:
+    """``settings.hardware_concurrency`` for each hardware backend (``ibm:<device>``, fake
+    devices included) that a spec in the project's ``specs/`` names as its hardware gate's
+    target or fallback. The limit caps the ``submit-job`` task runs tagged with the backend
+    (tasks/submission.py), across every flow run of the service.
+    """
+    if settings.hardware_concurrency == 0:
+        return BackendLimits({})
+    names: set[str] = set()
+    unread: list[str] = []
+    for path in sorted(settings.resolve(SPECS_FOLDER).glob("*.y*ml")):
+        try:
+            hardware = load_spec(path).gates.hardware
+        except SpecError as exc:
+            unread.append(f"{path.name}: {exc.message}")
+            continue
+        names |= {n for n in (hardware.backend, *hardware.fallback)
+                  if parse_backend_name(n).kind == "ibm"}
+    return BackendLimits({f"backend:{n}": settings.hardware_concurrency for n in sorted(names)},
+                         tuple(unread))
 
 
 def deploy_service(project_root: Path, policies: Mapping[str, SlaPolicy],
-                   env: Mapping[str, str]) -> list[str]:
+                   env: Mapping[str, str], limits: Mapping[str, int]) -> list[str]:
     """Create (or update) the work pool, one work queue per SLA class with its priority and
-    concurrency limit, and the three deployments.
+    concurrency limit, the tag concurrency limits and the three deployments.
 
     Args:
         project_root: Where the flows' source is (the deployments run it in place).
         policies: The SLA classes.
         env: Environment of every flow run (the service's QHYBRID_* settings).
+        limits: Tag concurrency limits, tag -> task runs at once (see :func:`backend_limits`).
 
     Returns:
         The deployments' full names.
@@ -56,6 +91,8 @@ def deploy_service(project_root: Path, policies: Mapping[str, SlaPolicy],
                                          priority=policy.priority,
                                          concurrency_limit=policy.concurrency,
                                          description=f"qhybrid SLA class {policy.queue}")
+        for tag, limit in limits.items():
+            client.create_concurrency_limit(tag, limit)  # an upsert: a restart updates it
     names = []
     for flow_name, (deployment, entrypoint, sla) in DEPLOYMENTS.items():
         flow = Flow.from_source(source=str(project_root), entrypoint=entrypoint)

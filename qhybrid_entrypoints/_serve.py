@@ -157,7 +157,7 @@ def serve(settings: Settings, policies: Mapping[str, SlaPolicy],
         RuntimeError: A component did not start.
     """
     import qhybrid_usecases as usecases
-    from qhybrid_entrypoints._launcher import WORK_POOL, deploy_service
+    from qhybrid_entrypoints._launcher import WORK_POOL, backend_limits, deploy_service
 
     if (other := running_service(settings)) is not None:
         raise InvalidInputError(f"qhybrid serve already runs on this state store (pid "
@@ -210,9 +210,13 @@ def serve(settings: Settings, policies: Mapping[str, SlaPolicy],
         flow_env |= {"QHYBRID_PROJECT_ROOT": str(settings.project_root),
                      "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
                      "MLFLOW_DISABLE_TELEMETRY": "true", "DVC_NO_ANALYTICS": "1"}
+        limits = backend_limits(settings)
+        for unread in limits.unread:
+            note(f"no backend limit from specs/{unread}")
         with (temporary_settings(updates={PREFECT_API_URL: prefect_api}),
               contextlib.redirect_stdout(io.StringIO())):  # Prefect prints a table per deploy
-            deployments = deploy_service(settings.project_root, policies, flow_env)
+            deployments = deploy_service(settings.project_root, policies, flow_env,
+                                         limits.limits)
         for name, policy in policies.items():
             worker_env = {**with_api,
                           "PREFECT_WORKER_QUERY_SECONDS": "1" if policy.priority == 1 else "5",
@@ -244,7 +248,7 @@ def serve(settings: Settings, policies: Mapping[str, SlaPolicy],
         service_file = service_folder(settings) / "service.json"
         service_file.parent.mkdir(parents=True, exist_ok=True)
         service_file.write_text(json.dumps(urls.as_json(), indent=1))
-        note(_banner(urls, deployments, policies, settings, logs))
+        note(_banner(urls, deployments, policies, limits.limits, settings, logs))
         try:
             _supervise(children, note, stop)
         finally:
@@ -277,9 +281,10 @@ def _supervise(children: list[_Child], note: Callable[[str], None],
 
 
 def _banner(urls: ServiceUrls, deployments: list[str], policies: Mapping[str, SlaPolicy],
-            settings: Settings, logs: Path) -> str:
+            limits: Mapping[str, int], settings: Settings, logs: Path) -> str:
     queues = ", ".join(f"{name} (priority {p.priority}, {p.concurrency} at once)"
                        for name, p in policies.items())
+    backends = ", ".join(f"{tag} ({n} at once)" for tag, n in limits.items()) or "none"
     lines = [
         "qhybrid is serving on loopback:",
         f"  job API       {urls.api}   (docs: {urls.api}/docs)",
@@ -289,6 +294,7 @@ def _banner(urls: ServiceUrls, deployments: list[str], policies: Mapping[str, Sl
         f"  MLflow UI     {urls.mlflow_ui or redact_url(settings.tracking_uri)}",
         f"  deployments   {', '.join(deployments)}",
         f"  work queues   {queues}",
+        f"  tag limits    {backends}",
         f"  state store   {redact_url(settings.state_store_url)}",
         f"  logs          {logs}/",
         "Press Ctrl-C to stop everything.",

@@ -32,6 +32,8 @@ from rich.progress import (
     TextColumn,
     TimeElapsedColumn,
 )
+from typer._click.core import Context, Parameter
+from typer.core import TyperCommand, TyperGroup
 
 from qhybrid.core import (
     ErrorRecord,
@@ -43,22 +45,64 @@ from qhybrid.core import (
     RunOptions,
     RunReport,
     Settings,
+    ShowReport,
     load_settings,
     load_spec,
-    redact_url,
 )
+from qhybrid_entrypoints._early import check_backends, check_data
 from qhybrid_entrypoints.exits import EXIT_INTERRUPTED, EXIT_REFUSED, EXIT_TERMINATED, exit_code
+
+
+def _flags_as_flags(params: list[Parameter]) -> None:
+    # Typer's help shows a type for every option, <bool> for a flag too; a flag takes no value.
+    for param in params:
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""
+
+
+class _Command(TyperCommand):
+    def get_params(self, ctx: Context) -> list[Parameter]:
+        params = super().get_params(ctx)
+        _flags_as_flags(params)
+        return params
+
+
+class _Group(TyperGroup):
+    command_class = _Command
+
+    def get_params(self, ctx: Context) -> list[Parameter]:
+        params = super().get_params(ctx)
+        _flags_as_flags(params)
+        return params
+
 
 app = typer.Typer(
     name="qhybrid",
     help="Versioned hybrid quantum-classical experiments, promoted through staged gates.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    cls=_Group,
 )
 data_app = typer.Typer(help="Generate the problem instances that dvc.yaml pins.",
-                       no_args_is_help=True)
+                       no_args_is_help=True, cls=_Group)
 app.add_typer(data_app, name="data")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        print(f"qhybrid {version('qhybrid')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    _version: Annotated[bool, typer.Option(
+        "--version", callback=_print_version, is_eager=True,
+        help="Print the version and exit.")] = False,
+) -> None:
+    """Versioned hybrid quantum-classical experiments, promoted through staged gates."""
 
 err = Console(stderr=True)
 out = Console(width=None if sys.stdout.isatty() else 120)
@@ -69,6 +113,49 @@ AllowUnpinned = Annotated[
     typer.Option("--allow-unpinned-data",
                  help="Run on data that does not match dvc.lock (recorded on the run)."),
 ]
+Verbose = Annotated[
+    bool,
+    typer.Option("--verbose", "-v",
+                 help="Print Prefect's INFO log lines (each task run) too; by default only its "
+                      "warnings and errors, so the progress bar reads cleanly."),
+]
+SpecArg = Annotated[Path, typer.Argument(metavar="SPEC", help="Experiment spec (YAML).")]
+
+
+class _ConsoleLevel(logging.Filter):
+    """Lets through the log records at or above ``level`` (the console's threshold)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.level = logging.WARNING
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= self.level
+
+
+_console_level = _ConsoleLevel()
+
+
+def _console_logs(verbose: bool) -> None:
+    """Prefect's console handler shows warnings and errors only, INFO too with ``verbose``.
+
+    A filter, not the handler's level: Prefect re-applies its logging configuration's handler
+    levels when its server app starts in this process. Its API log handler still sends every
+    line to the Prefect UI.
+    """
+    _console_level.level = logging.INFO if verbose else logging.WARNING
+    _filter_console()
+
+
+def _filter_console() -> None:
+    """Puts the console filter on each of Prefect's console handlers (again, after a server
+    start may have replaced them)."""
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    for name in (None, "uvicorn", "fastapi"):
+        for handler in logging.getLogger(name).handlers:
+            if isinstance(handler, PrefectConsoleHandler) and _console_level not in handler.filters:
+                handler.addFilter(_console_level)
 
 
 def _fail(exc: QhybridError, as_json: bool) -> typer.Exit:
@@ -212,6 +299,7 @@ def _run_flow(title: str, steps: int, call: Callable[[], object],
     err.print(f"[bold]{title}[/]{where}")
     with (_service_prefect(service.prefect_api) if service else contextlib.nullcontext(),
           prefect_server(note=lambda text: err.print(text))):
+        _filter_console()
         _recover(settings)
         columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
                    MofNCompleteColumn(), TimeElapsedColumn())
@@ -298,8 +386,8 @@ def _print_report(report: RunReport, settings: Settings) -> None:
     if report.decision is not None:
         d = report.decision
         head = "[bold green]PROMOTED[/]" if d.promote else "[bold red]REFUSED[/]"
-        aliases = (f" as version {report.registered_version} -> {', '.join(d.aliases)}"
-                   if d.promote else "")
+        moved = f" -> {', '.join(d.aliases)}" if d.aliases else ""
+        aliases = f" as version {report.registered_version}{moved}" if d.promote else ""
         out.print(f"decision: {head}{aliases}")
         for r in d.reasons:
             out.print(f"  - {r}")
@@ -310,19 +398,26 @@ def _print_report(report: RunReport, settings: Settings) -> None:
     out.print("\nOpen the UIs on this data:")
     out.print(f"  Prefect: PREFECT_HOME={_prefect_home()} prefect server start   "
               f"# then http://127.0.0.1:4200/runs/flow-run/{report.prefect_flow_run_id}")
-    out.print(f"  MLflow:  mlflow ui --backend-store-uri {redact_url(settings.tracking_uri)} "
-              "--port 5000   "
-              "# then http://127.0.0.1:5000")
+    if report.mlflow_run_id:
+        from registry import Tracker
+
+        hint = Tracker.for_settings(settings).ui_hint(report.mlflow_run_id,
+                                                      local_port=settings.mlflow_port)
+        out.print(f"  MLflow:  {hint}")
 
 
 def _flow_command(spec_path: Path, kind: str, options_of: Callable[[], RunOptions],
-                  as_json: bool) -> RunReport:
+                  as_json: bool, verbose: bool) -> RunReport:
     """Validate, preflight, run the kind's flow, and print its report."""
     try:
         settings = _settings()
         spec = load_spec(spec_path)
         options = options_of()
+        # Before anything loads qiskit, MLflow or Prefect: a typo fails in a fraction of a second.
+        check_backends(spec, settings, options, kind=kind)
+        check_data(spec, settings, allow_unpinned=options.allow_unpinned_data)
         _preflight(spec, settings, options, kind)
+        _console_logs(verbose)
         if kind == "run":
             from flows import run_experiment
 
@@ -352,32 +447,35 @@ def _flow_command(spec_path: Path, kind: str, options_of: Callable[[], RunOption
     return report
 
 
-@app.command()
+@app.command(cls=_Command)
 def run(
-    spec: Annotated[Path, typer.Argument(help="Experiment spec (YAML).")],
-    backend: Annotated[str | None, typer.Option(help="aer, aer-noisy:<fake>, ibm:<device>; "
-                                                "default: the spec's ideal backend.")] = None,
+    spec: SpecArg,
+    backend: Annotated[str | None, typer.Option(
+        metavar="NAME",
+        help="aer, aer-noisy:<fake>, ibm:<device>; default: the spec's ideal backend.")] = None,
     as_json: JsonFlag = False,
     allow_unpinned_data: AllowUnpinned = False,
+    verbose: Verbose = False,
 ) -> None:
     """One run of one experiment on one backend, tracked in MLflow, without gates."""
-    _flow_command(spec, "run", lambda: _options(backend, allow_unpinned_data), as_json)
+    _flow_command(spec, "run", lambda: _options(backend, allow_unpinned_data), as_json, verbose)
 
 
-@app.command()
+@app.command(cls=_Command)
 def promote(
-    spec: Annotated[Path, typer.Argument(help="Experiment spec (YAML).")],
+    spec: SpecArg,
     as_json: JsonFlag = False,
     allow_unpinned_data: AllowUnpinned = False,
+    verbose: Verbose = False,
 ) -> None:
     """Run every gate and promote the experiment if all pass (exit 3 if refused)."""
     report = _flow_command(spec, "promotion", lambda: _options(None, allow_unpinned_data),
-                           as_json)
+                           as_json, verbose)
     if report.decision is not None and not report.decision.promote:
         raise typer.Exit(EXIT_REFUSED)
 
 
-@app.command()
+@app.command(cls=_Command)
 def experiments(as_json: JsonFlag = False) -> None:
     """Registered experiments, their versions, and which version holds each alias."""
     try:
@@ -395,19 +493,24 @@ def experiments(as_json: JsonFlag = False) -> None:
         out.print("no registered experiments yet: run `qhybrid promote SPEC`")
         return
     table = Table(title="Registered experiments")
-    for col in ("experiment", "model version", "spec version", "aliases", "score", "MLflow run"):
-        table.add_column(col, no_wrap=col == "MLflow run")
+    # A run id or a score is whole or useless: never cropped; the rest wraps when narrow.
+    table.add_column("experiment", overflow="fold")
+    table.add_column("version", overflow="fold")
+    table.add_column("spec", overflow="fold")
+    table.add_column("aliases", overflow="fold")
+    table.add_column("score", no_wrap=True, min_width=7)
+    table.add_column("MLflow run", no_wrap=True, min_width=32)
     for experiment in report.experiments:
         for v in experiment.versions:
             score = v.tags.get("qhybrid.score", "")
             with contextlib.suppress(ValueError):
-                score = f"{float(score):.6g}"
+                score = f"{float(score):.4g}"
             table.add_row(experiment.name, v.version, v.tags.get("qhybrid.version", "?"),
                           ", ".join(v.aliases), score, v.run_id or "")
     out.print(table)
 
 
-@app.command()
+@app.command(cls=_Command)
 def show(
     target: Annotated[str, typer.Argument(
         help="NAME@ALIAS (e.g. qaoa-maxcut-3reg@champion) or an MLflow run id.")],
@@ -423,23 +526,65 @@ def show(
     if as_json:
         _emit(report)
         return
+    _print_show(report)
+
+
+def _print_show(report: ShowReport) -> None:
+    from rich.table import Table
+
     version, run_info = report.version, report.run
     if version:
-        aliases = ", ".join(version.aliases) or "no aliases"
-        out.print(f"[bold]{version.name}[/] version {version.version} ({aliases})")
-    out.print(f"run {run_info.run_id} ({run_info.name}, {run_info.status})")
-    for key in sorted(run_info.tags):
-        if key.startswith(("qhybrid.", "dvc.")):
-            out.print(f"  {key} = {run_info.tags[key]}")
+        aliases = ", ".join(version.aliases) or "none"
+        out.print(f"[bold]{escape(version.name)}[/] version {version.version} (aliases: {aliases})")
+    out.print(f"run {run_info.run_id} ({escape(run_info.name or '-')}, {run_info.status})")
+    tags = run_info.tags
+    if "qhybrid.decision" in tags:
+        reasons = "; ".join(r for r in tags.get("qhybrid.reasons", "").split(" | ") if r)
+        aliases = ", ".join(a for a in tags.get("qhybrid.aliases", "").split(",") if a)
+        out.print(f"decision: {tags['qhybrid.decision']}"
+                  f"{f' -> {aliases}' if aliases else ''} ({escape(reasons)})")
+    for key in sorted(tags):
+        if key.startswith(("qhybrid.", "dvc.")) and key not in _SHOWN_TAGS:
+            out.print(f"  {key} = {escape(tags[key])}")
     for key, value in sorted(run_info.metrics.items()):
-        out.print(f"  metric {key} = {value:.6g}")
+        out.print(f"  metric {key} = {value:.4g}")
+    if not report.gates:
+        return
+    table = Table(title="Gates")
+    for col in ("gate", "verdict", "backend", "metrics", "seconds"):
+        table.add_column(col)
     for g in report.gates:
-        out.print(f"  gate {g.tags.get('qhybrid.gate')}: {g.tags.get('qhybrid.verdict')}")
-        for key, value in sorted(g.metrics.items()):
-            out.print(f"    {key} = {value:.6g}")
+        verdict = g.tags.get("qhybrid.verdict", "?")
+        shown = ", ".join(f"{k}={v:.4g}" for k, v in sorted(g.metrics.items()) if k != "seconds")
+        seconds = g.metrics.get("seconds")
+        table.add_row(g.tags.get("qhybrid.gate", g.name or "?"),
+                      "[green]pass[/]" if verdict == "pass" else f"[red]{escape(verdict)}[/]",
+                      g.tags.get("qhybrid.backend", ""), shown,
+                      "" if seconds is None else f"{seconds:.1f}")
+    out.print(table)
+    for result in report.gate_results:
+        out.print(f"[bold]{result.gate}[/] criteria:")
+        for c in result.criteria:
+            mark = "[green]pass[/]" if c.passed else "[red]FAIL[/]"
+            out.print(f"  {escape(c.name)} = {c.value:.4g} {c.op} {c.limit:.4g}  {mark}")
+    if report.manifest is not None:
+        m = report.manifest
+        data = ", ".join(f"{path} (md5 {pin.md5})" for path, pin in sorted(m.data.items()))
+        out.print(f"manifest: spec sha256 {m.spec_sha256[:12]}, data {data or 'none'}")
+    if report.promotions:
+        out.print("promotion log:")
+    for p in report.promotions:
+        word = "promoted" if p.promote else "refused"
+        number = f" as version {p.registered_version}" if p.registered_version else ""
+        score = "" if p.score is None else f", score {p.score:.4g}"
+        out.print(f"  {p.timestamp} {escape(p.experiment)} {escape(p.version)}: {word}"
+                  f"{number}{score}")
 
 
-@app.command()
+_SHOWN_TAGS = frozenset({"qhybrid.decision", "qhybrid.reasons", "qhybrid.aliases"})
+
+
+@app.command(cls=_Command)
 def replay(
     manifest: Annotated[Path, typer.Argument(help="A run manifest (mlruns/manifests/<run>.json).")],
     as_json: JsonFlag = False,
@@ -462,7 +607,7 @@ def replay(
         out.print(f"replayed {report.manifest}: reproduced")
 
 
-@app.command()
+@app.command(cls=_Command)
 def leases(
     release: Annotated[str | None, typer.Option(
         "--release", metavar="FLOW_RUN_ID",
@@ -496,7 +641,7 @@ def leases(
                   f"flow run {lease.flow_run_id}")
 
 
-@app.command()
+@app.command(cls=_Command)
 def serve() -> None:
     """The service on loopback: Prefect server and UI, deployments, one worker per SLA queue,
     the MLflow UI, the job API and its dispatcher. Ctrl-C stops everything."""
@@ -520,7 +665,7 @@ def serve() -> None:
         raise typer.Exit(1) from exc
 
 
-@data_app.command("maxcut")
+@data_app.command("maxcut", cls=_Command)
 def data_maxcut(
     out_path: Annotated[Path, typer.Option("--out", help="Output JSON file.")],
     nodes: Annotated[int, typer.Option(min=3, max=24)] = 10,
@@ -541,7 +686,7 @@ def data_maxcut(
     write_instance(graph, out_path)
 
 
-@data_app.command("h2")
+@data_app.command("h2", cls=_Command)
 def data_h2(out_path: Annotated[Path, typer.Option("--out", help="Output JSON file.")]) -> None:
     """The H2 (STO-3G, 0.735 Angstrom) two-qubit Hamiltonian."""
     from qhybrid.experiments import h2_hamiltonian, write_instance

@@ -32,7 +32,7 @@ from qhybrid_control import JobStore, SlaPolicy
 from qhybrid_usecases._jobs import JobWork, fail_job, source_of
 from qhybrid_usecases._run import retry_policy
 from qhybrid_usecases._services import Services
-from registry import file_md5, read_manifest
+from registry import file_md5, read_manifest, shared_manifest
 
 
 @dataclass(frozen=True)
@@ -56,11 +56,15 @@ def resolve_model(services: Services, ref: str) -> PromotedExperiment:
     version = services.tracker.version_by_alias(name, alias)
     if version is None or version.run_id is None:
         raise InvalidInputError(f"no registered experiment version holds {ref}", field="model")
-    run = services.tracker.get_run(version.run_id)
-    path = run.tags.get("qhybrid.manifest")
-    if not path:
-        raise InvalidInputError(f"{ref}: run {version.run_id} kept no manifest", field="model")
-    manifest = read_manifest(Path(path))
+    # The shared state store first: a service on another machine has no local manifest files.
+    manifest = shared_manifest(services.store.engine, version.run_id)
+    if manifest is None:
+        run = services.tracker.get_run(version.run_id)
+        path = run.tags.get("qhybrid.manifest")
+        if not path or not Path(path).is_file():
+            raise InvalidInputError(f"{ref}: run {version.run_id} kept no manifest this "
+                                    "service can read", field="model")
+        manifest = read_manifest(Path(path))
     return PromotedExperiment(name=name, alias=alias, version=version.version,
                               manifest=manifest,
                               spec=spec_from_mapping(manifest.spec, source=f"{ref} manifest"))

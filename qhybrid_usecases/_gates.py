@@ -21,11 +21,13 @@ from qhybrid_usecases._run import (
     StepOutcome,
     TrialOutcome,
     gate_run,
+    log_plots,
     record_trial,
     report_progress,
     run_executor,
 )
 from qhybrid_usecases._services import Services
+from registry import convergence_png, repeats_png
 
 
 def _trial(run: RunHandle, workload: Workload, executor: BackendExecutor, *,
@@ -63,9 +65,13 @@ def ideal_gate(run: RunHandle, services: Services) -> TrialOutcome:
                            spec.gates.ideal.backend)
     result = result.model_copy(update={"metrics": {**trial.metrics, "shots": float(spec.shots)},
                                        "seconds": time.perf_counter() - start})
-    run_id = gate_run(run, services, result)
-    record_trial(run_id, services, workload, trial)
-    services.tracker.end_run(run_id)
+    with gate_run(run, services, result) as run_id:
+        record_trial(run_id, services, workload, trial)
+        if trial.history:
+            history = [workload.sign * v for v in trial.history]
+            log_plots(services, run_id, lambda folder: convergence_png(
+                history, folder / "convergence.png", title=f"{spec.name} {spec.version}: ideal",
+                ylabel=workload.family.axis_label))
     return TrialOutcome(gate=result.model_copy(update={"mlflow_run_id": run_id}), trial=trial,
                        backends={"ideal": executor.describe()})
 
@@ -90,9 +96,15 @@ def statistical_gate(run: RunHandle, services: Services) -> StepOutcome:
     result = statistical_verdict(workload.objective, values, policy, workload.direction,
                                  spec.gates.ideal.backend)
     result = result.model_copy(update={"seconds": time.perf_counter() - start})
-    run_id = gate_run(run, services, result, {"qhybrid.repeat_seeds": json.dumps(seeds)})
-    services.tracker.log_series(run_id, "repeat_objective", values)
-    services.tracker.end_run(run_id)
+    mean, low, high = (result.metrics[f"{workload.objective}_{k}"]
+                       for k in ("mean", "ci_low", "ci_high"))
+    with gate_run(run, services, result, {"qhybrid.repeat_seeds": json.dumps(seeds)}) as run_id:
+        services.tracker.log_series(run_id, "repeat_objective", values)
+        log_plots(services, run_id, lambda folder: repeats_png(
+            values, (mean, low, high), folder / "repeats.png",
+            threshold=policy.threshold, confidence=policy.confidence,
+            title=f"{spec.name} {spec.version}: statistical ({policy.repeats} repeats)",
+            ylabel=workload.family.axis_label))
     return StepOutcome(gate=result.model_copy(update={"mlflow_run_id": run_id}))
 
 
@@ -106,7 +118,7 @@ def baseline_gate(run: RunHandle, services: Services, hardware: TrialResult) -> 
     result = baseline_verdict(workload.family.quality(hardware.metrics), baselines,
                               spec.gates.baseline)
     result = result.model_copy(update={"seconds": time.perf_counter() - start})
-    run_id = gate_run(run, services, result)
-    services.tracker.end_run(run_id)
+    with gate_run(run, services, result) as run_id:
+        pass
     return StepOutcome(gate=result.model_copy(update={"mlflow_run_id": run_id}),
                        baselines=tuple(baselines))

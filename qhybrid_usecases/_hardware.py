@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -29,11 +30,13 @@ from qhybrid_usecases._run import (
     RunHandle,
     TrialOutcome,
     gate_run,
+    log_plots,
     record_trial,
     report_progress,
     run_executor,
 )
 from qhybrid_usecases._services import Services
+from registry import arms_png, distributions_png
 
 # Failures that mean "this backend cannot take work now": a fallback may take over.
 _FALLBACK_ON = (TransportError, BackendRejectedError, BreakerOpenError)
@@ -83,14 +86,32 @@ def hardware_gate(run: RunHandle, services: Services, ideal: TrialResult) -> Tri
     result = result.model_copy(update={
         "seconds": time.perf_counter() - start, "metrics": metrics,
         "downgraded_from": policy.backend if downgraded else None})
-    run_id = gate_run(run, services, result,
-                      {"qhybrid.downgraded_from": policy.backend} if downgraded else {})
-    record_trial(run_id, services, workload, trial)
-    if mitigation is not None:
-        services.tracker.log_dict(run_id, mitigation.model_dump(mode="json"), "mitigation.json")
-    services.tracker.end_run(run_id)
+    with gate_run(run, services, result,
+                  {"qhybrid.downgraded_from": policy.backend} if downgraded else {}) as run_id:
+        record_trial(run_id, services, workload, trial)
+        if mitigation is not None:
+            services.tracker.log_dict(run_id, mitigation.model_dump(mode="json"),
+                                      "mitigation.json")
+        log_plots(services, run_id, lambda folder: _plots(
+            folder, f"{spec.name} {spec.version}: hardware", workload, ideal, trial, name,
+            mitigation))
     return TrialOutcome(gate=result.model_copy(update={"mlflow_run_id": run_id}), trial=trial,
                        backends={"hardware": described})
+
+
+def _plots(folder: Path, title: str, workload: Workload, ideal: TrialResult,
+           hardware: TrialResult, backend: str, mitigation: MitigationRecord | None) -> None:
+    """Ideal vs hardware counts side by side; the mitigated and unmitigated arms, if any."""
+    distributions_png(ideal.counts, hardware.counts, folder / "ideal_vs_hardware.png",
+                      title=title, hardware_label=backend)
+    if mitigation is not None:
+        arms_png(mitigation.ideal_value,
+                 {"unmitigated": mitigation.unmitigated_values,
+                  "mitigated": mitigation.mitigated_values},
+                 folder / "mitigation.png",
+                 title=f"{title}: {', '.join(mitigation.techniques)} ({mitigation.repeats} "
+                       "repeats per arm)",
+                 ylabel="expectation value of the objective's observable")
 
 
 def _dropped(policy: HardwareGateSpec) -> tuple[str, ...]:

@@ -2,19 +2,28 @@
 
 from __future__ import annotations
 
+from typing import TypeVar
+
+from pydantic import ValidationError
+
 from backends import StateStore, open_backend, release_leases
 from qhybrid.core import (
     ExperimentsReport,
+    GateResult,
     InvalidInputError,
     LeaseRecord,
     LeaseRelease,
     LeasesReport,
+    PromotionLogRecord,
     RegisteredExperiment,
+    RunManifest,
     Settings,
     ShowReport,
     TrackingError,
 )
-from registry import Tracker
+from registry import Tracker, shared_decisions, shared_manifest
+
+_M = TypeVar("_M", RunManifest, PromotionLogRecord, GateResult)
 
 
 def experiments(settings: Settings) -> ExperimentsReport:
@@ -29,11 +38,13 @@ def experiments(settings: Settings) -> ExperimentsReport:
 
 
 def show(settings: Settings, target: str) -> ShowReport:
-    """A promoted version (``NAME@ALIAS``) or a run (its MLflow id), with its gate runs.
+    """A promoted version (``NAME@ALIAS``) or a run (its MLflow id), with its gate runs, its
+    manifest and its experiment's promotion log, read where the team shares them: the state
+    store, else the tracking store's artifacts (never this machine's local mirrors).
 
     Raises:
         InvalidInputError: No version holds the alias, or no run has the id (field TARGET).
-        TrackingError: MLflow cannot be read.
+        TrackingError: MLflow or the state store cannot be read, or a stored record is invalid.
     """
     tracker = Tracker.for_settings(settings)
     version = None
@@ -50,7 +61,35 @@ def show(settings: Settings, target: str) -> ShowReport:
         run = tracker.get_run(run_id)
     except TrackingError as exc:
         raise InvalidInputError(f"no run '{run_id}' in the MLflow store", field="TARGET") from exc
-    return ShowReport(version=version, run=run, gates=tuple(tracker.child_runs(run_id)))
+    engine = StateStore(settings.state_store_url).engine
+    manifest = shared_manifest(engine, run_id) or _artifact(tracker, run_id, "experiment/"
+                                                            "manifest.json", RunManifest)
+    experiment = run.tags.get("qhybrid.experiment")
+    promotions = shared_decisions(engine, experiment) if experiment else []
+    if not promotions:
+        own = _artifact(tracker, run_id, "promotion.json", PromotionLogRecord)
+        promotions = [own] if own is not None else []
+    gates = tuple(tracker.child_runs(run_id))
+    results = tuple(r for r in (_artifact(tracker, g.run_id, "gate.json", GateResult)
+                                for g in gates) if r is not None)
+    return ShowReport(version=version, run=run, gates=gates, manifest=manifest,
+                      promotions=tuple(promotions), gate_results=results)
+
+
+def _artifact(tracker: Tracker, run_id: str, path: str, model: type[_M]) -> _M | None:
+    """The run's JSON artifact at ``path`` as ``model``, or None if it has none.
+
+    Raises:
+        TrackingError: It cannot be read, or is not a valid ``model``.
+    """
+    text = tracker.read_text(run_id, path)
+    if text is None:
+        return None
+    try:
+        return model.model_validate_json(text)
+    except ValidationError as exc:
+        raise TrackingError(f"run {run_id}: {path} is not a valid {model.__name__}: "
+                            f"{exc}") from exc
 
 
 def leases(settings: Settings, *, release: str | None = None) -> LeasesReport:

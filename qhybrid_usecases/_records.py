@@ -15,6 +15,7 @@ from qhybrid.core import (
     CircuitRecord,
     DataPinRecord,
     ExecutionRecord,
+    GateResult,
     ManifestSeeds,
     PromotionDecision,
     RunManifest,
@@ -30,7 +31,18 @@ from qhybrid_usecases._run import (
     scratch,
 )
 from qhybrid_usecases._services import Services
-from registry import convergence_png, git_commit, histogram_png, package_versions, write_manifest
+from registry import (
+    circuit_png,
+    convergence_png,
+    distributions_png,
+    git_commit,
+    histogram_png,
+    package_versions,
+    share_manifest,
+    write_manifest,
+)
+
+_DIAGRAM_WIDTH = 120  # characters per row of a circuit diagram before it folds
 
 
 class RecordedRun(BaseModel):
@@ -49,21 +61,53 @@ def counts_sha256(counts: dict[str, int]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _write_artifacts(run: RunHandle, workload: Workload, trial: TrialResult) -> list[CircuitRecord]:
-    """Circuits (OpenQASM 3 and QPY), histogram and convergence plot into the scratch folder."""
+def _write_artifacts(run: RunHandle, workload: Workload, trial: TrialResult,
+                     steps: Sequence[StepOutcome]) -> list[CircuitRecord]:
+    """Circuits (OpenQASM 3, QPY and a diagram), the histogram, the convergence plot and, for
+    a promotion, the ideal and hardware distributions side by side, into the scratch folder."""
     folder = scratch(run)
     title = f"{run.spec.name} {run.spec.version}"
-    circuits = [
-        write_circuit(workload.ansatz, folder / "circuits", "ansatz"),
-        write_circuit(bind(workload, workload.measured, trial.parameters), folder / "circuits",
-                      "final"),
-    ]
+    circuits = []
+    for role, circuit in (("ansatz", workload.ansatz),
+                          ("final", bind(workload, workload.measured, trial.parameters))):
+        circuits.append(write_circuit(circuit, folder / "circuits", role))
+        circuit_png(str(circuit.draw(output="text", fold=_DIAGRAM_WIDTH)),
+                    folder / "circuits" / f"{role}.png", title=f"{title}: {role} circuit")
     histogram_png(trial.counts, folder / "plots" / "histogram.png", title=title)
     if trial.history:
         convergence_png([workload.sign * v for v in trial.history],
                         folder / "plots" / "convergence.png", title=title,
                         ylabel=workload.family.axis_label)
+    for step in steps:
+        if step.gate is not None and step.gate.gate == "hardware" and step.trial is not None:
+            distributions_png(trial.counts, step.trial.counts,
+                              folder / "plots" / "ideal_vs_hardware.png", title=title,
+                              hardware_label=step.trial.backend)
     return circuits
+
+
+def _comparison(gates: Sequence[GateResult], decision: PromotionDecision | None,
+                objective: str) -> tuple[dict[str, float], dict[str, str]]:
+    """What the MLflow compare and chart views set side by side across runs: each gate's
+    verdict (1 pass, 0 fail) and metrics, and the decision with its score, as metrics; each
+    gate's verdict and backend and the decision, as params."""
+    metrics: dict[str, float] = {}
+    params: dict[str, str] = {}
+    for gate in gates:
+        metrics[f"gate.{gate.gate}.passed"] = float(gate.passed)
+        metrics |= {f"gate.{gate.gate}.{k}": v for k, v in gate.metrics.items()}
+        params[f"gate.{gate.gate}.verdict"] = "pass" if gate.passed else "fail"
+        params[f"gate.{gate.gate}.backend"] = gate.backend
+    if decision is not None:
+        metrics["promotion.promoted"] = float(decision.promote)
+        if decision.score is not None:
+            metrics["promotion.score"] = decision.score
+        if decision.champion_score is not None:
+            metrics["promotion.champion_score"] = decision.champion_score
+        params |= {"promotion.decision": "promote" if decision.promote else "refuse",
+                   "promotion.aliases": ",".join(decision.aliases) or "none",
+                   "promotion.score_metric": f"hardware {objective}"}
+    return metrics, params
 
 
 def _ideal_counts(run: RunHandle, services: Services, workload: Workload,
@@ -98,7 +142,7 @@ def record_evidence(
     spec = run.spec
     tracker = services.tracker
     workload = run.workload(services)
-    circuits = _write_artifacts(run, workload, trial)
+    circuits = _write_artifacts(run, workload, trial, steps)
     counts = _ideal_counts(run, services, workload, trial)
     backends: dict[str, dict[str, object]] = {}
     for step in steps:
@@ -121,6 +165,7 @@ def record_evidence(
     (folder / "spec.json").write_text(spec.model_dump_json(indent=1), encoding="utf-8")
     tracker.log_artifacts(run.mlflow_run_id, folder, "experiment")
     local = write_manifest(services.settings.manifests_path / f"{run.mlflow_run_id}.json", manifest)
+    share_manifest(services.store.engine, manifest)  # where a team (and a service) reads it
 
     record = manifest.execution
     assert record is not None
@@ -133,9 +178,13 @@ def record_evidence(
                 "execution.fallbacks": float(len(record.fallbacks)),
                 "execution.retries": float(sum(record.retries_by_class.values())),
                 "execution.qpu_seconds_estimate": record.qpu_seconds_estimate}
-    tracker.log_metrics(run.mlflow_run_id, metrics)
     gates = [step.gate for step in steps if step.gate is not None]
+    compared, params = _comparison(gates, decision, workload.objective)
+    tracker.log_metrics(run.mlflow_run_id, metrics | compared)
+    tracker.log_params(run.mlflow_run_id, params)
     tags = {f"qhybrid.gate.{g.gate}": "pass" if g.passed else "fail" for g in gates}
+    tags |= {f"qhybrid.gate.{g.gate}.reasons": " | ".join(g.reasons)[:5000]
+             for g in gates if g.reasons}
     tags |= {"qhybrid.manifest": str(local),
              "qhybrid.ideal_counts_sha256": manifest.ideal_counts_sha256}
     if decision is not None:
@@ -155,14 +204,22 @@ def finish_run(
     steps: Sequence[StepOutcome], decision: PromotionDecision | None = None,
     registered_version: str | None = None,
 ) -> RunReport:
-    """End the parent run FINISHED, drop the scratch folder, and report.
+    """Record the registered version (a promotion's), end the parent run FINISHED, drop the
+    scratch folder, and report.
 
     Raises:
         TrackingError: MLflow could not be written.
     """
     spec = run.spec
     workload = run.workload(services)
-    services.tracker.end_run(run.mlflow_run_id, "FINISHED")
+    tracker = services.tracker
+    if run.kind == "promotion":
+        tracker.log_params(run.mlflow_run_id,
+                           {"promotion.registered_version": registered_version or "none"})
+        if registered_version is not None:
+            tracker.log_metrics(run.mlflow_run_id,
+                                {"promotion.registered_version": float(registered_version)})
+    tracker.end_run(run.mlflow_run_id, "FINISHED")
     shutil.rmtree(Path(run.scratch), ignore_errors=True)
     return RunReport(
         kind=run.kind, experiment=spec.name, version=spec.version, family=spec.family.kind,

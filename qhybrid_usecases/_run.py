@@ -6,10 +6,12 @@ the MLflow parent run, the DVC pins), so that it can cross a process or a task b
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 import socket
 import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Literal
 
@@ -123,12 +125,16 @@ def open_run(
     }
     tracker = services.tracker
     parent = tracker.start_run(f"{kind}:{spec.name}@{spec.version}", tags=tags)
-    tracker.log_params(parent, spec.flat_params())
+    pins = {path: pin.to_dict() for path, pin in inputs.pins.items()}
+    try:
+        tracker.log_params(parent, spec.flat_params())
+        tracker.log_datasets(parent, pins)
+    except BaseException as exc:  # the run is not handed over yet: no one else can end it
+        tracker.end_run(parent, failure_reason(exc)[1])
+        raise
     return RunHandle(
         kind=kind, spec=spec, options=options, flow_run_id=flow_run_id, mlflow_run_id=parent,
-        scratch=tempfile.mkdtemp(prefix="qhybrid-"),
-        pins={path: pin.to_dict() for path, pin in inputs.pins.items()},
-        data_overrides=inputs.overrides,
+        scratch=tempfile.mkdtemp(prefix="qhybrid-"), pins=pins, data_overrides=inputs.overrides,
     )
 
 
@@ -163,9 +169,12 @@ def owner_tags() -> dict[str, str]:
 
 
 
+@contextlib.contextmanager
 def gate_run(run: RunHandle, services: Services, result: GateResult,
-             extra_tags: dict[str, str] | None = None) -> str:
-    """Record one gate as a nested MLflow run, ended FINISHED; returns its id."""
+             extra_tags: dict[str, str] | None = None) -> Iterator[str]:
+    """Record one gate as a nested MLflow run (its verdict, metrics and inputs) and yield its
+    id for the gate to add to; the run ends FINISHED when the block completes, FAILED or
+    KILLED (as :func:`failure_reason` says) when it raises or is interrupted."""
     tracker = services.tracker
     run_id = tracker.start_run(
         f"gate:{result.gate}",
@@ -173,9 +182,23 @@ def gate_run(run: RunHandle, services: Services, result: GateResult,
               "qhybrid.backend": result.backend, **(extra_tags or {})},
         parent_run_id=run.mlflow_run_id,
     )
-    tracker.log_metrics(run_id, {**result.metrics, "seconds": result.seconds})
-    tracker.log_dict(run_id, result.model_dump(mode="json"), "gate.json")
-    return run_id
+    try:
+        tracker.log_metrics(run_id, {**result.metrics, "seconds": result.seconds,
+                                     "passed": float(result.passed)})
+        tracker.log_dict(run_id, result.model_dump(mode="json"), "gate.json")
+        tracker.log_datasets(run_id, run.pins)
+        yield run_id
+    except BaseException as exc:
+        tracker.end_run(run_id, failure_reason(exc)[1])
+        raise
+    tracker.end_run(run_id)
+
+
+def log_plots(services: Services, run_id: str, draw: Callable[[Path], object]) -> None:
+    """Let ``draw`` write PNG files into a fresh folder, and log them under ``plots/``."""
+    with tempfile.TemporaryDirectory(prefix="qhybrid-plots-") as folder:
+        draw(Path(folder))
+        services.tracker.log_artifacts(run_id, Path(folder), "plots")
 
 
 def record_trial(run_id: str, services: Services, workload: Workload, trial: TrialResult) -> None:
@@ -243,9 +266,18 @@ def release_flow_run_leases(services: Services, flow_run_id: str, mlflow_run_id:
     return outcomes
 
 
+def end_open_gate_runs(services: Services, mlflow_run_id: str, status: str) -> None:
+    """End, with ``status``, every run nested under ``mlflow_run_id`` that is still RUNNING (a
+    gate a stop cut short between opening its run and ending it)."""
+    for child in services.tracker.child_runs(mlflow_run_id):
+        if child.status == "RUNNING":
+            services.tracker.end_run(child.run_id, status)
+
+
 def fail_run(run: RunHandle, services: Services, exc: BaseException) -> list[LeaseRelease]:
-    """Release every lease the run holds, keep its execution record, end the parent run FAILED
-    (KILLED when cancelled, interrupted or terminated), drop the scratch folder.
+    """Release every lease the run holds, keep its execution record, end any gate run still
+    open and the parent run FAILED (KILLED when cancelled, interrupted or terminated), drop the
+    scratch folder.
 
     Returns:
         What happened to each lease.
@@ -264,7 +296,10 @@ def fail_run(run: RunHandle, services: Services, exc: BaseException) -> list[Lea
                                  f"{len(record.fallbacks)} fallbacks, "
                                  f"{record.breaker_trips} breaker trips"})
         tracker.log_dict(run.mlflow_run_id, record.model_dump(mode="json"), "execution.json")
-        tracker.end_run(run.mlflow_run_id, status)
+        try:
+            end_open_gate_runs(services, run.mlflow_run_id, status)
+        finally:
+            tracker.end_run(run.mlflow_run_id, status)
         shutil.rmtree(run.scratch, ignore_errors=True)
     return released
 

@@ -5,23 +5,52 @@ Never imports qiskit: circuits arrive here as files and hashes.
 
 from registry._dvc import DataPin, file_md5, pin_inputs
 from registry._manifest import read_manifest, write_manifest
-from registry._plots import convergence_png, histogram_png
+from registry._model import EVIDENCE, MODEL_PATH, ModelInterface, log_model, quiet_pyfunc_import
+from registry._plots import (
+    arms_png,
+    circuit_png,
+    convergence_png,
+    distributions_png,
+    histogram_png,
+    repeats_png,
+)
 from registry._promotion_log import append_decision, read_decisions
 from registry._provenance import git_commit, package_versions
+from registry._shared import (
+    SHARED_META,
+    share_decision,
+    share_manifest,
+    shared_decisions,
+    shared_manifest,
+)
 from registry._tracking import SCORE_TAG, Tracker
 
 __all__ = [
+    "EVIDENCE",
+    "MODEL_PATH",
     "SCORE_TAG",
+    "SHARED_META",
     "DataPin",
+    "ModelInterface",
     "Tracker",
     "append_decision",
+    "arms_png",
+    "circuit_png",
     "convergence_png",
+    "distributions_png",
     "file_md5",
     "git_commit",
     "histogram_png",
+    "log_model",
     "package_versions",
     "pin_inputs",
+    "quiet_pyfunc_import",
     "read_decisions",
     "read_manifest",
+    "repeats_png",
+    "share_decision",
+    "share_manifest",
+    "shared_decisions",
+    "shared_manifest",
     "write_manifest",
 ]

@@ -1,4 +1,8 @@
-"""Input pins: every dataset must match the md5 that dvc.lock records for it."""
+"""Input pins: every dataset must match the md5 that dvc.lock records for it.
+
+DVC itself reads the project (dvc.yaml, params.yaml and dvc.lock, with its own schema and
+templating): which stage produces a file, and what dvc.lock pins for it.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +10,10 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 from qhybrid.core import DataError, regular_file
+
+PROJECT_FILES = ("dvc.yaml", "dvc.lock")
+"""What marks a folder as the project root."""
 
 
 @dataclass(frozen=True)
@@ -38,18 +43,41 @@ class DataPin:
                 "matches_lock": self.matches}
 
 
-def _locked_outs(lock_path: Path) -> dict[str, tuple[str, str]]:
+def check_project_root(project_root: Path) -> None:
+    """Refuse a folder that is not the project root (e.g. qhybrid run from elsewhere).
+
+    Raises:
+        DataError: ``project_root`` holds neither dvc.yaml nor dvc.lock (field
+            ``QHYBRID_PROJECT_ROOT``).
+    """
+    if not any((project_root / name).is_file() for name in PROJECT_FILES):
+        raise DataError(
+            f"{project_root} is not the qhybrid project root (it has no dvc.yaml): run qhybrid "
+            "from the project root, or set QHYBRID_PROJECT_ROOT to it",
+            field="QHYBRID_PROJECT_ROOT",
+        )
+
+
+def _locked_outs(project_root: Path) -> dict[Path, tuple[str | None, str]]:
+    """Each stage output's absolute path, with what dvc.lock pins for it and its stage."""
+    # DVC ships no type information.
+    from dvc.exceptions import DvcException  # type: ignore[import-untyped]
+    from dvc.fs import LocalFileSystem  # type: ignore[import-untyped]
+    from dvc.repo import Repo  # type: ignore[import-untyped]
+
+    if not (project_root / "dvc.yaml").is_file():
+        raise DataError(f"{project_root / 'dvc.yaml'} is missing; the data pins cannot be read",
+                        field="dvc.yaml")
     try:
-        lock = yaml.safe_load(lock_path.read_text(encoding="utf-8")) or {}
-    except FileNotFoundError as exc:
-        raise DataError(f"{lock_path} is missing; run `dvc repro`", field="dvc.lock") from exc
-    except yaml.YAMLError as exc:
-        raise DataError(f"{lock_path} is not valid YAML: {exc}", field="dvc.lock") from exc
-    outs: dict[str, tuple[str, str]] = {}
-    for stage, body in (lock.get("stages") or {}).items():
-        for out in body.get("outs", []):
-            outs[str(Path(out["path"]))] = (out.get("md5", ""), stage)
-    return outs
+        # The local file system keeps DVC on this folder (not the git root or the cwd), and
+        # uninitialized lets a copy without .dvc/ be read.
+        with Repo(str(project_root), fs=LocalFileSystem(), uninitialized=True) as repo:
+            return {Path(out.fs_path): (out.hash_info.value if out.hash_info else None,
+                                        out.stage.name)
+                    for out in repo.index.outs}
+    except DvcException as exc:
+        raise DataError(f"DVC cannot read the pipeline in {project_root}: {exc}",
+                        field="dvc.yaml") from exc
 
 
 def file_md5(path: Path) -> str:
@@ -61,6 +89,14 @@ def file_md5(path: Path) -> str:
     return digest.hexdigest()
 
 
+def restore_advice(path: str, stage: str | None) -> str:
+    """The commands that put ``path`` back as dvc.lock pins it."""
+    if stage is None:
+        return f"add a dvc.yaml stage that produces {path}, then `dvc repro`"
+    return (f"restore it with `dvc checkout --force {path}` (from DVC's cache) or "
+            f"`dvc repro {stage}` (regenerates it)")
+
+
 def pin_inputs(
     paths: list[str], project_root: Path, *, allow_unpinned: bool = False,
     field: str = "dataset.path",
@@ -69,7 +105,7 @@ def pin_inputs(
 
     Args:
         paths: Input paths relative to ``project_root``.
-        project_root: The folder holding dvc.lock.
+        project_root: The folder holding dvc.yaml and dvc.lock.
         allow_unpinned: Accept files that differ from (or are absent in) dvc.lock. The caller
             must record that it did.
         field: The field to name in errors.
@@ -78,23 +114,33 @@ def pin_inputs(
         The pin of every input.
 
     Raises:
-        DataError: A file is missing, or does not match dvc.lock and ``allow_unpinned`` is off.
+        DataError: ``project_root`` is not the project root; dvc.lock is missing; DVC cannot
+            read its pipeline; a file is missing, or does not match dvc.lock and
+            ``allow_unpinned`` is off.
     """
-    outs = _locked_outs(project_root / "dvc.lock")
+    check_project_root(project_root)
+    if not (project_root / "dvc.lock").is_file():
+        raise DataError(f"{project_root / 'dvc.lock'} is missing; run `dvc repro` to pin the data",
+                        field="dvc.lock")
+    for rel in paths:
+        regular_file(project_root / rel, field=field, what="dataset", error=DataError,
+                     missing="; run `dvc repro` or `dvc pull` first")
+    outs = _locked_outs(project_root)
     pins: dict[str, DataPin] = {}
     for rel in paths:
         full = project_root / rel
-        regular_file(full, field=field, what="dataset", error=DataError,
-                     missing="; run `dvc repro` or `dvc pull` first")
-        locked, stage = outs.get(str(Path(rel)), (None, None))
+        locked, stage = outs.get(full.resolve(), outs.get(full.absolute(), (None, None)))
         pin = DataPin(path=rel, md5=file_md5(full), locked_md5=locked, stage=stage)
         if not pin.matches and not allow_unpinned:
-            why = "is not tracked in dvc.lock" if locked is None else (
-                f"has md5 {pin.md5} but dvc.lock pins {locked} (modified since `dvc repro`?)"
-            )
+            if stage is None:
+                why = "is not the output of any dvc.yaml stage"
+            elif locked is None:
+                why = f"is not pinned in dvc.lock (stage {stage} has not run: `dvc repro {stage}`)"
+            else:
+                why = f"has md5 {pin.md5} but dvc.lock pins {locked} (modified since `dvc repro`?)"
             raise DataError(
-                f"{rel} {why}; restore it with `dvc checkout`, or pass --allow-unpinned-data "
-                "to run on it anyway (recorded on the run)",
+                f"{rel} {why}; {restore_advice(rel, stage)}; or pass --allow-unpinned-data to "
+                "run on it anyway (recorded on the run)",
                 field=field,
             )
         pins[rel] = pin

@@ -1,24 +1,26 @@
-"""PNG figures for the MLflow UI: a counts histogram and an optimiser convergence curve."""
+"""PNG figures for the MLflow UI: what a reviewer reads before trusting a promotion.
+
+Counts histograms, ideal vs hardware distributions, the optimiser's convergence, the
+statistical repeats with their interval, mitigated vs unmitigated arms, and a circuit diagram
+(drawn from its text form: the registry never imports Qiskit).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")  # files only; no display on servers or CI
 import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+_IDEAL, _HARDWARE, _ACCENT = "#3b6ea8", "#a83b3b", "#4a4a4a"
 
 
-def histogram_png(counts: dict[str, int], path: Path, *, title: str, top: int = 24) -> Path:
-    """Bar chart of the ``top`` most frequent bitstrings, written to ``path``."""
-    shots = sum(counts.values()) or 1
-    items = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:top]
-    fig, ax = plt.subplots(figsize=(10, 4), dpi=100)
-    ax.bar([k for k, _ in items], [v / shots for _, v in items], color="#3b6ea8")
-    ax.set_ylabel("probability")
-    ax.set_title(f"{title} (top {len(items)} of {len(counts)} outcomes, {shots} shots)")
-    ax.tick_params(axis="x", labelrotation=90, labelsize=7)
+def _save(fig: Figure, path: Path) -> Path:
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
@@ -26,15 +28,104 @@ def histogram_png(counts: dict[str, int], path: Path, *, title: str, top: int = 
     return path
 
 
+def histogram_png(counts: dict[str, int], path: Path, *, title: str, top: int = 24) -> Path:
+    """Bar chart of the ``top`` most frequent bitstrings, written to ``path``."""
+    shots = sum(counts.values()) or 1
+    items = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:top]
+    fig, ax = plt.subplots(figsize=(10, 4), dpi=100)
+    ax.bar([k for k, _ in items], [v / shots for _, v in items], color=_IDEAL)
+    ax.set_ylabel("probability")
+    ax.set_title(f"{title} (top {len(items)} of {len(counts)} outcomes, {shots} shots)")
+    ax.tick_params(axis="x", labelrotation=90, labelsize=7)
+    return _save(fig, path)
+
+
+def distributions_png(ideal: dict[str, int], hardware: dict[str, int], path: Path, *,
+                      title: str, hardware_label: str, top: int = 24) -> Path:
+    """The ideal and the hardware distributions side by side on the same outcomes: the
+    ``top`` outcomes by their larger probability, ideal and hardware bars next to each other."""
+    n_ideal, n_hw = sum(ideal.values()) or 1, sum(hardware.values()) or 1
+    p_ideal = {k: v / n_ideal for k, v in ideal.items()}
+    p_hw = {k: v / n_hw for k, v in hardware.items()}
+    outcomes = sorted(set(p_ideal) | set(p_hw),
+                      key=lambda k: (-max(p_ideal.get(k, 0.0), p_hw.get(k, 0.0)), k))[:top]
+    xs = range(len(outcomes))
+    fig, ax = plt.subplots(figsize=(10, 4), dpi=100)
+    ax.bar([x - 0.2 for x in xs], [p_ideal.get(k, 0.0) for k in outcomes], width=0.4,
+           color=_IDEAL, label=f"ideal ({n_ideal} shots)")
+    ax.bar([x + 0.2 for x in xs], [p_hw.get(k, 0.0) for k in outcomes], width=0.4,
+           color=_HARDWARE, label=f"{hardware_label} ({n_hw} shots)")
+    ax.set_xticks(list(xs), outcomes)
+    ax.tick_params(axis="x", labelrotation=90, labelsize=7)
+    ax.set_ylabel("probability")
+    ax.set_title(f"{title}: ideal vs {hardware_label} (top {len(outcomes)} outcomes)")
+    ax.legend()
+    return _save(fig, path)
+
+
 def convergence_png(history: list[float], path: Path, *, title: str, ylabel: str) -> Path:
-    """The objective per optimiser iteration, written to ``path``."""
+    """The objective per optimiser iteration (integer ticks), written to ``path``."""
     fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
-    ax.plot(range(len(history)), history, marker="o", color="#a83b3b")
+    ax.plot(range(len(history)), history, marker="o", color=_HARDWARE)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("optimiser iteration")
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
+    return _save(fig, path)
+
+
+def repeats_png(values: Sequence[float], interval: tuple[float, float, float], path: Path, *,
+                threshold: float, confidence: float, title: str, ylabel: str) -> Path:
+    """Each statistical repeat's objective, their mean and ``confidence`` interval
+    (``interval`` is mean, low, high), and the gate's threshold."""
+    mean, low, high = interval
+    repeats = range(1, len(values) + 1)
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+    ax.axhspan(low, high, color=_IDEAL, alpha=0.2,
+               label=f"{confidence:.0%} interval [{low:.4g}, {high:.4g}]")
+    ax.axhline(mean, color=_IDEAL, label=f"mean {mean:.4g}")
+    ax.axhline(threshold, color=_HARDWARE, linestyle="--", label=f"threshold {threshold:.4g}")
+    ax.plot(list(repeats), list(values), "o", color=_ACCENT, label="repeat")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("repeat (independent seeds)")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def arms_png(exact: float, arms: dict[str, Sequence[float]], path: Path, *, title: str,
+             ylabel: str) -> Path:
+    """Each arm's repeats (e.g. unmitigated and mitigated) with their mean and standard
+    deviation, against the exact value."""
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+    for x, (arm, values) in enumerate(arms.items()):
+        mean = sum(values) / len(values)
+        spread = (sum((v - mean) ** 2 for v in values) / max(len(values) - 1, 1)) ** 0.5
+        ax.plot([x] * len(values), list(values), "o", color=_ACCENT, alpha=0.5)
+        ax.errorbar([x + 0.15], [mean], yerr=[spread], fmt="s", capsize=6,
+                    color=(_IDEAL, _HARDWARE)[x % 2], label=f"{arm}: {mean:.4g} ± {spread:.2g}")
+    ax.axhline(exact, color="#2e7d32", linestyle="--", label=f"exact {exact:.4g}")
+    ax.set_xticks(list(range(len(arms))), list(arms))
+    ax.set_xlim(-0.5, len(arms) - 0.5)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3, axis="y")
+    return _save(fig, path)
+
+
+def circuit_png(diagram: str, path: Path, *, title: str) -> Path:
+    """A circuit's text diagram (as Qiskit's text drawer writes it) as an image."""
+    lines = diagram.splitlines() or [""]
+    width = max(len(line) for line in lines)
+    # ~0.6 of the font size per monospace character, 1.2 per line, in inches at 8 pt.
+    fig = plt.figure(figsize=(min(2 + width * 0.067, 60), min(1 + len(lines) * 0.135, 60)),
+                     dpi=100)
+    fig.text(0.01, 0.99, f"{title}\n\n{diagram}", family="monospace", fontsize=8,
+             va="top", ha="left")
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
     plt.close(fig)

@@ -9,13 +9,16 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import sys
+import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import ParamSpec, TypeVar
 
 import httpx
-from mlflow.entities import Metric, Param, Run, RunTag
+from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, Run, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from sqlalchemy import create_engine
@@ -33,6 +36,11 @@ from qhybrid.core import (
 
 SCORE_TAG = "qhybrid.score"
 _MAX_PARAM = 6000
+# MLflow's client writes "View run ... at: <url>" to sys.stdout when it ends a run on a
+# tracking server; stdout belongs to the command's report (``--json``), so the lines go to
+# stderr. One lock: redirecting sys.stdout is process-wide, and interleaved redirections from
+# two threads could leave it pointing at stderr.
+_STDOUT = threading.Lock()
 
 
 _P = ParamSpec("_P")
@@ -106,6 +114,11 @@ def _client(tracking_uri: str) -> MlflowClient:
     return client
 
 
+def _quoted(value: str) -> str:
+    """``value`` inside a single-quoted MLflow search string."""
+    return value.replace("\\", "\\\\").replace("'", "\\'")
+
+
 def _record(run: Run) -> RunRecord:
     return RunRecord(
         run_id=run.info.run_id, name=run.info.run_name, status=run.info.status,
@@ -138,16 +151,26 @@ class Tracker:
         return cls(settings.tracking_uri, settings.artifact_root, settings.mlflow_experiment)
 
     @property
+    def is_server(self) -> bool:
+        """Whether the store is a tracking server (``http(s)://``) rather than a database."""
+        return self.tracking_uri.startswith(("http://", "https://"))
+
+    @property
     @_mapped("open the experiment")
     def experiment_id(self) -> str:
-        """The experiment's id, created on first use with artifacts under ``artifact_root``."""
+        """The experiment's id, created on first use with artifacts under ``artifact_root``, or
+        where a tracking server keeps them (``artifact_root`` is then not used: it is a path on
+        this machine, and the team's clients are on others)."""
         if self._experiment_id is None:
             found = self.client.get_experiment_by_name(self.experiment_name)
             if found is None:
-                self.artifact_root.mkdir(parents=True, exist_ok=True)
+                location = None  # a tracking server chooses it: its artifact root or proxy
+                if not self.is_server:
+                    self.artifact_root.mkdir(parents=True, exist_ok=True)
+                    location = self.artifact_root.as_uri()
                 try:
                     self._experiment_id = self.client.create_experiment(
-                        self.experiment_name, artifact_location=self.artifact_root.as_uri()
+                        self.experiment_name, artifact_location=location
                     )
                 except MlflowException:  # another process created it meanwhile
                     again = self.client.get_experiment_by_name(self.experiment_name)
@@ -172,8 +195,32 @@ class Tracker:
 
     @_mapped("end a run")
     def end_run(self, run_id: str, status: str = "FINISHED") -> None:
-        """Mark a run FINISHED, FAILED or KILLED."""
-        self.client.set_terminated(run_id, status=status)
+        """Mark a run FINISHED, FAILED or KILLED, with its end time; MLflow's link to the run
+        goes to stderr, never to stdout."""
+        with _STDOUT, contextlib.redirect_stdout(sys.stderr):
+            self.client.set_terminated(run_id, status=status)
+
+    @_mapped("log dataset inputs")
+    def log_datasets(self, run_id: str, datasets: Mapping[str, Mapping[str, object]]) -> None:
+        """Log each DVC-pinned input as an MLflow dataset named by its path, with the DVC md5
+        as its digest (the UI's "Datasets" column).
+
+        Args:
+            run_id: The run that used the inputs.
+            datasets: Path (relative to the project root) -> its pin: ``md5``, and what else
+                the pin says (``stage``, ``dvc_lock_md5``, ``matches_lock``), kept as the
+                dataset's profile.
+        """
+        inputs = [
+            DatasetInput(
+                Dataset(name=path, digest=str(pin["md5"]), source_type="dvc",
+                        source=json.dumps({"path": path, "stage": pin.get("stage")}),
+                        profile=json.dumps({k: v for k, v in sorted(pin.items()) if k != "md5"})),
+                tags=[InputTag("mlflow.data.context", "input")])
+            for path, pin in sorted(datasets.items())
+        ]
+        if inputs:
+            self.client.log_inputs(run_id, datasets=inputs)
 
     @_mapped("log params")
     def log_params(self, run_id: str, params: Mapping[str, str]) -> None:
@@ -232,6 +279,13 @@ class Tracker:
         runs = self.client.search_runs([self.experiment_id], filter_string=" and ".join(clauses))
         return [_record(r) for r in runs]
 
+    @_mapped("list run inputs")
+    def datasets(self, run_id: str) -> dict[str, str]:
+        """The datasets a run logged as inputs: name -> digest."""
+        inputs = self.client.get_run(run_id).inputs
+        found = inputs.dataset_inputs if inputs is not None else None
+        return {d.dataset.name: d.dataset.digest for d in (found or [])}
+
     @_mapped("list child runs")
     def child_runs(self, run_id: str) -> list[RunRecord]:
         """The runs nested under ``run_id``, in start order."""
@@ -260,6 +314,45 @@ class Tracker:
             name, source=source, run_id=run_id, tags=dict(tags)
         )
         return str(version.version)
+
+    @_mapped("search model versions")
+    def version_with_tag(self, name: str, key: str, value: str) -> ModelVersionRecord | None:
+        """The oldest version of model ``name`` tagged ``key=value``, or None."""
+        if not self.client.search_registered_models(f"name = '{_quoted(name)}'"):
+            return None
+        found = self.client.search_model_versions(
+            f"name = '{_quoted(name)}' and tags.`{key}` = '{_quoted(value)}'")
+        if not found:
+            return None
+        oldest = min(found, key=lambda v: int(v.version))
+        return ModelVersionRecord(name=name, version=str(oldest.version), run_id=oldest.run_id,
+                                  aliases=tuple(oldest.aliases or ()),
+                                  tags=dict(oldest.tags or {}))
+
+    @_mapped("read an artifact")
+    def read_text(self, run_id: str, path: str) -> str | None:
+        """The text of the run's artifact at ``path``, or None if the run has none there."""
+        folder, _, _ = path.rpartition("/")
+        if path not in {a.path for a in self.client.list_artifacts(run_id, folder or None)}:
+            return None
+        with tempfile.TemporaryDirectory(prefix="qhybrid-artifact-") as tmp:
+            local = self.client.download_artifacts(run_id, path, tmp)
+            return Path(local).read_text(encoding="utf-8")
+
+    def run_page(self, run_id: str, *, local_port: int = 5000) -> str:
+        """The MLflow UI's page of a run: on the tracking server for an ``http(s)`` store (its
+        password masked), else on a UI serving this store on ``local_port``."""
+        base = (redact_url(self.tracking_uri).rstrip("/") if self.is_server
+                else f"http://127.0.0.1:{local_port}")
+        return f"{base}/#/experiments/{self.experiment_id}/runs/{run_id}"
+
+    def ui_hint(self, run_id: str, *, local_port: int = 5000) -> str:
+        """Where a person sees the run: the server's page, or the command that serves a local
+        store and the page it then shows (its password masked)."""
+        if self.is_server:
+            return self.run_page(run_id)
+        return (f"mlflow ui --backend-store-uri {redact_url(self.tracking_uri)} "
+                f"--port {local_port}   # then {self.run_page(run_id, local_port=local_port)}")
 
     @_mapped("move an alias")
     def set_alias(self, name: str, alias: str, version: str) -> None:

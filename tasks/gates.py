@@ -13,8 +13,9 @@ from collections.abc import Sequence
 from typing import TypeVar
 
 from prefect import task
-from prefect.artifacts import create_markdown_artifact
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.context import FlowRunContext, TaskRunContext
 from prefect.logging import get_run_logger
 
 import qhybrid_usecases as usecases
@@ -28,6 +29,7 @@ from qhybrid.core import (
 )
 from qhybrid_usecases import RecordedRun, RunHandle, Services, StepOutcome, TrialOutcome
 from tasks._markdown import decision_markdown, gate_markdown
+from tasks.records import execution_rows
 
 _Outcome = TypeVar("_Outcome", bound=StepOutcome)
 
@@ -84,14 +86,7 @@ def decide_promotion(run: RunHandle, services: Services, steps: Sequence[StepOut
                      hardware: TrialResult) -> PromotionDecision:
     """The pure decision, fed with the current champion's score."""
     gates = [step.gate for step in steps if step.gate is not None]
-    decision = usecases.decide_promotion(run, services, gates, hardware)
-    baselines = [b for step in steps for b in step.baselines]
-    create_markdown_artifact(
-        key=f"{run.spec.name}-decision".lower(),
-        markdown=decision_markdown(decision, baselines, f"{run.spec.name} {run.spec.version}"),
-        description="promotion decision",
-    )
-    return decision
+    return usecases.decide_promotion(run, services, gates, hardware)
 
 
 @task(name="record-evidence", cache_policy=NO_CACHE)
@@ -112,9 +107,27 @@ def apply_promotion(run: RunHandle, services: Services, decision: PromotionDecis
 def finish_run(run: RunHandle, services: Services, recorded: RecordedRun, trial: TrialResult,
                steps: Sequence[StepOutcome], decision: PromotionDecision | None = None,
                registered_version: str | None = None) -> RunReport:
-    """The parent run ends FINISHED; the report."""
-    return usecases.finish_run(run, services, recorded, trial, steps, decision,
-                               registered_version)
+    """The parent run ends FINISHED; the report. Publishes the decision (with the registered
+    version and a link to the MLflow run) and the execution summary as artifacts."""
+    report = usecases.finish_run(run, services, recorded, trial, steps, decision,
+                                 registered_version)
+    if FlowRunContext.get() is None and TaskRunContext.get() is None:
+        return report  # `.fn()` outside a run: no run to attach artifacts to
+    title = f"{run.spec.name} {run.spec.version}"
+    url = services.tracker.run_page(run.mlflow_run_id,
+                                    local_port=services.settings.mlflow_port)
+    if decision is not None:
+        baselines = [b for step in steps for b in step.baselines]
+        create_markdown_artifact(
+            key=f"{run.spec.name}-decision".lower(),
+            markdown=decision_markdown(decision, baselines, title, registered_version, url),
+            description=f"promotion decision: {'promoted' if decision.promote else 'refused'}",
+        )
+    if report.execution is not None:
+        create_table_artifact(
+            key=f"{run.spec.name}-execution".lower(), table=execution_rows(report.execution),
+            description=f"{title}: execution summary ({run.kind}, MLflow run {url})")
+    return report
 
 
 def fail_records(run: RunHandle, services: Services, exc: BaseException) -> list[LeaseRelease]:

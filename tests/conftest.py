@@ -83,10 +83,12 @@ def configure(monkeypatch: pytest.MonkeyPatch) -> Callable[..., Settings]:
 
 @pytest.fixture
 def project_copy(repo: Path, tmp_path: Path) -> Path:
-    """A throwaway project root with the repo's dvc.lock and data, safe to tamper with."""
+    """A throwaway project root with the repo's DVC pipeline, its lock and data, safe to tamper
+    with."""
     root = tmp_path / "project"
     (root / "data").mkdir(parents=True)
-    shutil.copy(repo / "dvc.lock", root / "dvc.lock")
+    for name in ("dvc.yaml", "dvc.lock", "params.yaml"):
+        shutil.copy(repo / name, root / name)
     for f in (repo / "data").glob("*.json"):
         shutil.copy(f, root / "data" / f.name)
     return root

@@ -9,7 +9,12 @@ from typing import Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from qhybrid.core._results import ModelVersionRecord
+from qhybrid.core._results import (
+    GateResult,
+    ModelVersionRecord,
+    PromotionLogRecord,
+    RunManifest,
+)
 
 REPORTS_SCHEMA_VERSION: Final = 1
 
@@ -110,6 +115,16 @@ class ShowReport(_Model):
     version: ModelVersionRecord | None = Field(description="When shown by NAME@ALIAS.")
     run: RunRecord
     gates: tuple[RunRecord, ...] = Field(description="The nested gate runs, in start order.")
+    manifest: RunManifest | None = Field(
+        default=None, description="The run's manifest, from the shared state store or the "
+        "tracking store's artifacts; null if the run recorded none.")
+    promotions: tuple[PromotionLogRecord, ...] = Field(
+        default=(), description="Every promotion decision about the run's experiment, oldest "
+        "first: the shared promotion log (the run's promotion.json artifact if the state store "
+        "holds none).")
+    gate_results: tuple[GateResult, ...] = Field(
+        default=(), description="Each gate's verdict with its criteria (value, op, limit), "
+        "from the gate runs' gate.json artifacts, in the order of ``gates``.")
 
 
 class RegisteredExperiment(_Model):

@@ -72,6 +72,11 @@ class Settings(BaseSettings):
     )
     mlflow_port: int = Field(default=5000, ge=1, le=65535,
                              description="The MLflow UI's port under `qhybrid serve`.")
+    hardware_concurrency: int = Field(
+        default=2, ge=0, le=1000,
+        description="Provider submissions at once per hardware backend (ibm:<device>, fake "
+        "devices included) under `qhybrid serve`: the Prefect tag concurrency limit it sets on "
+        "backend:<name> for the hardware backends of the project's specs/; 0 sets none.")
     webhook_secrets: SecretStr | None = Field(
         default=None,
         description="Webhook signing secrets by client: client=secret[,client=secret...]; a "

@@ -39,10 +39,11 @@ from backends._schema import HEAD, VERSION_TABLE
 from backends._store import _ENGINES, _ENGINES_LOCK, _META
 from qhybrid.core import TrackingError
 from qhybrid_control import JOBS_META
+from registry import SHARED_META
 
 # Every table the migrations create, as the queries define them. A revision that creates tables
 # defined elsewhere adds their MetaData here.
-QUERIED = (_META, JOBS_META)
+QUERIED = (_META, JOBS_META, SHARED_META)
 
 
 def _revisions() -> Any:

@@ -100,7 +100,8 @@ def test_promote_replay_show_and_refuse(env, tmp_path) -> None:
     report = json.loads(done.stdout)  # exactly one JSON document on stdout
     assert report["decision"]["promote"] and report["registered_version"] == "1"
     assert {g["gate"] for g in report["gates"]} == {"ideal", "statistical", "hardware", "baseline"}
-    # The Prefect UI's store holds every task run as final, and one artifact per gate + decision.
+    # The Prefect UI's store holds every task run as final, and one artifact per gate, the
+    # decision and the execution table.
     with sqlite3.connect(tmp_path / "prefect" / "prefect.db") as db:
         flow_run = report["prefect_flow_run_id"]
         states = db.execute("select name, state_type from task_run where flow_run_id = ?",
@@ -123,7 +124,7 @@ def test_promote_replay_show_and_refuse(env, tmp_path) -> None:
             "select tags from task_run where flow_run_id = ? and name like 'submit-job%'",
             (flow_run,))}
     assert tags == {'["backend:aer"]', '["backend:ibm:fake_manila"]'}, tags
-    assert artifacts == 5
+    assert artifacts == 6
 
     replayed = _cli(["replay", report["manifest"], "--json"], env, tmp_path)
     assert replayed.returncode == 0, replayed.stderr

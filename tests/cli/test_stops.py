@@ -62,8 +62,9 @@ def test_a_stop_at_any_gate_leaves_nothing_running(how: str, gate: str, tmp_path
     token = uuid.uuid4().hex
     env = _environment(qhybrid_env, tmp_path, token)
     log = tmp_path / "promote.log"
+    # -v: Prefect's task-run lines, which say where the promotion is, reach the terminal.
     command = [sys.executable, "-m", "qhybrid_entrypoints.cli", "promote",
-               "specs/qaoa-maxcut-small.yaml"]
+               "specs/qaoa-maxcut-small.yaml", "-v"]
     with log.open("wb") as sink:
         process = subprocess.Popen(command, env=env, cwd=REPO, stdout=sink,
                                    stderr=subprocess.STDOUT, start_new_session=True)

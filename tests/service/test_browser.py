@@ -136,6 +136,33 @@ def test_the_prefect_ui_shows_the_jobs_flow_run_with_its_tags_and_artifact(
         expect(child).to_be_visible(timeout=UI_MS)
 
 
+def test_a_refused_promotion_shows_refused_in_the_runs_list(
+        service: Service, browser: Any, tmp_path: Path) -> None:
+    import yaml
+
+    # vqe-h2 (the cheapest promotion) with a statistical gate no estimate can pass.
+    spec = yaml.safe_load((Path(__file__).parents[2] / "specs" / "vqe-h2.yaml").read_text())
+    spec["gates"]["statistical"]["threshold"] = 1e-12
+    job = submit(service, {"kind": "promote", "spec": spec, "sla": "interactive"})
+    ended = service.wait_ended(job["id"])
+    assert ended["status"] == "succeeded", ended  # a refusal is the promotion's answer
+    ui = service.prefect_api.removesuffix("/api")
+    expect = sync_api.expect
+    with opened(browser, tmp_path, "prefect-refused") as tab:
+        page = tab.visit(f"{ui}/runs/flow-run/{ended['prefect_flow_run_id']}")
+        page.get_by_role("tablist").get_by_text("Subflow Runs", exact=True).click()
+        # The list's row of the promotion: its name, and the state badge Refused.
+        name = re.compile(rf"^promote vqe-h2 1\.0\.0 job {job['id'][:8]}$")
+        link = page.get_by_role("link", name=name)
+        expect(link).to_be_visible(timeout=UI_MS)
+        row = page.locator(".flow-run-list-item").filter(has=link).first
+        expect(row.get_by_text("Refused", exact=True)).to_be_visible(timeout=UI_MS)
+        link.click()
+        expect(page.get_by_text("Refused", exact=True).first).to_be_visible(timeout=UI_MS)
+        # The header shows the first tags (the rest behind "+N"): the experiment's among them.
+        expect(page.get_by_text("experiment:vqe-h2", exact=True)).to_be_visible(timeout=UI_MS)
+
+
 def test_the_api_docs_page_shows_the_job_api(
         served: tuple[Service, dict[str, Any]], browser: Any, tmp_path: Path) -> None:
     svc, _ = served

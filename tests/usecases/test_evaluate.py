@@ -100,3 +100,22 @@ def test_a_job_is_served_under_its_class_and_a_run_tells_its_flow(settings: Sett
     assert work is not None and work.options is not None
     # The child flow run takes its class's retry policy from its run options.
     assert (work.sla, work.options.sla) == ("near-real-time", "near-real-time")
+
+
+def test_an_evaluation_reads_the_manifest_from_the_shared_store(champion: str,
+                                                                settings: Settings) -> None:
+    services = Services.open(settings)
+    version = services.tracker.version_by_alias("vqe-h2", "champion")
+    assert version is not None and version.run_id is not None
+    local = Path(services.tracker.get_run(version.run_id).tags["qhybrid.manifest"])
+    local.unlink()  # as on a service host that never saw the promoting machine's files
+    jobs = usecases.job_store(settings)
+    job, _ = usecases.accept_job(jobs, settings, EvaluateJobRequest(
+        kind="evaluate", model=champion, backend="aer", parameter_sets=[[0.1, -0.2, 0.3, 0.0]]),
+        client="team")
+
+    _serve(settings, jobs, job.id)
+
+    done = jobs.get(job.id)
+    assert done.status == "succeeded", done.error
+    assert len(usecases.job_result(jobs, job.id).values or ()) == 1
