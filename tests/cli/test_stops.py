@@ -120,4 +120,6 @@ def test_two_first_runs_at_once_in_a_fresh_project_both_succeed(
     outs = [p.communicate(timeout=600) for p in (first, second)]
     assert [p.returncode for p in (first, second)] == [0, 0], [err for _out, err in outs]
     versions = sorted(json.loads(out)["registered_version"] for out, _err in outs)
-    assert versions == ["1", "2"]
+    # The same evidence twice: the second names the version that holds it, unless both
+    # registered before either could see the other's (then versions 1 and 2).
+    assert versions in (["1", "1"], ["1", "2"])

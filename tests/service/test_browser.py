@@ -9,6 +9,7 @@ On a failure the page's screenshot lands in the test's tmp folder (its path is p
 from __future__ import annotations
 
 import contextlib
+import json
 import re
 import shutil
 import sys
@@ -16,7 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import httpx
 import pytest
@@ -136,16 +137,23 @@ def test_the_prefect_ui_shows_the_jobs_flow_run_with_its_tags_and_artifact(
         expect(child).to_be_visible(timeout=UI_MS)
 
 
-def test_a_refused_promotion_shows_refused_in_the_runs_list(
-        service: Service, browser: Any, tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def refused(service: Service) -> dict[str, Any]:
+    """A promotion job that ended refused: vqe-h2 (the cheapest promotion) with a statistical
+    gate no estimate can pass."""
     import yaml
 
-    # vqe-h2 (the cheapest promotion) with a statistical gate no estimate can pass.
     spec = yaml.safe_load((Path(__file__).parents[2] / "specs" / "vqe-h2.yaml").read_text())
     spec["gates"]["statistical"]["threshold"] = 1e-12
     job = submit(service, {"kind": "promote", "spec": spec, "sla": "interactive"})
     ended = service.wait_ended(job["id"])
     assert ended["status"] == "succeeded", ended  # a refusal is the promotion's answer
+    return ended
+
+
+def test_a_refused_promotion_shows_refused_in_the_runs_list(
+        service: Service, refused: dict[str, Any], browser: Any, tmp_path: Path) -> None:
+    ended = job = refused
     ui = service.prefect_api.removesuffix("/api")
     expect = sync_api.expect
     with opened(browser, tmp_path, "prefect-refused") as tab:
@@ -194,3 +202,33 @@ def test_the_mlflow_ui_lists_the_jobs_run(
         link.click()
         expect(page).to_have_url(re.compile(rf"/runs/{run.info.run_id}"), timeout=UI_MS)
         expect(page.get_by_text("final.energy", exact=True)).to_be_visible(timeout=UI_MS)
+
+
+def test_mlflow_shows_the_gate_runs_finished_and_the_verdicts_side_by_side(
+        service: Service, refused: dict[str, Any], browser: Any, tmp_path: Path) -> None:
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=service.tracking_uri)
+    parent = client.get_run(refused["mlflow_run_id"])
+    gates = client.search_runs(
+        [parent.info.experiment_id],
+        filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    assert {g.data.tags.get("qhybrid.gate") for g in gates} >= {"ideal", "statistical"}
+    assert {g.info.status for g in [parent, *gates]} == {"FINISHED"}
+    assert {f"gate.{g.data.tags['qhybrid.gate']}.passed" for g in gates} | {
+        "promotion.promoted"} <= set(parent.data.metrics)
+    ids = [parent.info.run_id, *(g.info.run_id for g in gates)]
+    ui = f"http://127.0.0.1:{service.env['QHYBRID_MLFLOW_PORT']}"
+    query = f'runs={json.dumps(ids)}&experiments={json.dumps([parent.info.experiment_id])}'
+    expect = sync_api.expect
+    with opened(browser, tmp_path, "mlflow-compare") as tab:
+        # Each gate run's page says it finished (no spinner for ever).
+        for gate in gates:
+            page = tab.visit(f"{ui}/#/experiments/{parent.info.experiment_id}/runs/"
+                             f"{gate.info.run_id}")
+            expect(page.get_by_text("Finished", exact=True).first).to_be_visible(timeout=UI_MS)
+        # The compare view lines up the parent's per-gate verdicts and the decision.
+        page = tab.visit(f"{ui}/#/compare-runs?{quote(query, safe='=&')}")
+        for name in ("gate.statistical.verdict fail", "gate.hardware.verdict pass",
+                     "promotion.decision refuse"):
+            expect(page.get_by_role("row", name=name).first).to_be_visible(timeout=UI_MS)

@@ -86,6 +86,16 @@ def _runs(server: str, env: dict[str, str]) -> list:
     return client.search_runs([experiment.experiment_id], max_results=1000)
 
 
+def _finished(server: str, env: dict[str, str], name: str) -> bool:
+    """Whether a run named ``name`` has ended FINISHED on the server (False before the
+    experiment exists)."""
+    client = MlflowClient(tracking_uri=server)
+    experiment = client.get_experiment_by_name(env["QHYBRID_MLFLOW_EXPERIMENT"])
+    return experiment is not None and bool(client.search_runs(
+        [experiment.experiment_id],
+        filter_string=f"attributes.run_name = '{name}' and attributes.status = 'FINISHED'"))
+
+
 def _assert_every_run_ended(server: str, env: dict[str, str]) -> list:
     runs = _runs(server, env)
     assert runs
@@ -143,12 +153,12 @@ def test_an_interrupted_promotion_ends_every_run_on_a_tracking_server(
             start_new_session=True) as process:
         try:
             deadline = time.monotonic() + 300
-            # MLflow's link to the ideal gate's run, on stderr, once that run has ended: the
-            # statistical gate is under way.
-            while "View run gate:ideal" not in err.read_text(errors="replace"):
+            # The ideal gate's run has ended on the server: the statistical gate is under way.
+            # (MLflow prints its "View run" link before it records the end: too early a sign.)
+            while not _finished(mlflow_server, env, "gate:ideal"):
                 assert process.poll() is None, err.read_text()
                 assert time.monotonic() < deadline, "no ideal gate in 300 s"
-                time.sleep(0.02)  # reading the process's own report; Prefect offers no hook
+                time.sleep(0.1)  # reading the server's records; Prefect offers no hook
             os.killpg(process.pid, signal.SIGINT)  # Ctrl-C in a terminal
             out, _ = process.communicate(timeout=120)
         finally:
