@@ -12,11 +12,11 @@ from importlib.metadata import version
 from pathlib import Path
 
 import pytest
-import yaml
 from typer.testing import CliRunner
 
 from qhybrid_entrypoints import cli
 from qhybrid_entrypoints.cli import app
+from tests.cli.test_cli import _spec
 
 REPO = Path(__file__).resolve().parents[2]
 HEAVY = ("qiskit", "qiskit_aer", "qiskit_ibm_runtime", "prefect", "mlflow", "dvc")
@@ -58,19 +58,6 @@ def test_help_shows_flags_as_flags(command: list[str]) -> None:
     if command in (["run"], ["promote"]):
         assert re.search(r"--json\s+Print one JSON document", result.stdout), result.stdout
         assert re.search(r"--verbose\s+-v\s+Print Prefect", result.stdout), result.stdout
-
-
-def _spec(tmp_path: Path, name: str = "vqe-h2.yaml", **patch: object) -> Path:
-    data = yaml.safe_load((REPO / "specs" / name).read_text())
-    for dotted, value in patch.items():
-        node = data
-        *head, last = dotted.split("__")
-        for key in head:
-            node = node[key]
-        node[last] = value
-    path = tmp_path / f"spec-{len(list(tmp_path.glob('spec-*')))}.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
 
 
 def _refusal(args: list[str], env: dict[str, str], cwd: Path) -> tuple[int, dict, list[str]]:

@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 
 import qhybrid_usecases as usecases
-from qhybrid.core import EvaluateJobRequest, RunJobRequest, RunOptions, Settings, load_spec
+from qhybrid.core import EvaluateJobRequest, RunJobRequest, Settings
 from qhybrid_control import JobStore, policies_from
 from qhybrid_usecases import Services
+from tests.registry.conftest import promote
 
 MODEL = "vqe-h2@champion"
 DEVICE = "ibm:fake_manila"  # the spec's hardware backend: a fake device, simulated locally
@@ -21,20 +22,7 @@ DEVICE = "ibm:fake_manila"  # the spec's hardware backend: a fake device, simula
 @pytest.fixture
 def champion(settings: Settings, repo: Path) -> str:
     """vqe-h2 promoted through the use cases (about 3 s): its champion alias exists."""
-    spec = load_spec(repo / "specs" / "vqe-h2.yaml")
-    services = Services.open(settings)
-    run = usecases.open_run(spec, RunOptions(), services, kind="promotion", flow_run_id=None)
-    ideal = usecases.ideal_gate(run, services)
-    statistical = usecases.statistical_gate(run, services)
-    assert ideal.trial is not None
-    hardware = usecases.hardware_gate(run, services, ideal.trial)
-    assert hardware.trial is not None
-    baseline = usecases.baseline_gate(run, services, hardware.trial)
-    steps = [ideal, statistical, hardware, baseline]
-    decision = usecases.decide_promotion(run, services, [s.gate for s in steps if s.gate],
-                                         hardware.trial)
-    usecases.record_evidence(run, services, ideal.trial, steps, decision)
-    assert usecases.apply_promotion(run, services, decision) is not None
+    assert promote(settings, repo / "specs" / "vqe-h2.yaml").version is not None
     return MODEL
 
 
