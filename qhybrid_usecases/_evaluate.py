@@ -83,6 +83,20 @@ def _workload(services: Services, model: PromotedExperiment,
     return build_workload(model.spec.family, load_instance(root / model.spec.dataset.path))
 
 
+def circuit_points(workload: Workload, rows: np.ndarray) -> np.ndarray:
+    """The circuit parameters of ``rows`` (one parameter set each).
+
+    Raises:
+        InvalidInputError: A row of the wrong length (field parameter_sets).
+    """
+    try:
+        return workload.circuit_points(rows)
+    except (QhybridError, ValueError) as exc:
+        raise InvalidInputError(
+            f"each parameter set needs {len(workload.parameter_names)} values "
+            f"({', '.join(workload.parameter_names)})", field="parameter_sets") from exc
+
+
 def _group_key(request: EvaluateJobRequest) -> tuple[str, str | None, str, int | None, str]:
     instance = ("" if request.instance is None else hashlib.sha256(
         json.dumps(request.instance, sort_keys=True).encode()).hexdigest())
@@ -178,12 +192,7 @@ def _evaluate_group(services: Services, jobs: JobStore, group: list[JobWork], *,
         assert work.evaluate is not None
         rows = work.evaluate.parameter_sets or [list(model.manifest.parameters)]
         sets.append(np.asarray(rows, dtype=float))
-    try:
-        points = workload.circuit_points(np.vstack(sets))
-    except (QhybridError, ValueError) as exc:
-        raise InvalidInputError(
-            f"each parameter set needs {len(workload.parameter_names)} values "
-            f"({', '.join(workload.parameter_names)})", field="parameter_sets") from exc
+    points = circuit_points(workload, np.vstack(sets))
     run_id = services.tracker.start_run(f"evaluate:{model.name}@{model.alias}", tags={
         "qhybrid.kind": "evaluate", "qhybrid.experiment": model.name,
         "qhybrid.registered_version": model.version, "qhybrid.backend": backend,

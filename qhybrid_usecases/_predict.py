@@ -27,9 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
-from qhybrid.core import InvalidInputError, QhybridError, RunManifest, spec_from_mapping
+from qhybrid.core import RunManifest, spec_from_mapping
 from qhybrid_control import policies_from
-from qhybrid_usecases._evaluate import PromotedExperiment, _workload, route
+from qhybrid_usecases._evaluate import PromotedExperiment, _workload, circuit_points, route
 from qhybrid_usecases._jobs import source_of
 from qhybrid_usecases._services import Services
 from registry import ModelInterface
@@ -100,12 +100,7 @@ def predict_values(services: Services, model: PromotedExperiment,
     downgrade = None if routed.hand_over_to is not None else routed.downgrade
     rows = np.asarray(parameter_sets if len(parameter_sets) else [model.manifest.parameters],
                       dtype=float)
-    try:
-        points = workload.circuit_points(rows)
-    except (QhybridError, ValueError) as exc:
-        raise InvalidInputError(
-            f"each parameter set needs {len(workload.parameter_names)} values "
-            f"({', '.join(workload.parameter_names)})", field="parameter_sets") from exc
+    points = circuit_points(workload, rows)
     executor = services.executor(used, transpiler_seed=seeds.transpiler, flow_run_id=None)
     values = executor.estimate(workload.ansatz, workload.observable, points, seed=seeds.simulator)
     return Prediction(values=tuple(float(v) for v in values), source=source_of(used),

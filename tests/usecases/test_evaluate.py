@@ -107,3 +107,18 @@ def test_an_evaluation_reads_the_manifest_from_the_shared_store(champion: str,
     done = jobs.get(job.id)
     assert done.status == "succeeded", done.error
     assert len(usecases.job_result(jobs, job.id).values or ()) == 1
+
+
+def test_a_parameter_set_of_the_wrong_length_fails_its_job_naming_the_field(
+        champion: str, settings: Settings) -> None:
+    jobs = usecases.job_store(settings)
+    job, _ = usecases.accept_job(jobs, settings, EvaluateJobRequest(
+        kind="evaluate", model=champion, backend="aer", parameter_sets=[[0.1, -0.2]]),
+        client="team")
+
+    _serve(settings, jobs, job.id)
+
+    failed = jobs.get(job.id)
+    assert failed.status == "failed" and failed.error is not None
+    assert (failed.error.error, failed.error.field) == ("InvalidInputError", "parameter_sets")
+    assert "needs 4 values" in failed.error.message
