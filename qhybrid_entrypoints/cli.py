@@ -694,6 +694,20 @@ def data_h2(out_path: Annotated[Path, typer.Option("--out", help="Output JSON fi
     write_instance(h2_hamiltonian(), out_path)
 
 
+@data_app.command("metrics", cls=_Command)
+def data_metrics(
+    instances: Annotated[list[Path], typer.Argument(help="Instance files (JSON).")],
+    out_path: Annotated[Path, typer.Option("--out", help="Output JSON file.")],
+) -> None:
+    """Size and exact optimum of each instance, for `dvc metrics show`."""
+    from qhybrid.experiments import write_instance_metrics
+
+    try:
+        write_instance_metrics(instances, out_path)
+    except QhybridError as exc:
+        raise _fail(exc, as_json=False) from exc
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

@@ -34,6 +34,7 @@ from qhybrid.experiments._problems import (
 from qhybrid.experiments._qaoa_maxcut import QAOA_MAXCUT, QaoaMaxcut
 from qhybrid.experiments._runner import derive_seed, measure, optimise_and_measure
 from qhybrid.experiments._serialise import bind, qasm3_sha256, write_circuit
+from qhybrid.experiments._summary import instance_metrics, write_instance_metrics
 from qhybrid.experiments._verdicts import (
     baseline_verdict,
     confidence_interval,
@@ -74,6 +75,7 @@ __all__ = [
     "h2_hamiltonian",
     "hardware_verdict",
     "ideal_verdict",
+    "instance_metrics",
     "load_instance",
     "measure",
     "mitigation_improvement",
@@ -89,4 +91,5 @@ __all__ = [
     "total_variation_distance",
     "write_circuit",
     "write_instance",
+    "write_instance_metrics",
 ]

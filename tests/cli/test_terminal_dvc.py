@@ -4,6 +4,7 @@ a refused run prints restores the data."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
@@ -36,14 +37,17 @@ def _dvc(root: Path, *args: str, check: bool = True) -> subprocess.CompletedProc
 
 @pytest.fixture
 def dvc_project(tmp_path: Path) -> Path:
-    """The project's pipeline (dvc.yaml, params.yaml, dvc.lock and the generator it depends
+    """The project's pipeline (dvc.yaml, params.yaml, dvc.lock and the code its stages depend
     on), committed in a fresh git + DVC repository with a local remote; no data yet."""
     root = tmp_path / "project"
-    (root / "qhybrid" / "experiments").mkdir(parents=True)
+    root.mkdir()
     for name in ("dvc.yaml", "params.yaml", "dvc.lock"):
         shutil.copy(REPO / name, root / name)
-    shutil.copy(REPO / "qhybrid" / "experiments" / "_datagen.py",
-                root / "qhybrid" / "experiments" / "_datagen.py")
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    for dep in {d for stage in stages.values() for d in stage.get("deps", ())}:
+        if dep.endswith(".py"):
+            (root / dep).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(REPO / dep, root / dep)
     git = ["git", "-c", "user.name=qhybrid", "-c", "user.email=qhybrid@localhost"]
     subprocess.run([*git, "init", "-q"], cwd=root, check=True, timeout=60)
     _dvc(root, "init", "-q")
@@ -73,6 +77,28 @@ def test_params_yaml_drives_the_generators_and_repro_gives_the_pinned_bytes(
     assert (seed["old"], seed["new"]) == (7, 8)
     status = json.loads(_dvc(dvc_project, "status", "--json").stdout)
     assert set(status) == {"maxcut-3reg-10"}
+
+
+def _max_cut(path: Path) -> float:
+    """The maximum cut of a graph file, by trying every assignment (independent of qhybrid)."""
+    graph = json.loads(path.read_text())
+    nodes, edges = graph["num_nodes"], graph["edges"]
+    return max(sum(w for i, j, w in edges if side[i] != side[j])
+               for side in itertools.product((0, 1), repeat=nodes))
+
+
+def test_dvc_metrics_show_each_instance_and_its_exact_optimum(dvc_project: Path) -> None:
+    _dvc(dvc_project, "repro")
+    shown = json.loads(_dvc(dvc_project, "metrics", "show", "--json").stdout)
+    [metrics] = [v["data"]["metrics/instances.json"]["data"] for v in shown.values()]
+    for stem in ("maxcut_3reg_10", "maxcut_3reg_6"):
+        graph = json.loads((dvc_project / "data" / f"{stem}.json").read_text())
+        assert metrics[stem]["nodes"] == graph["num_nodes"]
+        assert metrics[stem]["edges"] == len(graph["edges"])
+        assert metrics[stem]["max_cut"] == _max_cut(dvc_project / "data" / f"{stem}.json")
+    # H2 in STO-3G at 0.735 Angstrom: the FCI energy published with the Qiskit textbook's VQE
+    # chapter, -1.13730604 Ha.
+    assert abs(metrics["h2_sto3g_0735"]["ground_energy"] - -1.13730604) < 1e-6
 
 
 def test_the_advice_of_a_refused_pin_restores_the_data(dvc_project: Path) -> None:
