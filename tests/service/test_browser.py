@@ -232,3 +232,46 @@ def test_mlflow_shows_the_gate_runs_finished_and_the_verdicts_side_by_side(
         for name in ("gate.statistical.verdict fail", "gate.hardware.verdict pass",
                      "promotion.decision refuse"):
             expect(page.get_by_role("row", name=name).first).to_be_visible(timeout=UI_MS)
+        # Its metrics table holds the parent's per-gate evidence, the parent in the first column.
+        shown = _compare_view_metrics(page)
+        assert shown["gate.statistical.passed"] == "0", shown
+        assert shown["gate.hardware.passed"] == "1", shown
+        assert shown["promotion.promoted"] == "0", shown
+        for key in ("gate.ideal.passed", "promotion.score"):
+            assert key in shown and shown[key] not in ("", "-"), (key, shown)
+
+
+def _compare_view_metrics(page: Any) -> dict[str, str]:
+    """Metric name -> the first run's value, as MLflow's compare view draws them.
+
+    The view draws its metrics as two virtualised grids (names, values) that render only the
+    rows in view; the names grid follows the values grid's scrolling. The values grid is
+    scrolled from top to bottom, and at each step the rows both grids drew are read and paired
+    by their position.
+    """
+    names, values = (page.locator('[role="grid"]').nth(i) for i in (0, 1))
+    sync_api.expect(values).to_be_visible(timeout=UI_MS)
+    handles = [names.element_handle(), values.element_handle()]
+    read = """([names, values]) => {
+        const cells = grid => [...grid.children[0].children].map(
+            c => [c.style.top, c.style.left, c.innerText.trim()]);
+        return [cells(names).map(c => [c[0], c[2]]),
+                cells(values).filter(c => c[1] === "0px").map(c => [c[0], c[2]])];
+    }"""
+    # The names grid takes the values grid's position one scroll event late: move the values
+    # grid by a pixel and back until the names grid is where it should be.
+    step = """([names, values, top]) => {
+        const end = grid => grid.scrollHeight - grid.clientHeight;
+        const target = Math.min(top, end(values));
+        values.scrollTop = values.scrollTop === target ? target - 1 : target;
+        return Math.abs(names.scrollTop - Math.min(target, end(names))) <= 1;
+    }"""
+    by_top: tuple[dict[str, str], dict[str, str]] = ({}, {})
+    top = 0
+    while True:
+        page.wait_for_function(step, arg=[*handles, top])
+        for drawn, cells in zip(by_top, page.evaluate(read, handles), strict=True):
+            drawn |= dict(cells)
+        if top >= values.evaluate("e => e.scrollHeight - e.clientHeight"):
+            return {name: by_top[1].get(at, "") for at, name in by_top[0].items()}
+        top += 90
