@@ -13,7 +13,7 @@ export MLFLOW_LOGGING_LEVEL ?= WARNING
 export DVC_NO_ANALYTICS := 1
 export QHYBRID_PROJECT_ROOT ?= $(CURDIR)
 
-.PHONY: setup data demo serve system-deps test test-fast lint bench bench-smoke lock schema ui-prefect ui-mlflow clean
+.PHONY: setup data demo serve system-deps test test-slow test-all test-fast lint bench bench-smoke lock schema ui-prefect ui-mlflow clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -37,11 +37,20 @@ demo: data
 system-deps:
 	bash scripts/system-deps.sh
 
-# Import layers, lint and types, every test but those that need a real IBM token, and each
-# benchmark once (a benchmark that breaks fails here; timings come from `make bench`).
+# Import layers, lint and types, every test but the slow end-to-end ones and those that need a
+# real IBM token, and each benchmark once (a benchmark that breaks fails here; timings come
+# from `make bench`).
 test: data lint system-deps
-	$(BIN)/python -m pytest -m "not ibm"
+	$(BIN)/python -m pytest -m "not slow and not ibm" --durations=15
 	$(MAKE) --no-print-directory bench-smoke
+
+# The slow end-to-end tests: the served job service, the browser, Prefect deployments and
+# workers, stops and restarts, a team on PostgreSQL and an MLflow server.
+test-slow: data system-deps
+	$(BIN)/python -m pytest -m "slow and not ibm" --durations=15
+
+# What CI runs (.ci/run): both of the above.
+test-all: test test-slow
 
 test-fast: data
 	$(BIN)/python -m pytest -m "not slow and not ibm"
