@@ -1,7 +1,13 @@
-"""Replay the simulator part of a recorded run and compare counts and circuit bit for bit."""
+"""Replay the simulator part of a recorded run and compare counts and circuit bit for bit.
+
+A manifest is first checked against itself: the recorded hashes must match the recorded spec,
+counts and circuit files. A manifest edited to hide a change (counts rewritten, a hash
+replaced) is refused before anything runs.
+"""
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +17,9 @@ from qhybrid.core import (
     DataError,
     ReplayMismatchError,
     ReplayReport,
+    RunManifest,
     Settings,
+    SpecError,
     spec_from_mapping,
 )
 from qhybrid.experiments import bind, build_workload, load_instance, qasm3_sha256
@@ -28,6 +36,7 @@ def replay(path: Path, settings: Settings) -> ReplayReport:
         DataError: The input data is missing or is not the data the run used.
     """
     manifest = read_manifest(path)
+    verify_integrity(manifest, path)
     spec = spec_from_mapping(manifest.spec, source="manifest.spec")
     for rel, pin in manifest.data.items():
         full = settings.project_root / rel
@@ -53,6 +62,48 @@ def replay(path: Path, settings: Settings) -> ReplayReport:
         circuit_identical=circuit_same, recorded_sha256=manifest.ideal_counts_sha256,
         replayed_sha256=counts_sha256(counts), differing_outcomes=differing,
     )
+
+
+def integrity_problems(manifest: RunManifest, path: Path) -> list[str]:
+    """Where the manifest at ``path`` disagrees with its own hashes: the spec's SHA-256, the
+    ideal counts' SHA-256, and each circuit file found next to the manifest (its OpenQASM 3
+    text's SHA-256)."""
+    problems: list[str] = []
+    try:
+        spec_sha256 = spec_from_mapping(manifest.spec, source="manifest.spec").sha256()
+    except SpecError as exc:
+        problems.append(f"spec: not a valid spec ({exc.message.splitlines()[0]})")
+    else:
+        if spec_sha256 != manifest.spec_sha256:
+            problems.append(f"spec_sha256: recorded {manifest.spec_sha256[:12]}, the recorded "
+                            f"spec hashes to {spec_sha256[:12]}")
+    counts = counts_sha256(manifest.ideal_counts)
+    if counts != manifest.ideal_counts_sha256:
+        problems.append(f"ideal_counts_sha256: recorded {manifest.ideal_counts_sha256[:12]}, "
+                        f"the recorded counts hash to {counts[:12]}")
+    for circuit in manifest.circuits:
+        file = path.parent / circuit.qasm3_path if circuit.qasm3_path else None
+        if file is not None and file.is_file():
+            digest = hashlib.sha256(file.read_bytes()).hexdigest()
+            if digest != circuit.sha256:
+                problems.append(f"circuits.{circuit.role}.sha256: recorded "
+                                f"{circuit.sha256[:12]}, {circuit.qasm3_path} hashes to "
+                                f"{digest[:12]}")
+    return problems
+
+
+def verify_integrity(manifest: RunManifest, path: Path) -> None:
+    """Refuse a manifest whose recorded hashes do not match what it records.
+
+    Raises:
+        ReplayMismatchError: Naming each disagreement (``detail.integrity``).
+    """
+    problems = integrity_problems(manifest, path)
+    if problems:
+        raise ReplayMismatchError(
+            f"{path}: the manifest does not match its own hashes, so it was edited after the "
+            f"run; nothing was replayed: {'; '.join(problems)}",
+            field="MANIFEST", detail={"manifest": str(path), "integrity": problems})
 
 
 def verify_replay(report: ReplayReport) -> ReplayReport:

@@ -152,7 +152,8 @@ class TrackingError(QhybridError):
 
 
 class ReplayMismatchError(QhybridError):
-    """A replay did not reproduce the recorded simulator counts bit for bit."""
+    """A replay did not reproduce the recorded simulator counts bit for bit, or the manifest
+    does not match its own hashes (edited after the run)."""
 
     layer = "replay"
 

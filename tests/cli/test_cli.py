@@ -4,8 +4,10 @@ input."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -16,6 +18,7 @@ import yaml
 from typer.testing import CliRunner
 
 from qhybrid_entrypoints.cli import app
+from tests.conftest import record_env
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -144,20 +147,32 @@ def test_promote_replay_show_and_refuse(env, tmp_path) -> None:
     assert [entry["promote"] for entry in log] == [True, False]
 
 
-@pytest.fixture
-def manifest(repo: Path) -> Path:
-    """A real run's manifest, recorded through the use cases without Prefect."""
+@pytest.fixture(scope="module")
+def recorded_manifest(repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real run's manifest, recorded once through the use cases without Prefect."""
     import qhybrid_usecases as usecases
     from qhybrid.core import RunOptions, Settings, load_spec
 
-    services = usecases.Services.open(Settings())
-    run = usecases.open_run(load_spec(repo / "specs" / "vqe-h2.yaml"), RunOptions(), services,
-                            kind="run", flow_run_id=None)
-    outcome = usecases.run_on_backend(run, services)
-    assert outcome.trial is not None
-    recorded = usecases.record_evidence(run, services, outcome.trial, [outcome])
-    usecases.finish_run(run, services, recorded, outcome.trial, [outcome])
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in record_env(tmp_path_factory.mktemp("recorded")).items():
+            patch.setenv(key, value)
+        services = usecases.Services.open(Settings())
+        run = usecases.open_run(load_spec(repo / "specs" / "vqe-h2.yaml"), RunOptions(),
+                                services, kind="run", flow_run_id=None)
+        outcome = usecases.run_on_backend(run, services)
+        assert outcome.trial is not None
+        recorded = usecases.record_evidence(run, services, outcome.trial, [outcome])
+        usecases.finish_run(run, services, recorded, outcome.trial, [outcome])
     return Path(recorded.manifest)
+
+
+@pytest.fixture
+def manifest(recorded_manifest: Path, tmp_path: Path) -> Path:
+    """This test's copy of the recorded manifest, free to edit."""
+    copy = tmp_path / "manifests" / recorded_manifest.name
+    copy.parent.mkdir()
+    shutil.copy(recorded_manifest, copy)
+    return copy
 
 
 def test_replay_reproduces_a_recorded_run(manifest: Path) -> None:
@@ -171,11 +186,13 @@ def test_replay_reproduces_a_recorded_run(manifest: Path) -> None:
 @pytest.mark.parametrize("tamper", ["counts", "circuit"])
 def test_replay_detects_a_changed_record(manifest: Path, tamper: str) -> None:
     data = json.loads(manifest.read_text())
-    if tamper == "counts":  # one shot moved from the commonest outcome to another
-        counts = data["ideal_counts"]
+    if tamper == "counts":  # one shot moved from the commonest outcome to another, and the
+        counts = data["ideal_counts"]  # counts' hash recomputed: the manifest is consistent
         top, other = sorted(counts, key=counts.get, reverse=True)[:2]
         counts[top] -= 1
         counts[other] += 1
+        data["ideal_counts_sha256"] = _sha256(json.dumps(counts, sort_keys=True,
+                                                         separators=(",", ":")))
     else:
         final = next(c for c in data["circuits"] if c["role"] == "final")
         final["sha256"] = "0" * 64
@@ -190,6 +207,41 @@ def test_replay_detects_a_changed_record(manifest: Path, tamper: str) -> None:
         assert detail["differing_outcomes"] == 2
     else:
         assert detail["identical"] is True and detail["circuit_identical"] is False
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@pytest.mark.parametrize("forgery", ["counts-hash", "counts", "spec", "spec-hash", "circuit"])
+def test_replay_refuses_a_manifest_that_does_not_match_its_own_hashes(
+        manifest: Path, forgery: str) -> None:
+    data = json.loads(manifest.read_text())
+    if forgery == "counts-hash":  # the hash of other counts put in place of the real one
+        data["ideal_counts_sha256"] = _sha256(json.dumps({"00": data["shots"]}))
+    elif forgery == "counts":  # counts rewritten, their hash left
+        counts = data["ideal_counts"]
+        top = max(counts, key=counts.get)
+        data["ideal_counts"] = {top: data["shots"]}
+    elif forgery == "spec":  # the recorded spec changed, its hash left
+        data["spec"]["shots"] = data["spec"]["shots"] + 1
+    elif forgery == "spec-hash":
+        data["spec_sha256"] = _sha256("another spec")
+    else:  # the final circuit's file beside the manifest is not the circuit recorded
+        final = next(c for c in data["circuits"] if c["role"] == "final")
+        (manifest.parent / final["qasm3_path"]).parent.mkdir(parents=True, exist_ok=True)
+        (manifest.parent / final["qasm3_path"]).write_text("OPENQASM 3.0;\n")
+    manifest.write_text(json.dumps(data))
+    result = CliRunner().invoke(app, ["replay", str(manifest), "--json"])
+    assert result.exit_code == 7, result.output
+    error = json.loads(result.stdout)["error"]
+    assert error["error"] == "ReplayMismatchError" and error["field"] == "MANIFEST"
+    [problem] = error["detail"]["integrity"]
+    wanted = {"counts-hash": "ideal_counts_sha256", "counts": "ideal_counts_sha256",
+              "spec": "spec_sha256", "spec-hash": "spec_sha256",
+              "circuit": "circuits.final.sha256"}[forgery]
+    assert problem.startswith(f"{wanted}: recorded "), problem
+    assert "identical" not in error["detail"]  # refused before anything ran
 
 
 def test_replay_of_a_missing_manifest_is_invalid_input(tmp_path: Path) -> None:
