@@ -23,7 +23,8 @@ from qhybrid.core import InvalidInputError
 from qhybrid.experiments._problems import PauliSumInstance
 
 MAPPINGS = ("parity", "jordan-wigner", "bravyi-kitaev")
-"""Fermion-to-qubit mappings; ``parity`` also drops the two qubits fixed by particle number."""
+"""Fermion-to-qubit mappings; ``parity`` also drops the two qubits that hold each spin's
+particle-number parity."""
 
 COEFFICIENT_DECIMALS = 10
 """Decimals kept of every coefficient and energy (Hartree): 1e-10 Ha is far below chemical
@@ -118,10 +119,12 @@ def molecule_hamiltonian(
 ) -> PauliSumInstance:
     """The electronic Hamiltonian of a molecule as a qubit operator, with its provenance.
 
-    The nuclear repulsion is the instance's ``constant_offset``, so the lowest eigenvalue of
-    the operator plus the offset is the FCI energy in this basis (for ``parity``, whose
-    reduction fixes the particle number; Jordan-Wigner and Bravyi-Kitaev keep every particle
-    number, and their lowest eigenvalue may belong to an ion).
+    The nuclear repulsion is the instance's ``constant_offset``. The operator acts on more
+    than the molecule's own electron count: ``parity`` keeps each spin's particle-number
+    parity, Jordan-Wigner and Bravyi-Kitaev keep every count. For H2 and LiH the lowest
+    eigenvalue plus the offset is still the FCI energy in this basis; for others (H2+ with
+    ``parity``: H2- lies lower) it may belong to an ion, so ``fci_energy_hartree`` in the
+    provenance is the reference to compare with.
 
     Args:
         atoms: Element symbols, e.g. ``("H", "H")``.
@@ -197,7 +200,7 @@ def molecule_hamiltonian(
         "num_particles": list(problem.num_particles),
         "num_spatial_orbitals": problem.num_spatial_orbitals,
         "mapping": mapping,
-        "qubit_reduction": "two-qubit (particle number)" if mapping == "parity" else "none",
+        "qubit_reduction": "two-qubit (particle-number parity)" if mapping == "parity" else "none",
         "nuclear_repulsion_hartree": rounded(nuclear_repulsion),
         "hf_energy_hartree": rounded(e_hf),
         "fci_energy_hartree": rounded(e_fci),

@@ -15,6 +15,8 @@ References (total energies in Hartree, H2 in STO-3G, bond length in Angstrom):
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from importlib.metadata import version
 from pathlib import Path
 
@@ -81,7 +83,7 @@ def test_provenance_records_how_the_hamiltonian_was_made() -> None:
                                                                    [0.0, 0.0, 0.7414]],
                              "unit": "angstrom"}
     assert (p["molecule"], p["basis"], p["charge"], p["spin"]) == ("H2", "sto-3g", 0, 0)
-    assert (p["mapping"], p["qubit_reduction"]) == ("parity", "two-qubit (particle number)")
+    assert (p["mapping"], p["qubit_reduction"]) == ("parity", "two-qubit (particle-number parity)")
     assert p["bond_length_angstrom"] == 0.7414
     assert p["num_particles"] == [1, 1]
     assert p["versions"] == {name: version(name) for name in ("pyscf", "qiskit",
@@ -161,3 +163,12 @@ def test_domain_errors_name_their_field() -> None:
     with pytest.raises(InvalidInputError) as info:
         molecule_hamiltonian(("H", "H"), ((0.0, 0.0, 0.0), (0.0, 0.0, 0.0)))
     assert info.value.field == "coordinates"
+
+
+def test_importing_the_domain_loads_no_chemistry_package() -> None:
+    # PySCF and qiskit-nature load inside molecule_hamiltonian: every other command stays fast.
+    probe = ("import sys, qhybrid.experiments; "
+             "print(sorted({m.split('.')[0] for m in sys.modules} & {'pyscf', 'qiskit_nature'}))")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          timeout=120, check=True)
+    assert done.stdout.strip() == "[]"
