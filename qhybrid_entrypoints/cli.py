@@ -708,6 +708,37 @@ def data_metrics(
         raise _fail(exc, as_json=False) from exc
 
 
+@data_app.command("molecule", cls=_Command)
+def data_molecule(
+    out_path: Annotated[Path, typer.Option("--out", help="Output JSON file.")],
+    bond_length: Annotated[float, typer.Option(
+        help="Distance between the two atoms, in Angstrom.")],
+    atoms: Annotated[str, typer.Option(help="The two element symbols, comma-separated.")] = "H,H",
+    basis: Annotated[str, typer.Option(help="A basis set PySCF knows.")] = "sto-3g",
+    charge: int = 0,
+    spin: Annotated[int, typer.Option(help="2S = N(alpha) - N(beta); 0 for a singlet.")] = 0,
+    mapping: Annotated[str, typer.Option(
+        help="parity (two qubits fewer), jordan-wigner or bravyi-kitaev.")] = "parity",
+) -> None:
+    """A diatomic molecule's qubit Hamiltonian, computed with PySCF and qiskit-nature."""
+    from qhybrid.core import InvalidInputError
+    from qhybrid.experiments import diatomic_coordinates, molecule_hamiltonian, write_instance
+
+    symbols = tuple(s.strip() for s in atoms.split(","))
+    try:
+        if len(symbols) != 2:
+            raise InvalidInputError(f"--bond-length places two atoms, got {atoms!r}",
+                                    field="atoms")
+        instance = molecule_hamiltonian(
+            symbols, diatomic_coordinates(bond_length), basis=basis, charge=charge, spin=spin,
+            mapping=mapping,
+        )
+    except InvalidInputError as exc:
+        option = "--" + (exc.field or "atoms").replace("_", "-")
+        raise typer.BadParameter(exc.message, param_hint=f"'{option}'") from exc
+    write_instance(instance, out_path)
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

@@ -23,6 +23,11 @@ from qhybrid.experiments._family import (
     register,
     run_baselines,
 )
+from qhybrid.experiments._molecules import (
+    MAPPINGS,
+    diatomic_coordinates,
+    molecule_hamiltonian,
+)
 from qhybrid.experiments._optimise import OptimisationResult, optimise
 from qhybrid.experiments._problems import (
     GraphInstance,
@@ -48,6 +53,7 @@ from qhybrid.experiments._verdicts import (
 from qhybrid.experiments._vqe import VQE, Vqe
 
 __all__ = [
+    "MAPPINGS",
     "QAOA_MAXCUT",
     "VQE",
     "Counts",
@@ -69,6 +75,7 @@ __all__ = [
     "cut_values",
     "decide",
     "derive_seed",
+    "diatomic_coordinates",
     "exact_ground_energy",
     "families",
     "family_for",
@@ -79,6 +86,7 @@ __all__ = [
     "load_instance",
     "measure",
     "mitigation_improvement",
+    "molecule_hamiltonian",
     "one_exchange_maxcut",
     "optimise",
     "optimise_and_measure",
