@@ -57,7 +57,7 @@ def dvc_project(tmp_path: Path) -> Path:
     return root
 
 
-def test_params_yaml_drives_the_generators_and_repro_gives_the_pinned_bytes(
+def test_params_yaml_drives_the_generators_and_repro_gives_the_pinned_bytes_and_metrics(
         dvc_project: Path) -> None:
     lock_before = (dvc_project / "dvc.lock").read_text()
     locked = yaml.safe_load(lock_before)["stages"]
@@ -69,6 +69,7 @@ def test_params_yaml_drives_the_generators_and_repro_gives_the_pinned_bytes(
         [out] = stage["outs"]
         assert file_md5(dvc_project / out["path"]) == out["md5"], out["path"]
     assert "up to date" in _dvc(dvc_project, "status").stdout
+    _check_dvc_metrics(dvc_project)
     # A generator parameter is a tracked parameter: DVC sees its change and what it touches.
     params = dvc_project / "params.yaml"
     params.write_text(params.read_text().replace("seed: 7", "seed: 8"))
@@ -87,8 +88,8 @@ def _max_cut(path: Path) -> float:
                for side in itertools.product((0, 1), repeat=nodes))
 
 
-def test_dvc_metrics_show_each_instance_and_its_exact_optimum(dvc_project: Path) -> None:
-    _dvc(dvc_project, "repro")
+def _check_dvc_metrics(dvc_project: Path) -> None:
+    """`dvc metrics show` lists each instance's size and exact optimum."""
     shown = json.loads(_dvc(dvc_project, "metrics", "show", "--json").stdout)
     [metrics] = [v["data"]["metrics/instances.json"]["data"] for v in shown.values()]
     for stem in ("maxcut_3reg_10", "maxcut_3reg_6"):
@@ -96,9 +97,12 @@ def test_dvc_metrics_show_each_instance_and_its_exact_optimum(dvc_project: Path)
         assert metrics[stem]["nodes"] == graph["num_nodes"]
         assert metrics[stem]["edges"] == len(graph["edges"])
         assert metrics[stem]["max_cut"] == _max_cut(dvc_project / "data" / f"{stem}.json")
-    # H2 in STO-3G at 0.735 Angstrom: the FCI energy published with the Qiskit textbook's VQE
-    # chapter, -1.13730604 Ha.
-    assert abs(metrics["h2_sto3g_0735"]["ground_energy"] - -1.13730604) < 1e-6
+    # H2 in STO-3G at 0.735 Angstrom: the ground-state energy qiskit-nature's tutorial
+    # 01_electronic_structure prints, -1.137306035753 Ha; at 0.7414 Angstrom OpenFermion's
+    # bundled H2_sto-3g_singlet_0.7414 data, FCI -1.137270174625328 Ha.
+    for stem in ("h2_sto3g_0735", "molecule_h2_sto3g_0735"):
+        assert abs(metrics[stem]["ground_energy"] - -1.137306035753) < 1e-6, stem
+    assert abs(metrics["molecule_h2_sto3g_07414"]["ground_energy"] - -1.137270174625) < 1e-6
 
 
 def test_the_advice_of_a_refused_pin_restores_the_data(dvc_project: Path) -> None:
