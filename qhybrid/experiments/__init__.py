@@ -10,7 +10,11 @@ from qhybrid.experiments._baselines import (
     cut_values,
     exact_ground_energy,
     one_exchange_maxcut,
+    spectrum_bounds,
 )
+from qhybrid.experiments._circuit import USER_CIRCUIT, UserCircuit
+from qhybrid.experiments._circuit_data import ghz_circuit, write_qasm3
+from qhybrid.experiments._circuit_file import CIRCUIT_SUFFIXES, CircuitInstance, load_circuit
 from qhybrid.experiments._datagen import h2_hamiltonian, random_regular_graph, write_instance
 from qhybrid.experiments._executor import Counts, Executor
 from qhybrid.experiments._family import (
@@ -47,8 +51,11 @@ from qhybrid.experiments._verdicts import (
 from qhybrid.experiments._vqe import VQE, Vqe
 
 __all__ = [
+    "CIRCUIT_SUFFIXES",
     "QAOA_MAXCUT",
+    "USER_CIRCUIT",
     "VQE",
+    "CircuitInstance",
     "Counts",
     "Executor",
     "Family",
@@ -57,6 +64,7 @@ __all__ = [
     "OptimisationResult",
     "PauliSumInstance",
     "QaoaMaxcut",
+    "UserCircuit",
     "Vqe",
     "Workload",
     "baseline_verdict",
@@ -71,9 +79,11 @@ __all__ = [
     "exact_ground_energy",
     "families",
     "family_for",
+    "ghz_circuit",
     "h2_hamiltonian",
     "hardware_verdict",
     "ideal_verdict",
+    "load_circuit",
     "load_instance",
     "measure",
     "mitigation_improvement",
@@ -85,8 +95,10 @@ __all__ = [
     "random_regular_graph",
     "register",
     "run_baselines",
+    "spectrum_bounds",
     "statistical_verdict",
     "total_variation_distance",
     "write_circuit",
     "write_instance",
+    "write_qasm3",
 ]

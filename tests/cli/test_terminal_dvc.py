@@ -36,14 +36,15 @@ def _dvc(root: Path, *args: str, check: bool = True) -> subprocess.CompletedProc
 
 @pytest.fixture
 def dvc_project(tmp_path: Path) -> Path:
-    """The project's pipeline (dvc.yaml, params.yaml, dvc.lock and the generator it depends
+    """The project's pipeline (dvc.yaml, params.yaml, dvc.lock and the generators it depends
     on), committed in a fresh git + DVC repository with a local remote; no data yet."""
     root = tmp_path / "project"
     (root / "qhybrid" / "experiments").mkdir(parents=True)
     for name in ("dvc.yaml", "params.yaml", "dvc.lock"):
         shutil.copy(REPO / name, root / name)
-    shutil.copy(REPO / "qhybrid" / "experiments" / "_datagen.py",
-                root / "qhybrid" / "experiments" / "_datagen.py")
+    for generator in ("_datagen.py", "_circuit_data.py"):
+        shutil.copy(REPO / "qhybrid" / "experiments" / generator,
+                    root / "qhybrid" / "experiments" / generator)
     git = ["git", "-c", "user.name=qhybrid", "-c", "user.email=qhybrid@localhost"]
     subprocess.run([*git, "init", "-q"], cwd=root, check=True, timeout=60)
     _dvc(root, "init", "-q")
