@@ -67,13 +67,18 @@ class ModelInterface:
     outputs: Mapping[str, str]
 
     def signature(self) -> ModelSignature:
-        """The MLflow signature: parameter columns in, ``outputs`` out, ``params`` as params."""
+        """The MLflow signature: parameter columns in, ``outputs`` out, ``params`` as params.
+
+        A circuit without parameters has no input columns, and MLflow refuses an empty input
+        schema: its signature has no inputs (predict then takes an empty frame).
+        """
         with quiet_pyfunc_import():
             from mlflow.models import ModelSignature
             from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
         kinds = {str: "string", int: "long", float: "double"}
         return ModelSignature(
-            inputs=Schema([ColSpec("double", name) for name in self.parameter_names]),
+            inputs=Schema([ColSpec("double", name) for name in self.parameter_names])
+            if self.parameter_names else None,
             outputs=Schema([ColSpec(kind, name) for name, kind in self.outputs.items()]),
             params=ParamSchema([ParamSpec(name, kinds[type(value)], value)
                                 for name, value in self.params.items()]),
@@ -120,7 +125,8 @@ def log_model(tracker: Tracker, run_id: str, python_model: PythonModel, manifest
                     Path(tmp) / MODEL_PATH, python_model=python_model,
                     artifacts={EVIDENCE: str(evidence)}, signature=interface.signature(),
                     input_example=pd.DataFrame([list(interface.example)],
-                                               columns=list(interface.parameter_names)),
+                                               columns=list(interface.parameter_names))
+                    if interface.parameter_names else None,
                     # Written out rather than inferred: inference loads the model in a subprocess.
                     pip_requirements=requirements,
                     metadata={"qhybrid.experiment": manifest.experiment,

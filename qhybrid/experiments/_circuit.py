@@ -16,18 +16,11 @@ from dataclasses import dataclass
 import numpy as np
 from qiskit.quantum_info import SparsePauliOp
 
-from qhybrid.core import (
-    BaselineResult,
-    CircuitFamily,
-    Direction,
-    FamilySpec,
-    PostProcessingError,
-    SpecError,
-)
+from qhybrid.core import BaselineResult, CircuitFamily, Direction, FamilySpec, SpecError
 from qhybrid.experiments._baselines import spectrum_bounds
 from qhybrid.experiments._circuit_file import CircuitInstance
 from qhybrid.experiments._executor import Counts
-from qhybrid.experiments._family import Workload, counts_to_bits, measured, register
+from qhybrid.experiments._family import Estimate, Workload, measured, register, stderr_of
 from qhybrid.experiments._problems import Instance
 
 DEFAULT_BOUNDS = (-math.pi, math.pi)
@@ -59,32 +52,25 @@ def _circuit(instance: Instance) -> CircuitInstance:
     return instance
 
 
-def _diagonal_value(observable: SparsePauliOp, bits: np.ndarray, weights: np.ndarray) -> float:
-    """The expectation of an I/Z-only observable from measured bits (column i: qubit i)."""
-    parity = (bits @ observable.paulis.z.T.astype(int)) % 2
-    values = (1 - 2 * parity) @ np.real(np.asarray(observable.coeffs))
-    return float(values @ weights / weights.sum())
-
-
 class UserCircuit:
     """A circuit read from data, scored by one of its named observables.
 
-    Metrics: the expectation of every observable by its name, ``optimum`` (the objective's
-    best eigenvalue) and ``quality``. Quality puts the objective between the worst and best
-    eigenvalue of its observable, ``(value - low) / (high - low)`` when maximised and
-    ``(high - value) / (high - low)`` when minimised, so it is 1 at the optimum and 0 at the
-    opposite end whatever the signs of the eigenvalues. (A plain ``value / high`` would be
-    negative, or flip its meaning, for an observable whose eigenvalues are negative; for a
-    spectrum from 0 to ``high``, such as a cut, the two agree.) Only estimation noise takes it
-    outside 0..1.
+    Named observables: the spec's, each a metric of its own (with its ``.stderr``); beside
+    them ``optimum`` (the objective's best eigenvalue) and ``quality``.
 
-    The registered object builds workloads; each workload holds one configured by its spec,
-    which analyses and scores.
+    Quality puts the objective between the worst and the best eigenvalue of its observable:
+    ``(value - low) / (high - low)`` when maximised, ``(high - value) / (high - low)`` when
+    minimised, so it is 1 at the optimum and 0 at the opposite end whatever the signs of the
+    eigenvalues. A plain ``value / high`` would turn negative, or run backwards, for an
+    observable whose eigenvalues are negative; for a spectrum from 0 up, such as a cut's, the
+    two agree. Only estimation noise takes it outside 0..1.
+
+    The registered object builds workloads; each workload holds one configured by its spec
+    (its observables and objective), which analyses, scores and runs the baseline.
     """
 
     kind = "circuit"
     instance_kind = "circuit"
-    needs_energy = True
     axis_label = "expectation value of the objective"
 
     def __init__(self, measurement: _Measurement | None = None) -> None:
@@ -99,7 +85,7 @@ class UserCircuit:
         """The circuit as read, measured on every qubit, and the spec's observables.
 
         Raises:
-            SpecError: An observable as wide as another circuit (``family.observables.NAME``),
+            SpecError: An observable not as wide as the circuit (``family.observables.NAME``),
                 a bound on a parameter the circuit does not have (``family.bounds``), or an
                 objective with a single eigenvalue (``family.objective``).
         """
@@ -132,6 +118,7 @@ class UserCircuit:
             measured=measured(ansatz),
             observable=observables[options.objective],
             sign=-1.0 if options.direction == "maximise" else 1.0,
+            observables=observables,
             parameter_names=names,
             to_circuit=np.arange(len(names)),
             bounds=tuple(options.bounds.get(n, DEFAULT_BOUNDS) for n in names),
@@ -140,27 +127,31 @@ class UserCircuit:
             reference=measurement.optimum,
         )
 
-    def analyse(self, workload: Workload, counts: Counts, energy: float | None) -> dict[str, float]:
-        """The objective's estimated expectation (``energy``); every other observable that is
-        diagonal (I and Z only) from the counts; ``optimum`` and ``quality``."""
-        if energy is None or not math.isfinite(energy):
-            raise PostProcessingError(
-                f"{self.kind}: the estimated objective is missing or not finite ({energy})")
+    def analyse(
+        self, workload: Workload, counts: Counts, estimates: Mapping[str, Estimate]
+    ) -> dict[str, float]:
+        """Every observable's expectation by its name, ``optimum`` and ``quality``, each
+        estimate-derived one with its ``.stderr``."""
         measurement = self.measurement
-        bits, weights = counts_to_bits(counts, workload.ansatz.num_qubits)
-        metrics = {name: _diagonal_value(op, bits, weights)
-                   for name, op in measurement.observables.items()
-                   if name != measurement.objective and not op.paulis.x.any()}
-        metrics[measurement.objective] = energy
-        return metrics | {"optimum": measurement.optimum, "quality": measurement.quality(energy)}
+        metrics: dict[str, float] = {}
+        for name in measurement.observables:
+            metrics |= {name: estimates[name].value, f"{name}.stderr": estimates[name].stderr}
+        objective = estimates[measurement.objective]
+        return metrics | {
+            "optimum": measurement.optimum,
+            "quality": measurement.quality(objective.value),
+            "quality.stderr": objective.stderr / (measurement.high - measurement.low),
+        }
 
-    def quality(self, metrics: Mapping[str, float]) -> float:
+    def quality(self, metrics: Mapping[str, float]) -> Estimate:
         """The objective between its worst (0) and best (1) eigenvalue."""
-        return metrics["quality"]
+        return Estimate(metrics["quality"], stderr_of(metrics, "quality"))
 
-    def degradation(self, ideal: Mapping[str, float], other: Mapping[str, float]) -> float:
-        """The objective's shift as a fraction of its observable's spectral width."""
-        return abs(ideal["quality"] - other["quality"])
+    def degradation(self, ideal: Mapping[str, float], other: Mapping[str, float]) -> Estimate:
+        """The objective's shift as a fraction of its observable's spectral width (the shift
+        of ``quality``), with both sides' standard errors combined."""
+        spread = float(np.hypot(stderr_of(ideal, "quality"), stderr_of(other, "quality")))
+        return Estimate(abs(ideal["quality"] - other["quality"]), spread)
 
     def baselines(
         self, instance: Instance, solvers: Sequence[str], seed: int
