@@ -70,7 +70,8 @@ class ModelInterface:
         """The MLflow signature: parameter columns in, ``outputs`` out, ``params`` as params.
 
         A circuit without parameters has no input columns, and MLflow refuses an empty input
-        schema: its signature has no inputs (predict then takes an empty frame).
+        schema: its signature has no inputs (its input example is one row of no columns, and
+        predict takes an empty frame).
         """
         with quiet_pyfunc_import():
             from mlflow.models import ModelSignature
@@ -125,8 +126,7 @@ def log_model(tracker: Tracker, run_id: str, python_model: PythonModel, manifest
                     Path(tmp) / MODEL_PATH, python_model=python_model,
                     artifacts={EVIDENCE: str(evidence)}, signature=interface.signature(),
                     input_example=pd.DataFrame([list(interface.example)],
-                                               columns=list(interface.parameter_names))
-                    if interface.parameter_names else None,
+                                               columns=list(interface.parameter_names)),
                     # Written out rather than inferred: inference loads the model in a subprocess.
                     pip_requirements=requirements,
                     metadata={"qhybrid.experiment": manifest.experiment,
