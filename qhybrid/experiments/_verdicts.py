@@ -3,7 +3,8 @@
 Where a gate compares a sampled value with a limit, it allows for sampling noise: the limit
 moves by :data:`ALLOWANCE` standard errors of the compared value, and the criterion's name says
 so (e.g. ``degradation (limit + 2 stderr)``), so that a shot-noise fluctuation alone does not
-fail a candidate. With exact values the standard error is 0 and the limit is the policy's.
+fail a candidate. With exact values the standard error is 0, the limit is the policy's and the
+criterion carries the plain name.
 """
 
 from __future__ import annotations
@@ -45,6 +46,19 @@ def _criterion(name: str, value: float, op: _Op, limit: float) -> CriterionResul
     return CriterionResult(name=name, value=value, op=op, limit=limit, passed=passed)
 
 
+def _allowing(
+    name: str, value: float, op: _Op, limit: float, stderr: float
+) -> CriterionResult:
+    """``value op limit`` with the limit moved by :data:`ALLOWANCE` standard errors of
+    ``value`` in its favour; the name says so when it moved."""
+    if stderr <= 0.0:
+        return _criterion(name, value, op, limit)
+    shift = ALLOWANCE * stderr
+    if op == ">=":
+        return _criterion(f"{name} (limit - {ALLOWANCE:g} stderr)", value, op, limit - shift)
+    return _criterion(f"{name} (limit + {ALLOWANCE:g} stderr)", value, op, limit + shift)
+
+
 def _reasons(criteria: Sequence[CriterionResult]) -> tuple[str, ...]:
     return tuple(
         f"{c.name} = {c.value:.6g} is not {c.op} {c.limit:.6g}" for c in criteria if not c.passed
@@ -71,10 +85,21 @@ def confidence_interval(values: Sequence[float], confidence: float) -> tuple[flo
 
 
 def ideal_verdict(
-    objective: str, value: float, threshold: float, direction: Direction, backend: str
+    objective: str, value: float, threshold: float, direction: Direction, backend: str, *,
+    stderr: float = 0.0,
 ) -> GateResult:
-    """Gate 1: the optimised objective on the ideal simulator must beat the threshold."""
-    criteria = (_criterion(objective, value, _beats(direction), threshold),)
+    """Gate 1: the optimised objective on the ideal simulator must beat the threshold.
+
+    Args:
+        objective: The objective's metric name.
+        value: Its value on the ideal simulator.
+        threshold: What it must beat.
+        direction: Whether larger or smaller values are better.
+        backend: Where it ran.
+        stderr: The value's standard error: 0 for an exact simulator; for a sampled value the
+            threshold moves by :data:`ALLOWANCE` of them.
+    """
+    criteria = (_allowing(objective, value, _beats(direction), threshold, stderr),)
     return GateResult(
         gate="ideal", passed=all(c.passed for c in criteria), backend=backend,
         metrics={objective: value}, criteria=criteria, reasons=_reasons(criteria),
@@ -136,10 +161,9 @@ def hardware_verdict(
     downgraded result (one that did not run on the target) can never pass. When the policy
     requires mitigation to help, the low end of the improvement's interval must be above 0.
     """
-    allowance = ALLOWANCE * degradation.stderr
     criteria = [
-        _criterion(f"degradation (limit + {ALLOWANCE:g} stderr)", degradation.value, "<=",
-                   policy.max_degradation + allowance),
+        _allowing("degradation", degradation.value, "<=", policy.max_degradation,
+                  degradation.stderr),
         _criterion("total_variation_distance", distance, "<=", policy.max_distance),
     ]
     if downgraded:
@@ -182,10 +206,9 @@ def baseline_verdict(
     """
     best = max(b.quality for b in baselines)
     ratio = quantum_quality.value / best if best else 0.0
-    allowance = ALLOWANCE * quantum_quality.stderr / best if best else 0.0
     criteria = (
-        _criterion(f"quality_vs_best_baseline (limit - {ALLOWANCE:g} stderr)", ratio, ">=",
-                   policy.min_relative_quality - allowance),
+        _allowing("quality_vs_best_baseline", ratio, ">=", policy.min_relative_quality,
+                  quantum_quality.stderr / best if best else 0.0),
     )
     metrics = {"quantum_quality": quantum_quality.value,
                "quantum_quality.stderr": quantum_quality.stderr, "best_baseline_quality": best}

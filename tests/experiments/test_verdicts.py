@@ -19,6 +19,7 @@ from qhybrid.experiments import (
     confidence_interval,
     decide,
     hardware_verdict,
+    ideal_verdict,
     statistical_verdict,
     total_variation_distance,
 )
@@ -88,3 +89,22 @@ def test_baseline_verdict_scales_by_best() -> None:
     policy = BaselineGateSpec(solvers=("brute-force",), min_relative_quality=0.7)
     assert baseline_verdict(Estimate(0.75), baselines, policy).passed
     assert not baseline_verdict(Estimate(0.65), baselines, policy).passed
+
+
+def test_sampled_values_get_two_stderr_of_allowance_and_say_so() -> None:
+    # A sampled ideal value 0.69 +- 0.01 against a threshold of 0.7: within 2 stderr.
+    sampled = ideal_verdict("r", 0.69, 0.7, "maximise", "aer-noisy:x", stderr=0.01)
+    assert sampled.passed and sampled.criteria[0].name == "r (limit - 2 stderr)"
+    assert sampled.criteria[0].limit == pytest.approx(0.68)
+    assert not ideal_verdict("r", 0.69, 0.7, "maximise", "aer").passed  # exact: no allowance
+    assert not ideal_verdict("r", 0.67, 0.7, "maximise", "x", stderr=0.01).passed
+    # Minimising: the limit moves up.
+    assert ideal_verdict("e", 0.0017, 0.0016, "minimise", "x", stderr=0.0001).passed
+    # The baseline gate: 0.69 of the best, limit 0.7, stderr of the quality 0.01.
+    baselines = [BaselineResult(solver="brute-force", objective=13, quality=1, seconds=0,
+                                exact=True)]
+    policy = BaselineGateSpec(solvers=("brute-force",), min_relative_quality=0.7)
+    result = baseline_verdict(Estimate(0.69, 0.01, 1000), baselines, policy)
+    assert result.passed and result.metrics["quantum_quality.stderr"] == 0.01
+    assert result.criteria[0].name == "quality_vs_best_baseline (limit - 2 stderr)"
+    assert not baseline_verdict(Estimate(0.69), baselines, policy).passed
