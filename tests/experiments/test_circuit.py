@@ -30,6 +30,7 @@ from qhybrid.experiments import (
     load_instance,
     measure,
     optimise_and_measure,
+    parse_instance,
     run_baselines,
 )
 
@@ -232,3 +233,41 @@ def test_bad_circuit_files_are_data_errors_naming_dataset_path(
     with pytest.raises(DataError, match=words) as refused:
         load_instance(path)
     assert refused.value.field == "dataset.path"
+
+
+def test_on_a_noisy_device_parities_come_from_the_counts_with_their_error(ghz) -> None:
+    _spec, workload = ghz
+    noisy = measure(workload, open_executor("aer-noisy:fake_manila", Settings(),
+                                            transpiler_seed=0), (), shots=2000, seed=5)
+    assert noisy.metrics["exact"] == 0.0
+    # Per-shot values of (Z0Z1 + Z1Z2 + Z0Z2) / 3, computed here from the counts.
+    values, weights = [], []
+    for key, count in noisy.counts.items():
+        z = [1 - 2 * int(key[-1 - q]) for q in range(3)]
+        values.append((z[0] * z[1] + z[1] * z[2] + z[0] * z[2]) / 3)
+        weights.append(count)
+    per_shot = np.repeat(values, weights)
+    mean, stderr = per_shot.mean(), per_shot.std(ddof=1) / math.sqrt(per_shot.size)
+    assert noisy.metrics["mean_zz"] == pytest.approx(mean, abs=1e-12)
+    assert noisy.metrics["mean_zz.stderr"] == pytest.approx(stderr, rel=1e-9)
+    # The spectrum of the mean parity runs from -1/3 to 1: quality and its error over 4/3.
+    assert noisy.metrics["quality"] == pytest.approx((mean + 1 / 3) / (4 / 3), abs=1e-12)
+    assert noisy.metrics["quality.stderr"] == pytest.approx(stderr * 3 / 4, rel=1e-9)
+    ideal = measure(workload, open_executor("aer", Settings(), transpiler_seed=0), (),
+                    shots=2000, seed=5)
+    loss = workload.family.degradation(ideal.metrics, noisy.metrics)
+    assert loss.value == pytest.approx(1 - (mean + 1 / 3) / (4 / 3), abs=1e-12)
+    assert 0 < loss.stderr == pytest.approx(stderr * 3 / 4, rel=1e-9)  # the ideal side is exact
+
+
+def test_a_circuit_instance_arrives_as_json_too() -> None:
+    """Evaluate jobs and pyfunc predict take an instance as JSON: the circuit's own text."""
+    text = qasm3.dumps(_user_circuit())
+    instance = parse_instance({"kind": "circuit", "format": "qasm3", "source": text},
+                              source="instance", field="instance")
+    workload = build_workload(USER_FAMILY, instance)
+    assert workload.parameter_names == ("a", "b", "c")
+    with pytest.raises(DataError, match="holds measure") as refused:
+        parse_instance({"kind": "circuit", "format": "qasm3", "source": MEASURED},
+                       source="instance", field="instance")
+    assert refused.value.field == "instance"
