@@ -739,6 +739,17 @@ def data_molecule(
     write_instance(instance, out_path)
 
 
+@data_app.command("ghz", cls=_Command)
+def data_ghz(
+    out_path: Annotated[Path, typer.Option("--out", help="Output OpenQASM 3 file (.qasm).")],
+    qubits: Annotated[int, typer.Option(min=2, max=16)] = 3,
+) -> None:
+    """The GHZ-state circuit as OpenQASM 3 (a circuit for `kind: circuit` specs)."""
+    from qhybrid.experiments import ghz_circuit, write_qasm3
+
+    write_qasm3(ghz_circuit(qubits), out_path)
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

@@ -15,6 +15,7 @@ from qhybrid.experiments import (
     optimise_and_measure,
     run_baselines,
     statistical_verdict,
+    stderr_of,
 )
 from qhybrid_usecases._run import (
     RunHandle,
@@ -62,8 +63,9 @@ def ideal_gate(run: RunHandle, services: Services) -> TrialOutcome:
                    simulator_seed=spec.seeds.simulator)
     result = ideal_verdict(workload.objective, trial.metrics[workload.objective],
                            spec.gates.statistical.threshold, workload.direction,
-                           spec.gates.ideal.backend)
-    result = result.model_copy(update={"metrics": {**trial.metrics, "shots": float(spec.shots)},
+                           spec.gates.ideal.backend,
+                           stderr=stderr_of(trial.metrics, workload.objective))
+    result = result.model_copy(update={"metrics": trial.metrics,
                                        "seconds": time.perf_counter() - start})
     with gate_run(run, services, result) as run_id:
         record_trial(run_id, services, workload, trial)

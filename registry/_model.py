@@ -67,13 +67,19 @@ class ModelInterface:
     outputs: Mapping[str, str]
 
     def signature(self) -> ModelSignature:
-        """The MLflow signature: parameter columns in, ``outputs`` out, ``params`` as params."""
+        """The MLflow signature: parameter columns in, ``outputs`` out, ``params`` as params.
+
+        A circuit without parameters has no input columns, and MLflow refuses an empty input
+        schema: its signature has no inputs (its input example is one row of no columns, and
+        predict takes an empty frame).
+        """
         with quiet_pyfunc_import():
             from mlflow.models import ModelSignature
             from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
         kinds = {str: "string", int: "long", float: "double"}
         return ModelSignature(
-            inputs=Schema([ColSpec("double", name) for name in self.parameter_names]),
+            inputs=Schema([ColSpec("double", name) for name in self.parameter_names])
+            if self.parameter_names else None,
             outputs=Schema([ColSpec(kind, name) for name, kind in self.outputs.items()]),
             params=ParamSchema([ParamSpec(name, kinds[type(value)], value)
                                 for name, value in self.params.items()]),

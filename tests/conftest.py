@@ -25,7 +25,8 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="session")
 def repo() -> Path:
     """The repository root; its data/ must exist (`make data` / `dvc repro`)."""
-    for name in ("maxcut_3reg_10.json", "maxcut_3reg_6.json", "h2_sto3g_0735.json"):
+    for name in ("maxcut_3reg_10.json", "maxcut_3reg_6.json", "h2_sto3g_0735.json",
+                 "ghz_3.qasm"):
         if not (REPO / "data" / name).is_file():
             pytest.fail(f"data/{name} is missing: run `make data` (dvc repro) before the tests")
     return REPO
@@ -89,7 +90,7 @@ def project_copy(repo: Path, tmp_path: Path) -> Path:
     (root / "data").mkdir(parents=True)
     for name in ("dvc.yaml", "dvc.lock", "params.yaml"):
         shutil.copy(repo / name, root / name)
-    for f in (repo / "data").glob("*.json"):
+    for f in [*(repo / "data").glob("*.json"), *(repo / "data").glob("*.qasm")]:
         shutil.copy(f, root / "data" / f.name)
     return root
 

@@ -34,6 +34,7 @@ from qhybrid.core._inputs import (
     parse_json,
     parse_yaml,
     read_input,
+    read_input_bytes,
     regular_file,
 )
 from qhybrid.core._job_tags import MAX_JOB_TAG_CHARS, MAX_JOB_TAGS, provider_job_tags
@@ -97,6 +98,7 @@ from qhybrid.core._settings import Settings, check_environment, load_settings
 from qhybrid.core._spec import (
     FAMILY_KINDS,
     BaselineGateSpec,
+    CircuitFamily,
     DatasetSpec,
     ExperimentSpec,
     FamilySpec,
@@ -130,6 +132,7 @@ __all__ = [
     "BaselineGateSpec",
     "BaselineResult",
     "BreakerOpenError",
+    "CircuitFamily",
     "CircuitRecord",
     "CriterionResult",
     "DataError",
@@ -214,6 +217,7 @@ __all__ = [
     "parse_yaml",
     "provider_job_tags",
     "read_input",
+    "read_input_bytes",
     "redact_text",
     "redact_url",
     "regular_file",

@@ -68,10 +68,10 @@ def regular_file(path: Path, *, field: str, what: str,
     return info.st_size
 
 
-def read_input(path: Path, *, field: str, what: str,
-               error: type[InvalidInputError] = InvalidInputError,
-               limit: int = MAX_INPUT_BYTES, missing: str = "") -> str:
-    """The UTF-8 text of a regular file of at most ``limit`` bytes.
+def read_input_bytes(path: Path, *, field: str, what: str,
+                     error: type[InvalidInputError] = InvalidInputError,
+                     limit: int = MAX_INPUT_BYTES, missing: str = "") -> bytes:
+    """The bytes of a regular file of at most ``limit`` bytes (e.g. a QPY circuit).
 
     Raises:
         InvalidInputError: Of class ``error``, naming ``field``.
@@ -84,6 +84,19 @@ def read_input(path: Path, *, field: str, what: str,
         raise error(f"cannot read {what} {path}: {exc.strerror}", field=field) from None
     if len(data) > limit:  # the size grew after stat, or the file system lied
         raise error(f"{what} {path} is larger than {limit} bytes", field=field)
+    return data
+
+
+def read_input(path: Path, *, field: str, what: str,
+               error: type[InvalidInputError] = InvalidInputError,
+               limit: int = MAX_INPUT_BYTES, missing: str = "") -> str:
+    """The UTF-8 text of a regular file of at most ``limit`` bytes.
+
+    Raises:
+        InvalidInputError: Of class ``error``, naming ``field``.
+    """
+    data = read_input_bytes(path, field=field, what=what, error=error, limit=limit,
+                            missing=missing)
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:

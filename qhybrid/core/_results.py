@@ -26,7 +26,10 @@ class TrialResult(_Model):
         backend: Where it ran.
         parameters: Final parameters, in the family's documented order.
         counts: Counts of the measured circuit at ``parameters``.
-        metrics: The family's analysis of the counts (and energy, where it has one).
+        metrics: The family's metrics. An estimate-derived ``<metric>`` carries
+            ``<metric>.stderr``, its standard error over ``shots`` shots; on an exact
+            simulator (``exact`` = 1) ``<metric>`` is exact and ``<metric>.sampled`` is the
+            counts' value that ``<metric>.stderr`` belongs to.
         history: The objective as the optimiser minimised it, per iteration; empty when fixed.
         evaluations: Parameter points the optimiser evaluated.
         batches: Batched estimator calls (PUBs) the optimiser made.
@@ -255,7 +258,10 @@ class RunReport(_Model):
     objective: str
     direction: Direction
     backend: str = Field(description="Where the recorded execution ran.")
-    metrics: dict[str, float] = Field(description="The recorded execution's metrics.")
+    metrics: dict[str, float] = Field(description=(
+        "The recorded execution's metrics: with ``shots``, ``<metric>.stderr`` (standard error "
+        "over those shots) for every sampled metric, and, when ``exact`` = 1 (ideal simulator), "
+        "exact ``<metric>`` values beside the sampled ``<metric>.sampled``."))
     parameters: dict[str, float] = Field(description="Final parameters by name.")
     gates: tuple[GateResult, ...] = ()
     baselines: tuple[BaselineResult, ...] = ()

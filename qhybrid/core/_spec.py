@@ -7,11 +7,20 @@ import json
 from pathlib import Path
 from typing import Annotated, ClassVar, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from qhybrid.core._backend_name import check_backend_name, parse_backend_name
 from qhybrid.core._errors import InvalidInputError, SpecError
 from qhybrid.core._inputs import check_path, parse_yaml, read_input
+from qhybrid.core._results import Direction
 
 SPEC_SCHEMA_VERSION: Final = 1
 
@@ -39,11 +48,71 @@ class VqeFamily(_Model):
     entanglement: Literal["linear", "full", "circular"] = "linear"
 
 
-FamilySpec = Annotated[QaoaMaxcutFamily | VqeFamily, Field(discriminator="kind")]
+PauliTerms = tuple[tuple[str, float], ...]
+"""A Pauli sum as (label, real coefficient) terms; labels in Qiskit order (rightmost: qubit 0)."""
+
+ObservableName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,39}$")]
+
+_RESERVED_METRICS: Final = frozenset({"quality", "optimum", "shots"})
+
+
+class CircuitFamily(_Model):
+    """A researcher's own circuit: the dataset is its file (OpenQASM 3 ``.qasm`` or QPY
+    ``.qpy``); named observables are measured on it, one of them is the objective."""
+
+    kind: Literal["circuit"] = "circuit"
+    baseline_solvers: ClassVar[tuple[str, ...]] = ("exact-diagonalisation",)
+    observables: dict[ObservableName, PauliTerms] = Field(
+        min_length=1,
+        description="Name -> Pauli sum as [label, coefficient] terms; labels as wide as the "
+        "circuit, in Qiskit order (the rightmost letter acts on qubit 0). Each name is a metric.",
+    )
+    objective: str = Field(description="The observable the optimiser and the gates work on.")
+    direction: Direction = Field(default="minimise", description="Minimise or maximise it.")
+    bounds: dict[str, tuple[float, float]] = Field(
+        default_factory=dict,
+        description="Box bounds by circuit parameter name; parameters not named get [-pi, pi].",
+    )
+
+    @field_validator("observables")
+    @classmethod
+    def _pauli_sums(cls, value: dict[str, PauliTerms]) -> dict[str, PauliTerms]:
+        for name, terms in value.items():
+            if name in _RESERVED_METRICS:
+                raise ValueError(f"'{name}' is a metric of its own; name the observable otherwise")
+            if not terms:
+                raise ValueError(f"{name}: needs at least one [label, coefficient] term")
+            widths = {len(label) for label, _c in terms}
+            for label, _c in terms:
+                if not label or set(label) - set("IXYZ"):
+                    raise ValueError(f"{name}: Pauli label '{label}' is not a string of I, X, Y, Z")
+            if len(widths) > 1:
+                raise ValueError(f"{name}: labels of different widths {sorted(widths)}")
+        return value
+
+    @field_validator("objective")
+    @classmethod
+    def _known_objective(cls, value: str, info: ValidationInfo) -> str:
+        names = info.data.get("observables")
+        if names is not None and value not in names:
+            raise ValueError(f"'{value}' is not one of the observables ({', '.join(names)})")
+        return value
+
+    @field_validator("bounds")
+    @classmethod
+    def _increasing(cls, value: dict[str, tuple[float, float]]) -> dict[str, tuple[float, float]]:
+        for name, (low, high) in value.items():
+            if not low < high:
+                raise ValueError(f"{name}: the lower bound {low} is not below the upper {high}")
+        return value
+
+
+FamilySpec = Annotated[QaoaMaxcutFamily | VqeFamily | CircuitFamily, Field(discriminator="kind")]
 """Every family's options, told apart by ``kind``. A new family adds its model here."""
 
 FAMILY_KINDS: tuple[str, ...] = tuple(
-    str(model.model_fields["kind"].default) for model in (QaoaMaxcutFamily, VqeFamily)
+    str(model.model_fields["kind"].default)
+    for model in (QaoaMaxcutFamily, VqeFamily, CircuitFamily)
 )
 
 

@@ -10,18 +10,27 @@ from qhybrid.experiments._baselines import (
     cut_values,
     exact_ground_energy,
     one_exchange_maxcut,
+    spectrum_bounds,
 )
+from qhybrid.experiments._circuit import USER_CIRCUIT, UserCircuit
+from qhybrid.experiments._circuit_data import ghz_circuit, write_qasm3
+from qhybrid.experiments._circuit_file import CIRCUIT_SUFFIXES, CircuitInstance, load_circuit
 from qhybrid.experiments._datagen import h2_hamiltonian, random_regular_graph, write_instance
-from qhybrid.experiments._executor import Counts, Executor
+from qhybrid.experiments._executor import Counts, Executor, is_exact
 from qhybrid.experiments._family import (
+    EXACT,
+    Estimate,
     Family,
     Workload,
     build_workload,
     counts_to_bits,
     families,
     family_for,
+    is_diagonal,
     register,
     run_baselines,
+    sampled_estimate,
+    stderr_of,
 )
 from qhybrid.experiments._molecules import (
     MAPPINGS,
@@ -36,11 +45,12 @@ from qhybrid.experiments._problems import (
     load_instance,
     parse_instance,
 )
-from qhybrid.experiments._qaoa_maxcut import QAOA_MAXCUT, QaoaMaxcut
+from qhybrid.experiments._qaoa_maxcut import QAOA_MAXCUT, QaoaMaxcut, optimum_projector
 from qhybrid.experiments._runner import derive_seed, measure, optimise_and_measure
 from qhybrid.experiments._serialise import bind, qasm3_sha256, write_circuit
 from qhybrid.experiments._summary import instance_metrics, write_instance_metrics
 from qhybrid.experiments._verdicts import (
+    ALLOWANCE,
     baseline_verdict,
     confidence_interval,
     decide,
@@ -53,10 +63,16 @@ from qhybrid.experiments._verdicts import (
 from qhybrid.experiments._vqe import VQE, Vqe
 
 __all__ = [
+    "ALLOWANCE",
+    "CIRCUIT_SUFFIXES",
+    "EXACT",
     "MAPPINGS",
     "QAOA_MAXCUT",
+    "USER_CIRCUIT",
     "VQE",
+    "CircuitInstance",
     "Counts",
+    "Estimate",
     "Executor",
     "Family",
     "GraphInstance",
@@ -64,6 +80,7 @@ __all__ = [
     "OptimisationResult",
     "PauliSumInstance",
     "QaoaMaxcut",
+    "UserCircuit",
     "Vqe",
     "Workload",
     "baseline_verdict",
@@ -79,10 +96,14 @@ __all__ = [
     "exact_ground_energy",
     "families",
     "family_for",
+    "ghz_circuit",
     "h2_hamiltonian",
     "hardware_verdict",
     "ideal_verdict",
     "instance_metrics",
+    "is_diagonal",
+    "is_exact",
+    "load_circuit",
     "load_instance",
     "measure",
     "mitigation_improvement",
@@ -90,14 +111,19 @@ __all__ = [
     "one_exchange_maxcut",
     "optimise",
     "optimise_and_measure",
+    "optimum_projector",
     "parse_instance",
     "qasm3_sha256",
     "random_regular_graph",
     "register",
     "run_baselines",
+    "sampled_estimate",
+    "spectrum_bounds",
     "statistical_verdict",
+    "stderr_of",
     "total_variation_distance",
     "write_circuit",
     "write_instance",
     "write_instance_metrics",
+    "write_qasm3",
 ]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import networkx as nx
 import numpy as np
 from networkx.algorithms.approximation import one_exchange
+from qiskit.quantum_info import SparsePauliOp
+from scipy.sparse.linalg import eigsh
 
 from qhybrid.experiments._problems import GraphInstance, PauliSumInstance
 
@@ -59,3 +61,29 @@ def exact_ground_energy(hamiltonian: PauliSumInstance) -> float:
     """Lowest eigenvalue of the Hamiltonian plus its constant offset."""
     matrix = hamiltonian.operator().to_matrix()
     return float(np.linalg.eigvalsh(matrix)[0]) + hamiltonian.constant_offset
+
+
+_DENSE_MAX_QUBITS = 10  # above this a dense matrix costs more than a sparse eigensolver
+
+
+def spectrum_bounds(observable: SparsePauliOp) -> tuple[float, float]:
+    """Lowest and highest eigenvalue of a Hermitian Pauli sum.
+
+    A diagonal observable (only I and Z) is read off its diagonal; otherwise the dense
+    spectrum up to 10 qubits, and ARPACK's extreme eigenvalues of the sparse matrix above.
+    """
+    n = observable.num_qubits
+    paulis = observable.paulis
+    if not paulis.x.any():
+        states = np.arange(1 << n)
+        bits = (states[:, None] >> np.arange(n)[None, :]) & 1
+        signs = 1 - 2 * ((bits @ paulis.z.T.astype(int)) % 2)
+        diagonal = signs @ np.real(np.asarray(observable.coeffs))
+        return float(diagonal.min()), float(diagonal.max())
+    if n <= _DENSE_MAX_QUBITS:
+        values = np.linalg.eigvalsh(observable.to_matrix())
+        return float(values[0]), float(values[-1])
+    matrix = observable.to_matrix(sparse=True)
+    low = eigsh(matrix, k=1, which="SA", return_eigenvectors=False)[0]
+    high = eigsh(matrix, k=1, which="LA", return_eigenvectors=False)[0]
+    return float(np.real(low)), float(np.real(high))

@@ -55,8 +55,12 @@ def optimise(
         seed: Seeds the start points.
 
     Returns:
-        The best point, its value and the per-iteration history.
+        The best point, its value and the per-iteration history. Without parameters (a
+        fixed circuit) nothing is evaluated: the empty point, a NaN value, no history.
     """
+    if not bounds:
+        return OptimisationResult(parameters=np.empty(0), value=float("nan"),
+                                  message="no parameters: nothing to optimise")
     rng = np.random.default_rng(seed)
     lo = np.array([b[0] for b in bounds])
     hi = np.array([b[1] for b in bounds])

@@ -1,4 +1,4 @@
-"""Problem instances read from data: weighted graphs and qubit Hamiltonians."""
+"""Problem instances read from data: weighted graphs, qubit Hamiltonians and circuits."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from qiskit.quantum_info import SparsePauliOp
 
 from qhybrid.core import DataError, parse_json, read_input
+from qhybrid.experiments._circuit_file import CIRCUIT_SUFFIXES, CircuitInstance, load_circuit
 
 
 class _Model(BaseModel):
@@ -69,7 +70,8 @@ class PauliSumInstance(_Model):
         return SparsePauliOp.from_list([(label, coeff) for label, coeff in self.terms])
 
 
-Instance = Annotated[GraphInstance | PauliSumInstance, Field(discriminator="kind")]
+Instance = Annotated[GraphInstance | PauliSumInstance | CircuitInstance,
+                     Field(discriminator="kind")]
 """Any problem instance, told apart by ``kind``."""
 
 
@@ -78,12 +80,14 @@ class _Envelope(_Model):
 
 
 def load_instance(path: Path, *, field: str = "dataset.path") -> Instance:
-    """Read a problem instance from JSON.
+    """Read a problem instance from JSON, or a circuit from a ``.qasm`` or ``.qpy`` file.
 
     Raises:
         DataError: The file is missing, not a regular file, too large, not UTF-8 JSON, or
-            not a valid instance.
+            not a valid instance (see :func:`load_circuit` for circuit files).
     """
+    if path.suffix in CIRCUIT_SUFFIXES:
+        return load_circuit(path, field=field)
     text = read_input(path, field=field, what="dataset", error=DataError,
                       missing="; run `dvc repro` (or `dvc pull`) to create it")
     raw = parse_json(text, source=str(path), field=field, error=DataError)

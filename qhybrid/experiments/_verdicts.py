@@ -1,4 +1,11 @@
-"""Gate verdicts and the promotion decision: pure functions of evidence and policy."""
+"""Gate verdicts and the promotion decision: pure functions of evidence and policy.
+
+Where a gate compares a sampled value with a limit, it allows for sampling noise: the limit
+moves by :data:`ALLOWANCE` standard errors of the compared value, and the criterion's name says
+so (e.g. ``degradation (limit + 2 stderr)``), so that a shot-noise fluctuation alone does not
+fail a candidate. With exact values the standard error is 0, the limit is the policy's and the
+criterion carries the plain name.
+"""
 
 from __future__ import annotations
 
@@ -20,6 +27,10 @@ from qhybrid.core import (
     StatisticalGateSpec,
 )
 from qhybrid.experiments._executor import Counts
+from qhybrid.experiments._family import Estimate
+
+ALLOWANCE = 2.0
+"""Standard errors by which a gate's limit moves when it compares a sampled value."""
 
 _Op = Literal[">=", "<=", "=="]  # CriterionResult.op
 
@@ -33,6 +44,19 @@ def _criterion(name: str, value: float, op: _Op, limit: float) -> CriterionResul
         passed = value == limit
     passed = passed and math.isfinite(value)
     return CriterionResult(name=name, value=value, op=op, limit=limit, passed=passed)
+
+
+def _allowing(
+    name: str, value: float, op: _Op, limit: float, stderr: float
+) -> CriterionResult:
+    """``value op limit`` with the limit moved by :data:`ALLOWANCE` standard errors of
+    ``value`` in its favour; the name says so when it moved."""
+    if stderr <= 0.0:
+        return _criterion(name, value, op, limit)
+    shift = ALLOWANCE * stderr
+    if op == ">=":
+        return _criterion(f"{name} (limit - {ALLOWANCE:g} stderr)", value, op, limit - shift)
+    return _criterion(f"{name} (limit + {ALLOWANCE:g} stderr)", value, op, limit + shift)
 
 
 def _reasons(criteria: Sequence[CriterionResult]) -> tuple[str, ...]:
@@ -61,10 +85,21 @@ def confidence_interval(values: Sequence[float], confidence: float) -> tuple[flo
 
 
 def ideal_verdict(
-    objective: str, value: float, threshold: float, direction: Direction, backend: str
+    objective: str, value: float, threshold: float, direction: Direction, backend: str, *,
+    stderr: float = 0.0,
 ) -> GateResult:
-    """Gate 1: the optimised objective on the ideal simulator must beat the threshold."""
-    criteria = (_criterion(objective, value, _beats(direction), threshold),)
+    """Gate 1: the optimised objective on the ideal simulator must beat the threshold.
+
+    Args:
+        objective: The objective's metric name.
+        value: Its value on the ideal simulator.
+        threshold: What it must beat.
+        direction: Whether larger or smaller values are better.
+        backend: Where it ran.
+        stderr: The value's standard error: 0 for an exact simulator; for a sampled value the
+            threshold moves by :data:`ALLOWANCE` of them.
+    """
+    criteria = (_allowing(objective, value, _beats(direction), threshold, stderr),)
     return GateResult(
         gate="ideal", passed=all(c.passed for c in criteria), backend=backend,
         metrics={objective: value}, criteria=criteria, reasons=_reasons(criteria),
@@ -111,7 +146,7 @@ def total_variation_distance(a: Counts, b: Counts) -> float:
 def hardware_verdict(
     objective: str,
     metrics: dict[str, float],
-    degradation: float,
+    degradation: Estimate,
     distance: float,
     policy: HardwareGateSpec,
     backend: str,
@@ -121,11 +156,14 @@ def hardware_verdict(
 ) -> GateResult:
     """Gate 3: objective loss and distribution distance from ideal within policy.
 
-    A downgraded result (one that did not run on the target) can never pass. When the policy
+    The degradation compares a sampled hardware value with the ideal one: its limit is
+    ``max_degradation`` plus :data:`ALLOWANCE` times the degradation's standard error. A
+    downgraded result (one that did not run on the target) can never pass. When the policy
     requires mitigation to help, the low end of the improvement's interval must be above 0.
     """
     criteria = [
-        _criterion("degradation", degradation, "<=", policy.max_degradation),
+        _allowing("degradation", degradation.value, "<=", policy.max_degradation,
+                  degradation.stderr),
         _criterion("total_variation_distance", distance, "<=", policy.max_distance),
     ]
     if downgraded:
@@ -137,7 +175,8 @@ def hardware_verdict(
             criteria.append(_criterion("mitigation_improvement_low", improvement_low, ">=", 0.0))
     return GateResult(
         gate="hardware", passed=all(c.passed for c in criteria), backend=backend,
-        metrics={**metrics, "degradation": degradation, "total_variation_distance": distance},
+        metrics={**metrics, "degradation": degradation.value,
+                 "degradation.stderr": degradation.stderr, "total_variation_distance": distance},
         criteria=tuple(criteria), reasons=_reasons(criteria),
     )
 
@@ -158,15 +197,21 @@ def mitigation_improvement(
 
 
 def baseline_verdict(
-    quantum_quality: float, baselines: Sequence[BaselineResult], policy: BaselineGateSpec,
+    quantum_quality: Estimate, baselines: Sequence[BaselineResult], policy: BaselineGateSpec,
 ) -> GateResult:
-    """Gate 4: the quantum result against the best classical quality, scaled by policy."""
+    """Gate 4: the quantum result against the best classical quality, scaled by policy.
+
+    The quantum quality is sampled: the limit on its ratio to the best baseline is lowered by
+    :data:`ALLOWANCE` standard errors of that ratio.
+    """
     best = max(b.quality for b in baselines)
+    ratio = quantum_quality.value / best if best else 0.0
     criteria = (
-        _criterion("quality_vs_best_baseline", quantum_quality / best if best else 0.0, ">=",
-                   policy.min_relative_quality),
+        _allowing("quality_vs_best_baseline", ratio, ">=", policy.min_relative_quality,
+                  quantum_quality.stderr / best if best else 0.0),
     )
-    metrics = {"quantum_quality": quantum_quality, "best_baseline_quality": best}
+    metrics = {"quantum_quality": quantum_quality.value,
+               "quantum_quality.stderr": quantum_quality.stderr, "best_baseline_quality": best}
     for b in baselines:
         metrics[f"{b.solver}_quality"] = b.quality
         metrics[f"{b.solver}_seconds"] = b.seconds

@@ -21,7 +21,7 @@ from tests.cli.test_cli import _spec
 REPO = Path(__file__).resolve().parents[2]
 HEAVY = ("qiskit", "qiskit_aer", "qiskit_ibm_runtime", "prefect", "mlflow", "dvc")
 COMMANDS = (["run"], ["promote"], ["experiments"], ["show"], ["replay"], ["leases"], ["serve"],
-            ["data", "maxcut"], ["data", "h2"], [])
+            ["data", "maxcut"], ["data", "h2"], ["data", "ghz"], [])
 
 
 def test_version_is_the_installed_distributions() -> None:

@@ -14,10 +14,12 @@ from qhybrid.core import (
     StatisticalGateSpec,
 )
 from qhybrid.experiments import (
+    Estimate,
     baseline_verdict,
     confidence_interval,
     decide,
     hardware_verdict,
+    ideal_verdict,
     statistical_verdict,
     total_variation_distance,
 )
@@ -71,8 +73,8 @@ def test_interval_contains_mean(values: list[float]) -> None:
 
 def test_downgraded_result_never_passes_hardware_gate() -> None:
     policy = HardwareGateSpec(max_degradation=1, max_distance=1)
-    assert hardware_verdict("r", {}, 0.0, 0.0, policy, "b").passed
-    assert not hardware_verdict("r", {}, 0.0, 0.0, policy, "b", downgraded=True).passed
+    assert hardware_verdict("r", {}, Estimate(0.0), 0.0, policy, "b").passed
+    assert not hardware_verdict("r", {}, Estimate(0.0), 0.0, policy, "b", downgraded=True).passed
 
 
 def test_total_variation_distance() -> None:
@@ -84,7 +86,25 @@ def test_total_variation_distance() -> None:
 def test_baseline_verdict_scales_by_best() -> None:
     baselines = [BaselineResult(solver="brute-force", objective=13, quality=1, seconds=0,
                                 exact=True)]
-    assert baseline_verdict(0.75, baselines, BaselineGateSpec(solvers=("brute-force",),
-                                                              min_relative_quality=0.7)).passed
-    assert not baseline_verdict(0.65, baselines, BaselineGateSpec(solvers=("brute-force",),
-                                                                  min_relative_quality=0.7)).passed
+    policy = BaselineGateSpec(solvers=("brute-force",), min_relative_quality=0.7)
+    assert baseline_verdict(Estimate(0.75), baselines, policy).passed
+    assert not baseline_verdict(Estimate(0.65), baselines, policy).passed
+
+
+def test_sampled_values_get_two_stderr_of_allowance_and_say_so() -> None:
+    # A sampled ideal value 0.69 +- 0.01 against a threshold of 0.7: within 2 stderr.
+    sampled = ideal_verdict("r", 0.69, 0.7, "maximise", "aer-noisy:x", stderr=0.01)
+    assert sampled.passed and sampled.criteria[0].name == "r (limit - 2 stderr)"
+    assert sampled.criteria[0].limit == pytest.approx(0.68)
+    assert not ideal_verdict("r", 0.69, 0.7, "maximise", "aer").passed  # exact: no allowance
+    assert not ideal_verdict("r", 0.67, 0.7, "maximise", "x", stderr=0.01).passed
+    # Minimising: the limit moves up.
+    assert ideal_verdict("e", 0.0017, 0.0016, "minimise", "x", stderr=0.0001).passed
+    # The baseline gate: 0.69 of the best, limit 0.7, stderr of the quality 0.01.
+    baselines = [BaselineResult(solver="brute-force", objective=13, quality=1, seconds=0,
+                                exact=True)]
+    policy = BaselineGateSpec(solvers=("brute-force",), min_relative_quality=0.7)
+    result = baseline_verdict(Estimate(0.69, 0.01, 1000), baselines, policy)
+    assert result.passed and result.metrics["quantum_quality.stderr"] == 0.01
+    assert result.criteria[0].name == "quality_vs_best_baseline (limit - 2 stderr)"
+    assert not baseline_verdict(Estimate(0.69), baselines, policy).passed

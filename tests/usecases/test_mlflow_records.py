@@ -76,7 +76,7 @@ def test_a_promotion_ends_every_run_and_sets_its_evidence_side_by_side(
     assert decision.promote, decision.reasons
     recorded = usecases.record_evidence(run, services, ideal.trial, steps, decision)
     version = usecases.apply_promotion(run, services, decision)
-    usecases.finish_run(run, services, recorded, ideal.trial, steps, decision, version)
+    report = usecases.finish_run(run, services, recorded, ideal.trial, steps, decision, version)
     assert version is not None
 
     tracker = services.tracker
@@ -101,6 +101,18 @@ def test_a_promotion_ends_every_run_and_sets_its_evidence_side_by_side(
     assert parent.tags["qhybrid.decision"] == "promote"
     assert parent.metrics["promotion.registered_version"] == float(version)
     assert parent.params["promotion.registered_version"] == version
+
+    # Every sampled value carries its shots and standard error, in the report and in MLflow;
+    # the ideal values are exact, with the counts' value beside them.
+    assert report.metrics["exact"] == 1.0 and report.metrics["shots"] == qaoa.shots
+    assert report.metrics[f"{objective}.stderr"] > 0 and f"{objective}.sampled" in report.metrics
+    assert parent.metrics[f"final.{objective}.stderr"] == report.metrics[f"{objective}.stderr"]
+    assert parent.metrics["gate.hardware.exact"] == 0.0
+    assert parent.metrics["gate.hardware.shots"] == qaoa.shots
+    assert parent.metrics[f"gate.hardware.{objective}.stderr"] > 0
+    assert parent.metrics["gate.hardware.degradation.stderr"] > 0
+    assert steps[2].gate is not None
+    assert steps[2].gate.criteria[0].name == "degradation (limit + 2 stderr)"
 
     # Inputs: one MLflow dataset per DVC path, its digest the md5 dvc.lock pins.
     expected = {qaoa.dataset.path: _locked_md5(repo, qaoa.dataset.path)}
