@@ -28,11 +28,13 @@ What analyse returns
     errors against the exact reference) and its counts-only metrics (e.g.
     ``best_sampled_cut``) from the counts. For every metric it derives from estimates it also
     returns ``<metric>.stderr``, propagated from the estimates' ``stderr`` (0 for exact
-    inputs). The runner then adds, on exact executors, ``<metric>.sampled`` and replaces
-    ``<metric>.stderr`` by the sampled value's standard error (by analysing the sampled
-    estimates too, when every observable is diagonal), and ``shots``; a family does nothing
-    for that. Read a metric's standard error with :func:`stderr_of`: it is 0 for the exact
-    values of an exact executor's metrics (marked ``exact`` = 1).
+    inputs, the sampling error for a metric the family takes from the counts). On exact
+    executors the runner then adds, beside every metric derived from exact estimates alone
+    (``.stderr`` 0), ``<metric>.sampled`` and replaces its ``<metric>.stderr`` by the sampled
+    value's standard error (by analysing the sampled estimates too, when every observable is
+    diagonal); it records ``shots`` and ``exact``. A family does nothing for that. Read a
+    metric's own standard error with :func:`stderr_of`: 0 for an exact value (one with
+    ``<metric>.sampled`` beside it).
 
 Comparisons carry their error
     :meth:`Family.quality` and :meth:`Family.degradation` return an :class:`Estimate` too, so
@@ -323,9 +325,10 @@ def sampled_estimate(counts: Counts, observable: SparsePauliOp) -> Estimate | No
 
 
 def stderr_of(metrics: Mapping[str, float], name: str) -> float:
-    """The standard error of ``metrics[name]``: 0 when the metrics are exact (``exact`` = 1),
-    else ``metrics["<name>.stderr"]`` (0 when absent: a metric not derived from samples)."""
-    if metrics.get(EXACT) == 1.0:
+    """The standard error of ``metrics[name]``: 0 when it is exact (``<name>.sampled`` sits
+    beside it, and ``<name>.stderr`` is the sampled value's), else ``metrics["<name>.stderr"]``
+    (0 when absent: a metric not derived from samples)."""
+    if f"{name}.sampled" in metrics:
         return 0.0
     return float(metrics.get(f"{name}.stderr", 0.0))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Mapping, Sequence
 
@@ -26,6 +27,12 @@ from qhybrid.experiments._problems import GraphInstance, Instance
 def _graph(instance: Instance) -> GraphInstance:
     assert isinstance(instance, GraphInstance), instance.kind  # build_workload checked the kind
     return instance
+
+
+# Above this many nodes the projector (up to 2^n Z strings) makes exact estimation slow
+# (measured on Aer: 14 nodes 4096 terms 5 s, 16 nodes 32768 terms 160 s); the optimum
+# probability then comes from the counts, with its sampling error, on every backend.
+PROJECTOR_MAX_NODES = 14
 
 
 def optimum_projector(graph: GraphInstance, max_cut: float) -> SparsePauliOp:
@@ -55,7 +62,8 @@ class QaoaMaxcut:
 
     Parameters are ``gamma[0..p-1]`` then ``beta[0..p-1]``; the objective is the approximation
     ratio (expected cut over the maximum cut), maximised. Named observables: ``expected_cut``
-    (the cut operator) and ``optimum_probability`` (the projector onto the maximum cuts).
+    (the cut operator) and, up to :data:`PROJECTOR_MAX_NODES` nodes, ``optimum_probability``
+    (the projector onto the maximum cuts; above, the counts' fraction of optimal cuts).
     """
 
     kind = "qaoa-maxcut"
@@ -83,6 +91,9 @@ class QaoaMaxcut:
         index = {name: i for i, name in enumerate(names)}
         order = np.array([index[ours[p.name]] for p in ansatz.parameters])
         max_cut = brute_force_maxcut(graph)[0]
+        observables = {"expected_cut": cut.simplify()}
+        if graph.num_nodes <= PROJECTOR_MAX_NODES:
+            observables["optimum_probability"] = optimum_projector(graph, max_cut)
         return Workload(
             family=self,
             instance=graph,
@@ -90,8 +101,7 @@ class QaoaMaxcut:
             measured=measured(ansatz),
             observable=cut.simplify(),
             sign=-1.0,
-            observables={"expected_cut": cut.simplify(),
-                         "optimum_probability": optimum_projector(graph, max_cut)},
+            observables=observables,
             parameter_names=names,
             to_circuit=order,
             bounds=((0.0, float(np.pi)),) * reps + ((0.0, float(np.pi / 2)),) * reps,
@@ -106,10 +116,17 @@ class QaoaMaxcut:
         """expected_cut, approximation_ratio and optimum_probability (with their ``.stderr``)
         from the estimates; best_sampled_cut and best_sampled_ratio from the counts; max_cut."""
         graph = _graph(workload.instance)
-        bits, _ = counts_to_bits(counts, graph.num_nodes)
-        best = float(cut_values(graph.weights, bits).max())
+        bits, weights = counts_to_bits(counts, graph.num_nodes)
+        values = cut_values(graph.weights, bits)
+        best = float(values.max())
         max_cut = workload.reference
-        cut, optimum = estimates["expected_cut"], estimates["optimum_probability"]
+        cut = estimates["expected_cut"]
+        optimum = estimates.get("optimum_probability")
+        if optimum is None:  # a graph above PROJECTOR_MAX_NODES: the counts' fraction
+            shots = float(weights.sum())
+            p = float(weights[np.isclose(values, max_cut)].sum()) / shots
+            spread = math.sqrt(p * (1 - p) / (shots - 1)) if shots > 1 else 0.0
+            optimum = Estimate(p, spread, int(shots))
         return {
             "expected_cut": cut.value,
             "expected_cut.stderr": cut.stderr,

@@ -94,7 +94,7 @@ def measure(
             estimates[name] = timed.estimate_with_stds(workload, point, seed, observable)
     metrics = workload.analyse(counts, estimates)
     if exact:
-        metrics |= _sampled_beside_exact(workload, counts, sampled)
+        metrics |= _sampled_beside_exact(workload, counts, metrics, sampled)
     taken = sum(counts.values())
     metrics |= {f"{name}.shots": float(e.shots) for name, e in estimates.items()
                 if e.shots is not None and e.shots != taken}
@@ -112,9 +112,12 @@ def measure(
 
 
 def _sampled_beside_exact(
-    workload: Workload, counts: Counts, sampled: Mapping[str, Estimate | None]
+    workload: Workload, counts: Counts, exact: Mapping[str, float],
+    sampled: Mapping[str, Estimate | None],
 ) -> dict[str, float]:
-    """``<metric>.sampled`` and ``<metric>.stderr`` from the counts, for an exact trial.
+    """``<metric>.sampled`` and ``<metric>.stderr`` from the counts, beside each metric of an
+    exact trial that is exact (``.stderr`` 0; one the family took from the counts keeps its
+    own).
 
     When every observable is diagonal, the family analyses the sampled estimates as well, so
     that derived metrics (a ratio, say) get their sampled value and propagated error too;
@@ -125,7 +128,7 @@ def _sampled_beside_exact(
         analysed = workload.analyse(counts, complete)
         out: dict[str, float] = {}
         for key, stderr in analysed.items():
-            if key.endswith(".stderr"):
+            if key.endswith(".stderr") and exact.get(key) == 0.0:
                 metric = key.removesuffix(".stderr")
                 out |= {f"{metric}.sampled": analysed[metric], key: stderr}
         return out

@@ -24,6 +24,7 @@ from qhybrid.experiments import (
     load_instance,
     measure,
     random_regular_graph,
+    stderr_of,
 )
 
 # Published fixed angles for 3-regular graphs, in this repository's convention (cost layer
@@ -206,3 +207,25 @@ def test_hardware_gate_allows_two_stderr_of_sampling_noise(
     # And a loss beyond two standard errors still fails.
     beyond = Estimate(3 * degradation.stderr, degradation.stderr, 500)
     assert not hardware_verdict("approximation_ratio", sampled, beyond, 0.0, policy, "b").passed
+
+
+def test_above_the_projector_limit_the_optimum_probability_is_sampled(
+        aer: BackendExecutor) -> None:
+    """16 nodes: the expected cut is still exact; the optimum probability is the counts'
+    fraction with its binomial standard error, and is not passed off as exact."""
+    graph = networkx_graph(16, 3)
+    workload = build_workload(QaoaMaxcutFamily(reps=1), graph)
+    assert set(workload.observables) == {"expected_cut"}
+    trial = measure(workload, aer, P1[0] + P1[1], shots=3000, seed=2)
+    probabilities, cut = statevector_reference(graph, *P1)
+    metrics = trial.metrics
+    assert metrics["expected_cut"] == pytest.approx(float(probabilities @ cut), abs=1e-8)
+    best = float(cut.max())
+    hits = sum(n for key, n in trial.counts.items()
+               if sum(w for i, j, w in graph.edges if key[-1 - i] != key[-1 - j]) == best)
+    p = hits / 3000
+    assert metrics["optimum_probability"] == pytest.approx(p, abs=1e-12)
+    assert metrics["optimum_probability.stderr"] == pytest.approx(np.sqrt(p * (1 - p) / 2999))
+    assert "optimum_probability.sampled" not in metrics
+    assert stderr_of(metrics, "optimum_probability") > 0
+    assert stderr_of(metrics, "expected_cut") == 0.0
