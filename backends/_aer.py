@@ -2,8 +2,9 @@
 fake device's noise (``aer-noisy:<device>``), or with a noise model chosen in the spec (a
 ``noise`` section, alone or overriding a device's; backends/_noise.py).
 
-A noisy simulator estimates by sampling, as a device does, so readout errors count and
-readout mitigation and ZNE apply (backends/_mitigation.py)."""
+With a noise section, or when mitigation or a precision is asked, a noisy simulator estimates
+by sampling, as a device does, so readout errors and shot noise count and readout mitigation
+and ZNE apply (backends/_mitigation.py)."""
 
 from __future__ import annotations
 
@@ -153,7 +154,7 @@ class AerBackend:
             raise SubmissionError(
                 f"{self.name}: noise.readout_per_qubit lists {len(readout)} qubits, the circuit "
                 f"has {width}", field="noise.readout_per_qubit")
-        if submission.kind == "estimate" and self._noise is not None:
+        if submission.kind == "estimate" and self._samples_estimates(submission):
             return self._sampled(submission, backend_options)
         if submission.kind == "estimate":
             estimator = EstimatorV2(options={
@@ -183,6 +184,14 @@ class AerBackend:
             counts=[counts_by_row(r) for r in samples],
             metadata={"simulator": "aer", "mitigation": None},
         )
+
+    def _samples_estimates(self, submission: Submission) -> bool:
+        """Whether to estimate by sampling: with a noise section, or when mitigation or a
+        precision is asked. A fake device's noise alone keeps Aer's exact noisy expectation
+        (gate noise only, no shot noise), which finite-difference optimisers need."""
+        return self._noise is not None and (
+            self.noise_spec is not None or submission.mitigation is not None
+            or submission.precision is not None)
 
     def _sampled(self, submission: Submission,
                  backend_options: dict[str, object]) -> SubmissionResult:

@@ -321,13 +321,15 @@ class BackendExecutor:
 
     def estimate_observables(
         self, circuit: QuantumCircuit, observables: Sequence[SparsePauliOp], points: np.ndarray,
-        *, seed: int, mitigation: MitigationSpec | None = None,
+        *, seed: int, mitigation: MitigationSpec | None = None, precision: float | None = None,
     ) -> tuple[list[np.ndarray], list[np.ndarray], dict[str, object]]:
         """Every observable of ``circuit`` at ``points`` in one submission (one PUB each), with
-        the same mitigation: values and standard errors per observable, and the metadata."""
+        the same mitigation: values and standard errors per observable, and the metadata.
+        ``precision`` (the executor's when None) is the target standard error."""
         result = self.run(Submission(
             "estimate", tuple(Pub(circuit, np.asarray(points), o) for o in observables),
-            seed=seed, precision=self.precision, mitigation=mitigation or self.mitigation))
+            seed=seed, precision=precision or self.precision,
+            mitigation=mitigation or self.mitigation))
         return result.evs, result.stds, result.metadata
 
     def estimate(

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from qiskit.quantum_info import SparsePauliOp
 
-from backends import BackendExecutor, Pub, Submission
+from backends import DEFAULT_PRECISION, BackendExecutor, Pub, Submission
 from qhybrid.core import (
     BackendRejectedError,
     BreakerOpenError,
@@ -160,6 +160,9 @@ def mitigation_arms(
     exact = [float(e[0]) for e in exact_backend.estimate_observables(
         workload.ansatz, list(observables.values()), points, seed=spec.seeds.simulator)[0]]
     seeds = [derive_seed(spec.seeds.simulator, 1000 + k) for k in range(policy.repeats)]
+    # Both arms sample at the same precision, so the raw arm sees readout errors and shot
+    # noise like the mitigated one (a simulator would otherwise give its exact expectation).
+    precision = backend.precision or DEFAULT_PRECISION
     arms: dict[str, tuple[np.ndarray, float]] = {}
     shots: dict[str, int | None] = {}
     applied: dict[str, object] = {}
@@ -172,7 +175,7 @@ def mitigation_arms(
         for seed in seeds:
             evs, _stds, metadata = backend.estimate_observables(
                 workload.ansatz, list(observables.values()), points, seed=seed,
-                mitigation=mitigation)
+                mitigation=mitigation, precision=precision)
             values.append([float(e[0]) for e in evs])
             reported.append(metadata.get("shots"))
             options = metadata.get("mitigation")
@@ -183,7 +186,7 @@ def mitigation_arms(
         shots[arm] = sum(counted) if len(counted) == len(reported) else None
     qpu = {arm: policy.repeats * backend.submitter.backend.estimate_qpu_seconds(Submission(
         "estimate", tuple(Pub(workload.ansatz, points, o) for o in observables.values()),
-        seed=0, precision=backend.precision, mitigation=m)) for arm, m in arm_policies}
+        seed=0, precision=precision, mitigation=m)) for arm, m in arm_policies}
     confidence = spec.gates.statistical.confidence
     unmitigated, mitigated = (arms[a][0][:, 0] for a in ("unmitigated", "mitigated"))
     mean, low, high = mitigation_improvement(exact[0], list(unmitigated), list(mitigated),

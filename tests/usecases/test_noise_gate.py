@@ -14,17 +14,17 @@ from qhybrid_usecases import Services
 NOISE = {"readout": {"p1_given_0": 0.03, "p0_given_1": 0.08}}
 
 
-def _on_noisy_aer(repo: Path) -> ExperimentSpec:
+def _on_noisy_aer(repo: Path, **target: object) -> ExperimentSpec:
     data = load_spec(repo / "specs" / "qaoa-maxcut-small.yaml").model_dump(mode="json")
     data["gates"]["hardware"] = {
-        "backend": "aer", "noise": NOISE, "max_degradation": 0.25, "max_distance": 0.6,
+        **target, "max_degradation": 0.25, "max_distance": 0.6,
         "mitigation": {"readout": True, "repeats": 3, "require_improvement": True}}
     return spec_from_mapping(data)
 
 
 def test_readout_mitigation_arms_on_aer_with_a_chosen_noise(settings: Settings,
                                                             repo: Path) -> None:
-    spec = _on_noisy_aer(repo)
+    spec = _on_noisy_aer(repo, backend="aer", noise=NOISE)
     services = Services.open(settings)
     run = usecases.open_run(spec, RunOptions(), services, kind="promotion", flow_run_id=None)
     ideal = usecases.ideal_gate(run, services)
@@ -58,3 +58,17 @@ def test_readout_mitigation_arms_on_aer_with_a_chosen_noise(settings: Settings,
     assert manifest["noise"] == section.model_dump(mode="json")
     assert manifest["noise_sha256"] == digest
     assert manifest["backends"]["hardware"]["noise_sha256"] == digest
+
+
+def test_readout_mitigation_arms_on_a_fake_device_on_aer(settings: Settings, repo: Path) -> None:
+    spec = _on_noisy_aer(repo, backend="aer-noisy:fake_lagos")
+    services = Services.open(settings)
+    run = usecases.open_run(spec, RunOptions(), services, kind="promotion", flow_run_id=None)
+    ideal = usecases.ideal_gate(run, services)
+    assert ideal.trial is not None
+    gate = usecases.hardware_gate(run, services, ideal.trial).gate
+    mitigation = services.log.mitigation
+    assert gate is not None and mitigation is not None
+    assert abs(mitigation.mitigated_value - mitigation.ideal_value) < abs(
+        mitigation.unmitigated_value - mitigation.ideal_value)
+    assert next(c for c in gate.criteria if c.name == "mitigation_improvement_low").passed
