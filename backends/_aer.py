@@ -62,6 +62,12 @@ class AerBackend:
         )
 
     @property
+    def exact(self) -> bool:
+        """Whether estimates at precision 0 are exact: no noise, and not the approximate
+        extended-stabilizer method."""
+        return self._noise is None and self.method != "extended_stabilizer"
+
+    @property
     def fingerprint(self) -> str:
         """Name plus everything that shapes the executed circuit (part of idempotency keys)."""
         noise = f"|noise={self.noise_spec.sha256()}" if self.noise_spec is not None else ""
@@ -80,7 +86,7 @@ class AerBackend:
 
         info: dict[str, object] = {"name": self.name,
                                    "simulator": f"qiskit-aer {qiskit_aer.__version__}",
-                                   "method": self.method or "automatic"}
+                                   "method": self.method or "automatic", "exact": self.exact}
         if self._device is not None:
             info |= {
                 "device": self._device.name,

@@ -27,7 +27,13 @@ from qhybrid.core import (
     parse_backend_name,
     spec_from_mapping,
 )
-from qhybrid.experiments import Workload, build_workload, load_instance, parse_instance
+from qhybrid.experiments import (
+    Counts,
+    Workload,
+    build_workload,
+    load_instance,
+    parse_instance,
+)
 from qhybrid_control import JobStore, SlaPolicy
 from qhybrid_usecases._jobs import JobWork, fail_job, source_of
 from qhybrid_usecases._run import retry_policy
@@ -95,6 +101,15 @@ def circuit_points(workload: Workload, rows: np.ndarray) -> np.ndarray:
         raise InvalidInputError(
             f"each parameter set needs {len(workload.parameter_names)} values "
             f"({', '.join(workload.parameter_names)})", field="parameter_sets") from exc
+
+
+def _sampled_metrics(workload: Workload, counts: Counts) -> dict[str, float]:
+    """The family's metrics from the counts alone, each with its ``.stderr``; empty when an
+    observable is not diagonal in the measured basis (the counts cannot estimate it)."""
+    estimates = workload.sampled_estimates(counts)
+    if estimates is None:
+        return {}
+    return workload.analyse(counts, estimates) | {"shots": float(sum(counts.values()))}
 
 
 def _group_key(request: EvaluateJobRequest) -> tuple[str, str | None, str, int | None, str]:
@@ -239,8 +254,7 @@ def _evaluate_group(services: Services, jobs: JobStore, group: list[JobWork], *,
             result["values"] = [float(v) for v in values[start:end]]
         if samples is not None:
             result["samples"] = [dict(c) for c in samples[start:end]]
-            result["metrics"] = [workload.analyse(c) if not workload.family.needs_energy
-                                 else {} for c in samples[start:end]]
+            result["metrics"] = [_sampled_metrics(workload, c) for c in samples[start:end]]
             result["shots"] = shots
         start = end
         # The group shared one PUB: each job carries its share of the QPU estimate.

@@ -12,16 +12,21 @@ from qhybrid.experiments._baselines import (
     one_exchange_maxcut,
 )
 from qhybrid.experiments._datagen import h2_hamiltonian, random_regular_graph, write_instance
-from qhybrid.experiments._executor import Counts, Executor
+from qhybrid.experiments._executor import Counts, Executor, is_exact
 from qhybrid.experiments._family import (
+    EXACT,
+    Estimate,
     Family,
     Workload,
     build_workload,
     counts_to_bits,
     families,
     family_for,
+    is_diagonal,
     register,
     run_baselines,
+    sampled_estimate,
+    stderr_of,
 )
 from qhybrid.experiments._optimise import OptimisationResult, optimise
 from qhybrid.experiments._problems import (
@@ -31,10 +36,11 @@ from qhybrid.experiments._problems import (
     load_instance,
     parse_instance,
 )
-from qhybrid.experiments._qaoa_maxcut import QAOA_MAXCUT, QaoaMaxcut
+from qhybrid.experiments._qaoa_maxcut import QAOA_MAXCUT, QaoaMaxcut, optimum_projector
 from qhybrid.experiments._runner import derive_seed, measure, optimise_and_measure
 from qhybrid.experiments._serialise import bind, qasm3_sha256, write_circuit
 from qhybrid.experiments._verdicts import (
+    ALLOWANCE,
     baseline_verdict,
     confidence_interval,
     decide,
@@ -47,9 +53,12 @@ from qhybrid.experiments._verdicts import (
 from qhybrid.experiments._vqe import VQE, Vqe
 
 __all__ = [
+    "ALLOWANCE",
+    "EXACT",
     "QAOA_MAXCUT",
     "VQE",
     "Counts",
+    "Estimate",
     "Executor",
     "Family",
     "GraphInstance",
@@ -74,18 +83,23 @@ __all__ = [
     "h2_hamiltonian",
     "hardware_verdict",
     "ideal_verdict",
+    "is_diagonal",
+    "is_exact",
     "load_instance",
     "measure",
     "mitigation_improvement",
     "one_exchange_maxcut",
     "optimise",
     "optimise_and_measure",
+    "optimum_projector",
     "parse_instance",
     "qasm3_sha256",
     "random_regular_graph",
     "register",
     "run_baselines",
+    "sampled_estimate",
     "statistical_verdict",
+    "stderr_of",
     "total_variation_distance",
     "write_circuit",
     "write_instance",

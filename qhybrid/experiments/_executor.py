@@ -1,6 +1,8 @@
 """The executor seam as the domain sees it: estimate and sample, batched by parameter array.
 
-Backends implement this structurally; the domain never imports them.
+Backends implement this structurally; the domain never imports them. An executor whose
+``describe()`` says ``"exact": True`` (the ideal ``aer`` simulator) estimates expectation values
+exactly at precision 0 (:func:`is_exact`); the runner then reports exact metrics.
 """
 
 from __future__ import annotations
@@ -32,6 +34,13 @@ class Executor(Protocol):
         """
         ...
 
+    def estimate_with_stds(
+        self, circuit: QuantumCircuit, observable: SparsePauliOp, points: np.ndarray, *, seed: int
+    ) -> tuple[np.ndarray, np.ndarray, dict[str, object]]:
+        """As :meth:`estimate`, with the standard errors and the provider's metadata (its
+        ``shots``, when it reports them)."""
+        ...
+
     def sample(
         self, circuit: QuantumCircuit, points: np.ndarray, *, shots: int, seed: int
     ) -> list[Counts]:
@@ -46,5 +55,15 @@ class Executor(Protocol):
         ...
 
     def describe(self) -> dict[str, object]:
-        """Name, version, qubit count and a JSON-ready calibration snapshot."""
+        """Name, version, qubit count, a JSON-ready calibration snapshot, and ``exact``: True
+        when estimates at precision 0 are exact expectation values (absent means False)."""
         ...
+
+
+def is_exact(executor: Executor) -> bool:
+    """Whether ``executor`` estimates exactly (an ideal, noise-free simulator).
+
+    Read from ``describe()``, which every wrapper of a backend forwards, so that the
+    fault-injecting and job-service layers need not know about it.
+    """
+    return executor.describe().get("exact") is True

@@ -1,13 +1,48 @@
 """The family protocol: how a circuit family builds its circuits and reads its results.
 
 A family never executes anything. :meth:`Family.build` turns typed spec options and a problem
-instance into a :class:`Workload`; :meth:`Family.analyse` turns counts (and an energy, for a
-family that estimates one) into typed metrics. Families register by ``kind``; a new family is
-one module implementing :class:`Family` plus its spec model in :mod:`qhybrid.core`.
+instance into a :class:`Workload`; :meth:`Family.analyse` turns one execution into typed
+metrics. Families register by ``kind``; a new family is one module implementing :class:`Family`
+plus its spec model in :mod:`qhybrid.core`.
+
+Named expectation values
+    ``Workload.observables`` maps a metric name to the observable whose expectation value *is*
+    that metric (QAOA: ``expected_cut`` is the cut operator, ``optimum_probability`` the
+    projector onto the optimal cuts; VQE: ``energy``). The runner
+    (:func:`qhybrid.experiments.measure`) estimates every one of them and hands the family an
+    :class:`Estimate` per name: ``value``, ``stderr`` (its standard error) and ``shots`` (the
+    shots behind it; None when the value is exact). Where the values come from is the runner's
+    business, not the family's:
+
+    - on an exact executor (ideal ``aer``; see :func:`qhybrid.experiments.is_exact`) the
+      estimator's exact value (precision 0), ``stderr`` 0, ``shots`` None;
+    - elsewhere, for an observable diagonal in the measured basis (only ``I``/``Z`` terms), the
+      sample mean over the counts with its standard error (:func:`sampled_estimate`);
+    - elsewhere, for any other observable, the estimator's value and standard error.
+
+    ``Workload.observable`` and ``sign`` stay the optimiser's objective; they need not be one
+    of the named observables.
+
+What analyse returns
+    :meth:`Family.analyse` derives the family's metrics from the estimates (ratios, offsets,
+    errors against the exact reference) and its counts-only metrics (e.g.
+    ``best_sampled_cut``) from the counts. For every metric it derives from estimates it also
+    returns ``<metric>.stderr``, propagated from the estimates' ``stderr`` (0 for exact
+    inputs). The runner then adds, on exact executors, ``<metric>.sampled`` and replaces
+    ``<metric>.stderr`` by the sampled value's standard error (by analysing the sampled
+    estimates too, when every observable is diagonal), and ``shots``; a family does nothing
+    for that. Read a metric's standard error with :func:`stderr_of`: it is 0 for the exact
+    values of an exact executor's metrics (marked ``exact`` = 1).
+
+Comparisons carry their error
+    :meth:`Family.quality` and :meth:`Family.degradation` return an :class:`Estimate` too, so
+    that the gates can allow for sampling noise when they compare a sampled value with a
+    limit (see :mod:`qhybrid.experiments._verdicts`).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -19,6 +54,37 @@ from qiskit.quantum_info import SparsePauliOp
 from qhybrid.core import BaselineResult, Direction, FamilySpec, PostProcessingError, SpecError
 from qhybrid.experiments._executor import Counts
 from qhybrid.experiments._problems import Instance
+
+EXACT = "exact"
+"""Metric set to 1.0 when a trial's ``<metric>`` values are exact (an exact executor)."""
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """An expectation value (or a quantity derived from some) with its standard error.
+
+    Attributes:
+        value: The estimate.
+        stderr: Its standard error; 0 when exact.
+        shots: The shots behind it; None when it is exact (or the provider did not say, in
+            which case ``stderr`` is still the provider's).
+    """
+
+    value: float
+    stderr: float = 0.0
+    shots: int | None = None
+
+    def __post_init__(self) -> None:
+        if not math.isfinite(self.stderr) or self.stderr < 0:
+            raise PostProcessingError(f"a standard error must be finite and >= 0, not "
+                                      f"{self.stderr}")
+        if self.shots is not None and self.shots <= 0:
+            raise PostProcessingError(f"an estimate's shots must be positive, not {self.shots}")
+
+    @property
+    def exact(self) -> bool:
+        """Whether the value carries no sampling error."""
+        return self.shots is None and self.stderr == 0.0
 
 
 @dataclass(frozen=True)
@@ -32,6 +98,8 @@ class Workload:
         measured: ``ansatz`` followed by a measurement of every qubit.
         observable: Its expectation is what the optimiser works on.
         sign: +1 to minimise ``observable``, -1 to maximise it.
+        observables: Every expectation-valued metric the family reports, by metric name (see
+            the module docstring); the runner estimates each and passes them to ``analyse``.
         parameter_names: The family's documented parameter order.
         to_circuit: Column permutation: ``points[:, to_circuit]`` is in circuit order.
         bounds: Box bounds per parameter, in family order.
@@ -47,6 +115,7 @@ class Workload:
     measured: QuantumCircuit
     observable: SparsePauliOp
     sign: float
+    observables: Mapping[str, SparsePauliOp]
     parameter_names: tuple[str, ...]
     to_circuit: np.ndarray
     bounds: tuple[tuple[float, float], ...]
@@ -74,15 +143,34 @@ class Workload:
             )
         return array[:, self.to_circuit]
 
-    def analyse(self, counts: Counts, energy: float | None = None) -> dict[str, float]:
+    def analyse(self, counts: Counts, estimates: Mapping[str, Estimate]) -> dict[str, float]:
         """The family's metrics of one execution (see :meth:`Family.analyse`).
 
+        Args:
+            counts: Counts of ``measured``.
+            estimates: One estimate per name in ``observables``.
+
         Raises:
-            PostProcessingError: No measured shots, or what the family refuses.
+            PostProcessingError: No measured shots, a missing or non-finite estimate, or what
+                the family refuses.
         """
         if not counts or sum(counts.values()) <= 0:
             raise PostProcessingError(f"{self.kind}: no measured shots to analyse")
-        return self.family.analyse(self, counts, energy)
+        for name in self.observables:
+            estimate = estimates.get(name)
+            if estimate is None or not math.isfinite(estimate.value):
+                raise PostProcessingError(
+                    f"{self.kind}: the estimate of '{name}' is missing or not finite "
+                    f"({estimate.value if estimate else None})")
+        return self.family.analyse(self, counts, estimates)
+
+    def sampled_estimates(self, counts: Counts) -> dict[str, Estimate] | None:
+        """Every named observable's sample mean over ``counts`` (:func:`sampled_estimate`);
+        None when one of them is not diagonal in the measured basis."""
+        sampled = {name: sampled_estimate(counts, op) for name, op in self.observables.items()}
+        if any(e is None for e in sampled.values()):
+            return None
+        return {name: e for name, e in sampled.items() if e is not None}
 
 
 class Family(Protocol):
@@ -91,34 +179,38 @@ class Family(Protocol):
     Attributes:
         kind: The spec's ``family.kind``.
         instance_kind: The ``kind`` of problem instance it reads.
-        needs_energy: Whether :meth:`analyse` needs the estimated observable as ``energy``.
         axis_label: What the objective's values are, for plots (e.g. ``expected cut``).
     """
 
     kind: str
     instance_kind: str
-    needs_energy: bool
     axis_label: str
 
     def build(self, options: FamilySpec, instance: Instance) -> Workload:
         """Circuits and observable of the family on ``instance``, configured by ``options``."""
         ...
 
-    def analyse(self, workload: Workload, counts: Counts, energy: float | None) -> dict[str, float]:
-        """Typed metrics of one execution; ``counts`` holds at least one shot
-        (:meth:`Workload.analyse` checks).
+    def analyse(
+        self, workload: Workload, counts: Counts, estimates: Mapping[str, Estimate]
+    ) -> dict[str, float]:
+        """Typed metrics of one execution, each estimate-derived one with its ``.stderr``.
+
+        ``counts`` holds at least one shot and ``estimates`` a finite estimate per name in
+        ``workload.observables`` (:meth:`Workload.analyse` checks).
 
         Raises:
-            PostProcessingError: A missing or non-finite energy, for a family that needs one.
+            PostProcessingError: What the family refuses.
         """
         ...
 
-    def quality(self, metrics: Mapping[str, float]) -> float:
-        """The objective on a 0..1 scale comparable with classical baselines."""
+    def quality(self, metrics: Mapping[str, float]) -> Estimate:
+        """The objective on a 0..1 scale comparable with classical baselines, with its
+        standard error (:func:`stderr_of`)."""
         ...
 
-    def degradation(self, ideal: Mapping[str, float], other: Mapping[str, float]) -> float:
-        """Relative loss of the objective from ``ideal`` to ``other``."""
+    def degradation(self, ideal: Mapping[str, float], other: Mapping[str, float]) -> Estimate:
+        """Relative loss of the objective from ``ideal`` to ``other``, with its standard error
+        (both sides' :func:`stderr_of`, propagated)."""
         ...
 
     def baselines(
@@ -191,3 +283,49 @@ def measured(ansatz: QuantumCircuit) -> QuantumCircuit:
     circuit = ansatz.copy()
     circuit.measure_all()
     return circuit
+
+
+def is_diagonal(observable: SparsePauliOp) -> bool:
+    """Whether ``observable`` has only ``I`` and ``Z`` terms (diagonal in the measured basis)."""
+    return not bool(observable.paulis.x.any())
+
+
+def sampled_estimate(counts: Counts, observable: SparsePauliOp) -> Estimate | None:
+    """The sample mean of a diagonal observable over ``counts``, with its standard error.
+
+    Each shot's outcome x gives the eigenvalue ``sum_k c_k (-1)^(z_k . x)``; the estimate is
+    their mean and its standard error ``s / sqrt(shots)``, ``s`` the sample standard deviation
+    (0 for a single shot, where no spread can be seen).
+
+    Returns:
+        None when ``observable`` is not diagonal (the counts cannot estimate it).
+
+    Raises:
+        PostProcessingError: No shots, or a non-Hermitian observable.
+    """
+    if not is_diagonal(observable):
+        return None
+    shots = sum(counts.values())
+    if shots <= 0:
+        raise PostProcessingError("no measured shots to estimate from")
+    coeffs = np.asarray(observable.coeffs)
+    if np.any(np.abs(coeffs.imag) > 1e-12):
+        raise PostProcessingError("a diagonal observable with complex coefficients is not "
+                                  "Hermitian")
+    bits, weights = counts_to_bits(counts, observable.num_qubits)
+    parity = (bits @ observable.paulis.z.T.astype(int)) % 2
+    eigenvalues = (1 - 2 * parity) @ coeffs.real
+    mean = float(weights @ eigenvalues / shots)
+    if shots == 1:
+        return Estimate(mean, 0.0, 1)
+    variance = float(weights @ (eigenvalues - mean) ** 2 / (shots - 1))
+    return Estimate(mean, math.sqrt(variance / shots), int(shots))
+
+
+def stderr_of(metrics: Mapping[str, float], name: str) -> float:
+    """The standard error of ``metrics[name]``: 0 when the metrics are exact (``exact`` = 1),
+    else ``metrics["<name>.stderr"]`` (0 when absent: a metric not derived from samples)."""
+    if metrics.get(EXACT) == 1.0:
+        return 0.0
+    return float(metrics.get(f"{name}.stderr", 0.0))
+

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 
 import numpy as np
+from qiskit.quantum_info import SparsePauliOp
 
 from qhybrid.core import OptimiserSpec, TrialResult
-from qhybrid.experiments._executor import Counts, Executor
-from qhybrid.experiments._family import Workload
+from qhybrid.experiments._executor import Counts, Executor, is_exact
+from qhybrid.experiments._family import EXACT, Estimate, Workload, sampled_estimate
 from qhybrid.experiments._optimise import optimise
 
 
@@ -24,14 +26,27 @@ class _Timed:
         self.executor = executor
         self.seconds = 0.0
 
-    def estimate(self, workload: Workload, points: np.ndarray, seed: int) -> np.ndarray:
+    def estimate(self, workload: Workload, points: np.ndarray, seed: int,
+                 observable: SparsePauliOp | None = None) -> np.ndarray:
         start = time.perf_counter()
         try:
             return self.executor.estimate(
-                workload.ansatz, workload.observable, workload.circuit_points(points), seed=seed
+                workload.ansatz, workload.observable if observable is None else observable,
+                workload.circuit_points(points), seed=seed
             )
         finally:
             self.seconds += time.perf_counter() - start
+
+    def estimate_with_stds(self, workload: Workload, point: np.ndarray, seed: int,
+                           observable: SparsePauliOp) -> Estimate:
+        start = time.perf_counter()
+        try:
+            evs, stds, metadata = self.executor.estimate_with_stds(
+                workload.ansatz, observable, workload.circuit_points(point), seed=seed)
+        finally:
+            self.seconds += time.perf_counter() - start
+        shots = metadata.get("shots")
+        return Estimate(float(evs[0]), float(stds[0]), shots if isinstance(shots, int) else None)
 
     def sample(self, workload: Workload, point: np.ndarray, shots: int, seed: int) -> Counts:
         start = time.perf_counter()
@@ -51,18 +66,39 @@ def measure(
     shots: int,
     seed: int,
 ) -> TrialResult:
-    """Sample the measured circuit at fixed parameters and analyse it (no optimisation).
+    """Sample the measured circuit at fixed parameters, estimate every named observable, and
+    analyse them (no optimisation).
 
-    A family that needs an energy also gets the estimator's value of its observable.
+    On an exact executor (:func:`is_exact`) each of ``workload.observables`` is estimated
+    exactly (precision 0), and the metrics carry, beside each exact ``<metric>``, the value
+    the counts give (``<metric>.sampled``) and its standard error (``<metric>.stderr``),
+    with ``exact`` = 1. Elsewhere ``<metric>`` is the counts' sample mean (for observables
+    diagonal in the measured basis) or the estimator's value, with its ``<metric>.stderr``.
+    Every trial records ``shots`` (and ``<name>.shots`` where an estimator reported other
+    shots than the sampler's).
     """
     start = time.perf_counter()
     point = np.asarray(parameters, dtype=float)
     timed = _Timed(executor)
     counts = timed.sample(workload, point, shots, seed)
-    energy = None
-    if workload.family.needs_energy:
-        energy = float(timed.estimate(workload, point, seed)[0])
-    metrics = workload.analyse(counts, energy)
+    exact = is_exact(executor)
+    sampled = {name: sampled_estimate(counts, op) for name, op in workload.observables.items()}
+    estimates: dict[str, Estimate] = {}
+    for name, observable in workload.observables.items():
+        from_counts = sampled[name]
+        if exact:
+            estimates[name] = Estimate(float(timed.estimate(workload, point, seed, observable)[0]))
+        elif from_counts is not None:
+            estimates[name] = from_counts
+        else:
+            estimates[name] = timed.estimate_with_stds(workload, point, seed, observable)
+    metrics = workload.analyse(counts, estimates)
+    if exact:
+        metrics |= _sampled_beside_exact(workload, counts, sampled)
+    taken = sum(counts.values())
+    metrics |= {f"{name}.shots": float(e.shots) for name, e in estimates.items()
+                if e.shots is not None and e.shots != taken}
+    metrics |= {"shots": float(taken), EXACT: 1.0 if exact else 0.0}
     total = time.perf_counter() - start
     return TrialResult(
         backend=executor.name,
@@ -73,6 +109,30 @@ def measure(
         classical_seconds=total - timed.seconds,
         seeds={"simulator": seed},
     )
+
+
+def _sampled_beside_exact(
+    workload: Workload, counts: Counts, sampled: Mapping[str, Estimate | None]
+) -> dict[str, float]:
+    """``<metric>.sampled`` and ``<metric>.stderr`` from the counts, for an exact trial.
+
+    When every observable is diagonal, the family analyses the sampled estimates as well, so
+    that derived metrics (a ratio, say) get their sampled value and propagated error too;
+    otherwise only the diagonal observables' own metrics do.
+    """
+    complete = {name: e for name, e in sampled.items() if e is not None}
+    if len(complete) == len(sampled):
+        analysed = workload.analyse(counts, complete)
+        out: dict[str, float] = {}
+        for key, stderr in analysed.items():
+            if key.endswith(".stderr"):
+                metric = key.removesuffix(".stderr")
+                out |= {f"{metric}.sampled": analysed[metric], key: stderr}
+        return out
+    out = {}
+    for name, estimate in complete.items():
+        out |= {f"{name}.sampled": estimate.value, f"{name}.stderr": estimate.stderr}
+    return out
 
 
 def optimise_and_measure(

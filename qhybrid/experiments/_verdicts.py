@@ -1,4 +1,10 @@
-"""Gate verdicts and the promotion decision: pure functions of evidence and policy."""
+"""Gate verdicts and the promotion decision: pure functions of evidence and policy.
+
+Where a gate compares a sampled value with a limit, it allows for sampling noise: the limit
+moves by :data:`ALLOWANCE` standard errors of the compared value, and the criterion's name says
+so (e.g. ``degradation (limit + 2 stderr)``), so that a shot-noise fluctuation alone does not
+fail a candidate. With exact values the standard error is 0 and the limit is the policy's.
+"""
 
 from __future__ import annotations
 
@@ -20,6 +26,10 @@ from qhybrid.core import (
     StatisticalGateSpec,
 )
 from qhybrid.experiments._executor import Counts
+from qhybrid.experiments._family import Estimate
+
+ALLOWANCE = 2.0
+"""Standard errors by which a gate's limit moves when it compares a sampled value."""
 
 _Op = Literal[">=", "<=", "=="]  # CriterionResult.op
 
@@ -111,7 +121,7 @@ def total_variation_distance(a: Counts, b: Counts) -> float:
 def hardware_verdict(
     objective: str,
     metrics: dict[str, float],
-    degradation: float,
+    degradation: Estimate,
     distance: float,
     policy: HardwareGateSpec,
     backend: str,
@@ -121,11 +131,15 @@ def hardware_verdict(
 ) -> GateResult:
     """Gate 3: objective loss and distribution distance from ideal within policy.
 
-    A downgraded result (one that did not run on the target) can never pass. When the policy
+    The degradation compares a sampled hardware value with the ideal one: its limit is
+    ``max_degradation`` plus :data:`ALLOWANCE` times the degradation's standard error. A
+    downgraded result (one that did not run on the target) can never pass. When the policy
     requires mitigation to help, the low end of the improvement's interval must be above 0.
     """
+    allowance = ALLOWANCE * degradation.stderr
     criteria = [
-        _criterion("degradation", degradation, "<=", policy.max_degradation),
+        _criterion(f"degradation (limit + {ALLOWANCE:g} stderr)", degradation.value, "<=",
+                   policy.max_degradation + allowance),
         _criterion("total_variation_distance", distance, "<=", policy.max_distance),
     ]
     if downgraded:
@@ -137,7 +151,8 @@ def hardware_verdict(
             criteria.append(_criterion("mitigation_improvement_low", improvement_low, ">=", 0.0))
     return GateResult(
         gate="hardware", passed=all(c.passed for c in criteria), backend=backend,
-        metrics={**metrics, "degradation": degradation, "total_variation_distance": distance},
+        metrics={**metrics, "degradation": degradation.value,
+                 "degradation.stderr": degradation.stderr, "total_variation_distance": distance},
         criteria=tuple(criteria), reasons=_reasons(criteria),
     )
 
@@ -158,15 +173,22 @@ def mitigation_improvement(
 
 
 def baseline_verdict(
-    quantum_quality: float, baselines: Sequence[BaselineResult], policy: BaselineGateSpec,
+    quantum_quality: Estimate, baselines: Sequence[BaselineResult], policy: BaselineGateSpec,
 ) -> GateResult:
-    """Gate 4: the quantum result against the best classical quality, scaled by policy."""
+    """Gate 4: the quantum result against the best classical quality, scaled by policy.
+
+    The quantum quality is sampled: the limit on its ratio to the best baseline is lowered by
+    :data:`ALLOWANCE` standard errors of that ratio.
+    """
     best = max(b.quality for b in baselines)
+    ratio = quantum_quality.value / best if best else 0.0
+    allowance = ALLOWANCE * quantum_quality.stderr / best if best else 0.0
     criteria = (
-        _criterion("quality_vs_best_baseline", quantum_quality / best if best else 0.0, ">=",
-                   policy.min_relative_quality),
+        _criterion(f"quality_vs_best_baseline (limit - {ALLOWANCE:g} stderr)", ratio, ">=",
+                   policy.min_relative_quality - allowance),
     )
-    metrics = {"quantum_quality": quantum_quality, "best_baseline_quality": best}
+    metrics = {"quantum_quality": quantum_quality.value,
+               "quantum_quality.stderr": quantum_quality.stderr, "best_baseline_quality": best}
     for b in baselines:
         metrics[f"{b.solver}_quality"] = b.quality
         metrics[f"{b.solver}_seconds"] = b.seconds

@@ -9,10 +9,10 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from qiskit.circuit.library import efficient_su2, real_amplitudes
 
-from qhybrid.core import BaselineResult, FamilySpec, PostProcessingError, VqeFamily
+from qhybrid.core import BaselineResult, FamilySpec, VqeFamily
 from qhybrid.experiments._baselines import exact_ground_energy
 from qhybrid.experiments._executor import Counts
-from qhybrid.experiments._family import Workload, measured, register
+from qhybrid.experiments._family import Estimate, Workload, measured, register, stderr_of
 from qhybrid.experiments._problems import Instance, PauliSumInstance
 
 
@@ -23,11 +23,11 @@ def _hamiltonian(instance: Instance) -> PauliSumInstance:
 
 class Vqe:
     """VQE with a hardware-efficient ansatz; the objective is the energy error against exact
-    diagonalisation (Hartree when the data is in Hartree), minimised."""
+    diagonalisation (Hartree when the data is in Hartree), minimised. Named observable:
+    ``energy`` (the Hamiltonian without its constant offset, which analyse adds)."""
 
     kind = "vqe"
     instance_kind = "pauli-sum"
-    needs_energy = True
     axis_label = "energy (Hamiltonian units)"
 
     def build(self, options: FamilySpec, instance: Instance) -> Workload:
@@ -38,13 +38,15 @@ class Vqe:
         ansatz = build(hamiltonian.num_qubits, reps=options.reps,
                        entanglement=options.entanglement)
         names = tuple(p.name.replace("θ", "theta") for p in ansatz.parameters)
+        operator = hamiltonian.operator()
         return Workload(
             family=self,
             instance=hamiltonian,
             ansatz=ansatz,
             measured=measured(ansatz),
-            observable=hamiltonian.operator(),
+            observable=operator,
             sign=1.0,
+            observables={"energy": operator},
             parameter_names=names,
             to_circuit=np.arange(len(names)),
             bounds=((-math.pi, math.pi),) * len(names),
@@ -53,24 +55,29 @@ class Vqe:
             reference=exact_ground_energy(hamiltonian),
         )
 
-    def analyse(self, workload: Workload, counts: Counts, energy: float | None) -> dict[str, float]:
-        """Metrics: energy (with the constant offset), exact_energy, energy_error and quality."""
-        if energy is None or not math.isfinite(energy):
-            raise PostProcessingError(
-                f"{self.kind}: the estimated energy is missing or not finite ({energy})")
+    def analyse(
+        self, workload: Workload, counts: Counts, estimates: Mapping[str, Estimate]
+    ) -> dict[str, float]:
+        """The energy (with the constant offset), exact_energy, energy_error and quality, each
+        estimate-derived one with its ``.stderr``."""
         exact = workload.reference
-        total = energy + _hamiltonian(workload.instance).constant_offset
+        energy = estimates["energy"]
+        total = energy.value + _hamiltonian(workload.instance).constant_offset
         error = abs(total - exact)
-        return {"energy": total, "exact_energy": exact, "energy_error": error,
-                "quality": 1.0 - error / abs(exact)}
+        return {"energy": total, "energy.stderr": energy.stderr, "exact_energy": exact,
+                "energy_error": error, "energy_error.stderr": energy.stderr,
+                "quality": 1.0 - error / abs(exact),
+                "quality.stderr": energy.stderr / abs(exact)}
 
-    def quality(self, metrics: Mapping[str, float]) -> float:
+    def quality(self, metrics: Mapping[str, float]) -> Estimate:
         """``1 - |E - E_exact| / |E_exact|``."""
-        return metrics["quality"]
+        return Estimate(metrics["quality"], stderr_of(metrics, "quality"))
 
-    def degradation(self, ideal: Mapping[str, float], other: Mapping[str, float]) -> float:
+    def degradation(self, ideal: Mapping[str, float], other: Mapping[str, float]) -> Estimate:
         """The energy shift relative to the exact ground energy's magnitude."""
-        return abs(other["energy"] - ideal["energy"]) / abs(ideal["exact_energy"])
+        scale = abs(ideal["exact_energy"])
+        spread = float(np.hypot(stderr_of(ideal, "energy"), stderr_of(other, "energy")))
+        return Estimate(abs(other["energy"] - ideal["energy"]) / scale, spread / scale)
 
     def baselines(
         self, instance: Instance, solvers: Sequence[str], seed: int

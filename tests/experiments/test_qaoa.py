@@ -11,6 +11,7 @@ import pytest
 from backends import BackendExecutor, open_executor
 from qhybrid.core import QaoaMaxcutFamily, Settings, SpecError, spec_from_mapping
 from qhybrid.experiments import (
+    Estimate,
     brute_force_maxcut,
     build_workload,
     load_instance,
@@ -114,7 +115,10 @@ def test_analysis_of_known_counts(graph) -> None:
     assert brute_force_maxcut(graph)[0] == optimum
     workload = build_workload(QaoaMaxcutFamily(reps=1), graph)
     key = "".join(str(b) for b in reversed(best))  # qubit 0 is the rightmost character
-    metrics = workload.analyse({key: 3, "0" * 10: 1})
+    counts = {key: 3, "0" * 10: 1}
+    estimates = workload.sampled_estimates(counts)
+    assert estimates is not None
+    metrics = workload.analyse(counts, estimates)
     assert metrics["max_cut"] == optimum
     assert metrics["expected_cut"] == pytest.approx((3 * optimum + 0) / 4)
     assert metrics["optimum_probability"] == pytest.approx(0.75)
@@ -132,6 +136,9 @@ def test_empty_results_are_post_processing_errors(graph) -> None:
     from qhybrid.experiments import h2_hamiltonian
 
     with pytest.raises(PostProcessingError):
-        build_workload(QaoaMaxcutFamily(reps=1), graph).analyse({})
+        build_workload(QaoaMaxcutFamily(reps=1), graph).analyse({}, {})
     with pytest.raises(PostProcessingError, match="not finite"):
-        build_workload(VqeFamily(), h2_hamiltonian()).analyse({"00": 1}, float("nan"))
+        build_workload(VqeFamily(), h2_hamiltonian()).analyse(
+            {"00": 1}, {"energy": Estimate(float("nan"))})
+    with pytest.raises(PostProcessingError, match="'energy' is missing"):
+        build_workload(VqeFamily(), h2_hamiltonian()).analyse({"00": 1}, {})

@@ -14,6 +14,7 @@ from qhybrid.core import (
     StatisticalGateSpec,
 )
 from qhybrid.experiments import (
+    Estimate,
     baseline_verdict,
     confidence_interval,
     decide,
@@ -71,8 +72,8 @@ def test_interval_contains_mean(values: list[float]) -> None:
 
 def test_downgraded_result_never_passes_hardware_gate() -> None:
     policy = HardwareGateSpec(max_degradation=1, max_distance=1)
-    assert hardware_verdict("r", {}, 0.0, 0.0, policy, "b").passed
-    assert not hardware_verdict("r", {}, 0.0, 0.0, policy, "b", downgraded=True).passed
+    assert hardware_verdict("r", {}, Estimate(0.0), 0.0, policy, "b").passed
+    assert not hardware_verdict("r", {}, Estimate(0.0), 0.0, policy, "b", downgraded=True).passed
 
 
 def test_total_variation_distance() -> None:
@@ -84,7 +85,6 @@ def test_total_variation_distance() -> None:
 def test_baseline_verdict_scales_by_best() -> None:
     baselines = [BaselineResult(solver="brute-force", objective=13, quality=1, seconds=0,
                                 exact=True)]
-    assert baseline_verdict(0.75, baselines, BaselineGateSpec(solvers=("brute-force",),
-                                                              min_relative_quality=0.7)).passed
-    assert not baseline_verdict(0.65, baselines, BaselineGateSpec(solvers=("brute-force",),
-                                                                  min_relative_quality=0.7)).passed
+    policy = BaselineGateSpec(solvers=("brute-force",), min_relative_quality=0.7)
+    assert baseline_verdict(Estimate(0.75), baselines, policy).passed
+    assert not baseline_verdict(Estimate(0.65), baselines, policy).passed
