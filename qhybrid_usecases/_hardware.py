@@ -145,9 +145,10 @@ def mitigation_arms(
     run: RunHandle, services: Services, workload: Workload, backend: BackendExecutor,
     policy: MitigationSpec, parameters: tuple[float, ...],
 ) -> MitigationRecord:
-    """Unmitigated and mitigated estimates of every observable the experiment estimates,
-    seeded repeats each, on the same circuit and parameters; the improvement of the
-    objective's observable towards the exact value, with an interval over the repeats.
+    """Unmitigated and mitigated estimates of every observable the experiment estimates (the
+    objective's and ``workload.observables``), seeded repeats each, on the same circuit and
+    parameters; the improvement of the objective's observable towards the exact value, with
+    an interval over the repeats.
 
     Every repeat of an arm is one submission holding all the observables (one PUB each), so
     mitigation applies to each of them alike; the objective's is the first.
@@ -209,5 +210,6 @@ def mitigation_arms(
 
 
 def _observables(workload: Workload) -> dict[str, SparsePauliOp]:
-    """What the experiment estimates, by name; the objective's observable first."""
-    return {"objective": workload.observable}
+    """What the experiment estimates, by name: the objective's observable (what the optimiser
+    works on) first, then every named observable of the family."""
+    return {"objective": workload.observable, **workload.observables}

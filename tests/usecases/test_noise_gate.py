@@ -41,6 +41,12 @@ def test_readout_mitigation_arms_on_aer_with_a_chosen_noise(settings: Settings,
     criterion = next(c for c in gate.criteria if c.name == "mitigation_improvement_low")
     assert criterion.passed and mitigation.improvement_low > 0, mitigation
     assert mitigation.observables["objective"]["mitigated"] == mitigation.mitigated_value
+    # Every named observable of the family went through both arms, mitigated alike.
+    workload = run.workload(services)
+    assert list(mitigation.observables) == ["objective", *workload.observables]
+    for name in workload.observables:
+        means = mitigation.observables[name]
+        assert abs(means["mitigated"] - means["ideal"]) < abs(means["unmitigated"] - means["ideal"])
     assert str(mitigation.applied_options["readout"]).startswith("mthree ")
 
     # The backend the gate used names the noise by its section and the section's hash.
