@@ -184,3 +184,12 @@ def test_a_readout_list_shorter_than_the_circuit_is_refused() -> None:
         executor.estimate(ghz(), PARITY, NO_PARAMETERS, seed=1)
     assert info.value.field == "noise.readout_per_qubit"
     assert executor.submitter.log.provider_submissions == 0
+
+
+def test_a_full_section_round_trips_through_json() -> None:
+    section = NoiseSpec(device="fake_manila", readout_per_qubit=[READOUT["readout"]] * 5,
+                        depolarizing={"one_qubit": {"sx": 0.001}, "two_qubit": {"cx": 0.01}},
+                        thermal_relaxation={"t1_us": 100, "t2_us": 200,
+                                            "gate_times_ns": {"cx": 300}})
+    again = NoiseSpec.model_validate_json(section.model_dump_json())
+    assert again == section and again.sha256() == section.sha256()
