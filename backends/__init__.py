@@ -14,6 +14,7 @@ from backends._faults import FaultyBackend
 from backends._ibm import IbmBackend, map_runtime_error, mitigation_options
 from backends._jobs import LocalJobs
 from backends._leases import release_leases
+from backends._mitigation import DEFAULT_PRECISION
 from backends._protocol import (
     Backend,
     BackendLimits,
@@ -34,6 +35,7 @@ from backends._submit import BackendExecutor, ExecutionLog, Runner, Submitter, a
 from backends._wrapper import BackendWrapper, DescribedWrapper
 
 __all__ = [
+    "DEFAULT_PRECISION",
     "AerBackend",
     "Backend",
     "BackendExecutor",

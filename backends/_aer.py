@@ -1,5 +1,10 @@
-"""Aer simulators: ideal (``aer``, or ``aer:<method>`` to choose the simulation method) and with
-a fake device's noise (``aer-noisy:<device>``)."""
+"""Aer simulators: ideal (``aer``, or ``aer:<method>`` to choose the simulation method), with a
+fake device's noise (``aer-noisy:<device>``), or with a noise model chosen in the spec (a
+``noise`` section, alone or overriding a device's; backends/_noise.py).
+
+With a noise section, or when mitigation or a precision is asked, a noisy simulator estimates
+by sampling, as a device does, so readout errors and shot noise count and readout mitigation
+and ZNE apply (backends/_mitigation.py)."""
 
 from __future__ import annotations
 
@@ -14,8 +19,10 @@ from qiskit_aer.primitives import EstimatorV2, SamplerV2
 
 from backends._devices import calibration_snapshot, fake_device
 from backends._isa import IsaCache, counts_by_row
+from backends._mitigation import sampled_estimates
+from backends._noise import build_noise_model, noise_device
 from backends._protocol import BackendLimits, Submission, SubmissionResult
-from qhybrid.core import BackendName, ExecutionError, SubmissionError
+from qhybrid.core import BackendName, ExecutionError, NoiseSpec, SubmissionError
 
 # Up to this many active qubits a density matrix (cost independent of shots) beats
 # Monte Carlo trajectories for noisy sampling; measured at 10 qubits: ~10 s vs ~40 s/4000 shots.
@@ -28,16 +35,27 @@ class AerBackend:
     Args:
         name: ``aer``, ``aer:<method>`` or ``aer-noisy:<fake device>``.
         transpiler_seed: Seed of the layout and routing passes (recorded in the manifest).
+        noise: The noise to simulate instead of (or on top of) the device's, if any.
+        field: Where ``noise`` sits in the spec, for errors.
+
+    Raises:
+        BackendNameError: ``noise`` names an unknown fake device.
+        SpecError: ``noise`` names an unknown gate or does not fit the device.
     """
 
-    def __init__(self, name: BackendName, *, transpiler_seed: int = 0) -> None:
+    def __init__(self, name: BackendName, *, transpiler_seed: int = 0,
+                 noise: NoiseSpec | None = None, field: str = "noise") -> None:
         self.name = str(name)
         self.transpiler_seed = transpiler_seed
         self.remote = False
         self.method = name.method
         self.limits = BackendLimits()
-        self._device = fake_device(name.device) if name.device else None
-        self._noise = NoiseModel.from_backend(self._device) if self._device else None
+        self.noise_spec = noise
+        self._device = (noise_device(noise, name.device, field=field) if noise is not None
+                        else fake_device(name.device) if name.device else None)
+        self._noise: NoiseModel | None = (
+            build_noise_model(noise, self._device, field=field) if noise is not None
+            else NoiseModel.from_backend(self._device) if self._device else None)
         self._transpiled = IsaCache(
             self.name, self._device or AerSimulator(), num_qubits=self.num_qubits,
             optimization_level=1 if self._device else 0, seed=transpiler_seed,
@@ -52,8 +70,9 @@ class AerBackend:
     @property
     def fingerprint(self) -> str:
         """Name plus everything that shapes the executed circuit (part of idempotency keys)."""
+        noise = f"|noise={self.noise_spec.sha256()}" if self.noise_spec is not None else ""
         return (f"{self.name}|transpiler_seed={self.transpiler_seed}"
-                f"|opt={self._transpiled.optimization_level}")
+                f"|opt={self._transpiled.optimization_level}{noise}")
 
     @property
     def num_qubits(self) -> int | None:
@@ -61,7 +80,8 @@ class AerBackend:
         return self._device.num_qubits if self._device is not None else None
 
     def describe(self) -> dict[str, object]:
-        """Name, simulator version, device and its calibration snapshot."""
+        """Name, simulator version, device and its calibration snapshot, and the noise section
+        with its SHA-256 when one is given."""
         import qiskit_aer
 
         info: dict[str, object] = {"name": self.name,
@@ -75,7 +95,23 @@ class AerBackend:
                 "calibration": calibration_snapshot(self._device.target),
                 "transpiler_seed": self.transpiler_seed,
             }
+        if self.noise_spec is not None:
+            info |= {"noise": self.noise_spec.model_dump(mode="json"),
+                     "noise_sha256": self.noise_spec.sha256()}
         return info
+
+    def simulator(self) -> AerSimulator:
+        """The noisy simulator estimates sample (the device's target, if any, and the model).
+
+        Raises:
+            SubmissionError: The backend is noiseless.
+        """
+        if self._noise is None:
+            raise SubmissionError(f"{self.name} is noiseless", field="noise")
+        if self._device is not None:
+            return AerSimulator.from_backend(self._device, noise_model=self._noise)
+        return AerSimulator(noise_model=self._noise, **({"method": self.method}
+                                                         if self.method else {}))
 
     def prepare(self, circuit: QuantumCircuit) -> QuantumCircuit:
         """The circuit as this backend executes it (transpiled for the device, if any)."""
@@ -88,8 +124,18 @@ class AerBackend:
         return {"noise_model": self._noise, "method": method}
 
     def refused_options(self, submission: Submission) -> list[str]:
-        """Aer applies no error mitigation: refused, never silently dropped."""
-        return ["mitigation"] if submission.mitigation is not None else []
+        """What Aer cannot apply, refused and never silently dropped: any mitigation on a
+        noiseless simulator or when sampling; twirling and dynamical decoupling always."""
+        m = submission.mitigation
+        if m is None:
+            return []
+        if self._noise is None:
+            return ["mitigation"]
+        refused = [f"mitigation.{t}" for t in ("twirling", "dynamical_decoupling")
+                   if getattr(m, t)]
+        if submission.kind == "sample":
+            refused += [f"mitigation.{t}" for t in ("readout", "zne") if getattr(m, t)]
+        return refused
 
     def estimate_qpu_seconds(self, submission: Submission) -> float:
         """Simulators use no QPU time."""
@@ -102,10 +148,20 @@ class AerBackend:
             SubmissionError: Refused options, or PUBs the primitive rejects as formed.
             ExecutionError: The simulator failed.
         """
-        if self.refused_options(submission):
-            raise SubmissionError(f"{self.name} cannot apply error mitigation", field="mitigation")
+        refused = self.refused_options(submission)
+        if refused:
+            raise SubmissionError(f"{self.name} cannot apply {', '.join(refused)}"
+                                  + (" (it is noiseless)" if self._noise is None else ""),
+                                  field=refused[0])
         width = max(pub.circuit.num_qubits for pub in submission.pubs)
         backend_options = self._backend_options(width)
+        readout = self.noise_spec.readout_per_qubit if self.noise_spec is not None else None
+        if readout is not None and self._device is None and width > len(readout):
+            raise SubmissionError(
+                f"{self.name}: noise.readout_per_qubit lists {len(readout)} qubits, the circuit "
+                f"has {width}", field="noise.readout_per_qubit")
+        if submission.kind == "estimate" and self._samples_estimates(submission):
+            return self._sampled(submission, backend_options)
         if submission.kind == "estimate":
             estimator = EstimatorV2(options={
                 "backend_options": backend_options,
@@ -134,6 +190,22 @@ class AerBackend:
             counts=[counts_by_row(r) for r in samples],
             metadata={"simulator": "aer", "mitigation": None},
         )
+
+    def _samples_estimates(self, submission: Submission) -> bool:
+        """Whether to estimate by sampling: with a noise section, or when mitigation or a
+        precision is asked. A fake device's noise alone keeps Aer's exact noisy expectation
+        (gate noise only, no shot noise), which finite-difference optimisers need."""
+        return self._noise is not None and (
+            self.noise_spec is not None or submission.mitigation is not None
+            or submission.precision is not None)
+
+    def _sampled(self, submission: Submission,
+                 backend_options: dict[str, object]) -> SubmissionResult:
+        try:
+            return sampled_estimates(submission, self.simulator(), self.prepare, name=self.name,
+                                     sampler_options=backend_options)
+        except AerError as exc:
+            raise ExecutionError(f"{self.name}: {exc}", provider_status="ERROR") from exc
 
     def _call(self, run: Callable[[], BasePrimitiveJob]) -> PrimitiveResult:
         """Run a primitive and wait for it, mapping what Aer and qiskit's PUB checks raise."""

@@ -17,7 +17,7 @@ from __future__ import annotations
 import threading
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
@@ -318,6 +318,19 @@ class BackendExecutor:
                                      seed=seed, precision=self.precision,
                                      mitigation=mitigation or self.mitigation))
         return result.evs[0], result.stds[0], result.metadata
+
+    def estimate_observables(
+        self, circuit: QuantumCircuit, observables: Sequence[SparsePauliOp], points: np.ndarray,
+        *, seed: int, mitigation: MitigationSpec | None = None, precision: float | None = None,
+    ) -> tuple[list[np.ndarray], list[np.ndarray], dict[str, object]]:
+        """Every observable of ``circuit`` at ``points`` in one submission (one PUB each), with
+        the same mitigation: values and standard errors per observable, and the metadata.
+        ``precision`` (the executor's when None) is the target standard error."""
+        result = self.run(Submission(
+            "estimate", tuple(Pub(circuit, np.asarray(points), o) for o in observables),
+            seed=seed, precision=precision or self.precision,
+            mitigation=mitigation or self.mitigation))
+        return result.evs, result.stds, result.metadata
 
     def estimate(
         self, circuit: QuantumCircuit, observable: SparsePauliOp, points: np.ndarray, *, seed: int

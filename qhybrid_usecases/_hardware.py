@@ -6,8 +6,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+from qiskit.quantum_info import SparsePauliOp
 
-from backends import BackendExecutor, Pub, Submission
+from backends import DEFAULT_PRECISION, BackendExecutor, Pub, Submission
 from qhybrid.core import (
     BackendRejectedError,
     BreakerOpenError,
@@ -128,7 +129,8 @@ def _on_hardware(
     policy = spec.gates.hardware
     backend = run_executor(
         run, services, name,
-        field="gates.hardware.backend" if target else "gates.hardware.fallback")
+        field="gates.hardware.backend" if target else "gates.hardware.fallback",
+        noise=policy.noise if target else None)
     mitigation = None
     with backend.submitter.mode(policy.mode if target else "single"):
         trial = measure(workload, backend, ideal.parameters, shots=spec.shots,
@@ -143,50 +145,71 @@ def mitigation_arms(
     run: RunHandle, services: Services, workload: Workload, backend: BackendExecutor,
     policy: MitigationSpec, parameters: tuple[float, ...],
 ) -> MitigationRecord:
-    """Unmitigated and mitigated estimates of the objective's observable, seeded repeats each,
-    on the same circuit and parameters; the improvement towards the exact value, with an
-    interval over the repeats."""
+    """Unmitigated and mitigated estimates of every observable the experiment estimates (the
+    objective's and ``workload.observables``), seeded repeats each, on the same circuit and
+    parameters; the improvement of the objective's observable towards the exact value, with
+    an interval over the repeats.
+
+    Every repeat of an arm is one submission holding all the observables (one PUB each), so
+    mitigation applies to each of them alike; the objective's is the first.
+    """
     spec = run.spec
     points = workload.circuit_points(parameters)
+    observables = _observables(workload)
+    names = list(observables)
     exact_backend = run_executor(run, services, "aer")
-    exact = float(exact_backend.estimate(workload.ansatz, workload.observable, points,
-                                         seed=spec.seeds.simulator)[0])
+    exact = [float(e[0]) for e in exact_backend.estimate_observables(
+        workload.ansatz, list(observables.values()), points, seed=spec.seeds.simulator)[0]]
     seeds = [derive_seed(spec.seeds.simulator, 1000 + k) for k in range(policy.repeats)]
-    arms: dict[str, tuple[list[float], float]] = {}
+    # Both arms sample at the same precision, so the raw arm sees readout errors and shot
+    # noise like the mitigated one (a simulator would otherwise give its exact expectation).
+    precision = backend.precision or DEFAULT_PRECISION
+    arms: dict[str, tuple[np.ndarray, float]] = {}
     shots: dict[str, int | None] = {}
     applied: dict[str, object] = {}
     arm_policies: tuple[tuple[str, MitigationSpec | None], ...] = (
         ("unmitigated", None), ("mitigated", policy))
     for arm, mitigation in arm_policies:
         start = time.perf_counter()
-        values: list[float] = []
+        values: list[list[float]] = []  # one row per repeat, one column per observable
         reported: list[object] = []
         for seed in seeds:
-            evs, _stds, metadata = backend.estimate_with_stds(
-                workload.ansatz, workload.observable, points, seed=seed, mitigation=mitigation)
-            values.append(float(evs[0]))
+            evs, _stds, metadata = backend.estimate_observables(
+                workload.ansatz, list(observables.values()), points, seed=seed,
+                mitigation=mitigation, precision=precision)
+            values.append([float(e[0]) for e in evs])
             reported.append(metadata.get("shots"))
             options = metadata.get("mitigation")
             if isinstance(options, dict):
                 applied = options
-        arms[arm] = (values, time.perf_counter() - start)
+        arms[arm] = (np.asarray(values), time.perf_counter() - start)
         counted = [n for n in reported if isinstance(n, int)]
         shots[arm] = sum(counted) if len(counted) == len(reported) else None
     qpu = {arm: policy.repeats * backend.submitter.backend.estimate_qpu_seconds(Submission(
-        "estimate", (Pub(workload.ansatz, points, workload.observable),), seed=0,
-        precision=backend.precision, mitigation=m)) for arm, m in arm_policies}
+        "estimate", tuple(Pub(workload.ansatz, points, o) for o in observables.values()),
+        seed=0, precision=precision, mitigation=m)) for arm, m in arm_policies}
     confidence = spec.gates.statistical.confidence
-    mean, low, high = mitigation_improvement(exact, arms["unmitigated"][0], arms["mitigated"][0],
+    unmitigated, mitigated = (arms[a][0][:, 0] for a in ("unmitigated", "mitigated"))
+    mean, low, high = mitigation_improvement(exact[0], list(unmitigated), list(mitigated),
                                              confidence)
-    unmitigated, mitigated = (np.asarray(arms[a][0]) for a in ("unmitigated", "mitigated"))
     return MitigationRecord(
-        techniques=policy.techniques(), applied_options=applied, ideal_value=exact,
+        techniques=policy.techniques(), applied_options=applied, ideal_value=exact[0],
         unmitigated_value=float(unmitigated.mean()), unmitigated_std=float(unmitigated.std(ddof=1)),
         mitigated_value=float(mitigated.mean()), mitigated_std=float(mitigated.std(ddof=1)),
         improvement=mean, improvement_low=low, improvement_high=high, confidence=confidence,
-        repeats=policy.repeats, unmitigated_values=tuple(arms["unmitigated"][0]),
-        mitigated_values=tuple(arms["mitigated"][0]),
+        repeats=policy.repeats, unmitigated_values=tuple(float(v) for v in unmitigated),
+        mitigated_values=tuple(float(v) for v in mitigated),
         unmitigated_seconds=arms["unmitigated"][1], mitigated_seconds=arms["mitigated"][1],
         unmitigated_qpu_seconds=qpu["unmitigated"], mitigated_qpu_seconds=qpu["mitigated"],
         unmitigated_shots=shots["unmitigated"], mitigated_shots=shots["mitigated"],
+        observables={name: {"ideal": exact[i],
+                            "unmitigated": float(arms["unmitigated"][0][:, i].mean()),
+                            "mitigated": float(arms["mitigated"][0][:, i].mean())}
+                     for i, name in enumerate(names)},
     )
+
+
+def _observables(workload: Workload) -> dict[str, SparsePauliOp]:
+    """What the experiment estimates, by name: the objective's observable (what the optimiser
+    works on) first, then every named observable of the family."""
+    return {"objective": workload.observable, **workload.observables}

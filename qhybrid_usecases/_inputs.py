@@ -95,7 +95,11 @@ def preflight(
         InvalidInputError: Naming the field at fault.
         TrackingError: The state store cannot be opened.
     """
-    opened = {field: open_engine(name, settings, transpiler_seed=spec.seeds.transpiler, field=field)
+    # The hardware target opens with its noise section, so a section that cannot be built
+    # (an unknown device or gate) is refused here, before the flow starts.
+    noise = {"gates.hardware.backend": spec.gates.hardware.noise}
+    opened = {field: open_engine(name, settings, transpiler_seed=spec.seeds.transpiler, field=field,
+                                 noise=noise.get(field))
               for field, name in backends_of(spec, options, kind=kind).items()}
     inputs = load_inputs(spec, settings, allow_unpinned_data=options.allow_unpinned_data)
     for field, engine in opened.items():

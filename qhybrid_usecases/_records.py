@@ -147,6 +147,7 @@ def record_evidence(
     backends: dict[str, dict[str, object]] = {}
     for step in steps:
         backends |= step.backends
+    noise = spec.gates.hardware.noise
     manifest = RunManifest(
         kind=run.kind, experiment=spec.name, version=spec.version,
         spec=spec.model_dump(mode="json"), spec_sha256=spec.sha256(),
@@ -159,6 +160,9 @@ def record_evidence(
         git_commit=git_commit(services.settings.project_root),
         prefect_flow_run_id=run.flow_run_id, mlflow_run_id=run.mlflow_run_id,
         created=dt.datetime.now(dt.UTC).isoformat(), execution=services.log.record(),
+        # The noise the hardware gate simulated, so a replay rebuilds the same model.
+        noise=noise.model_dump(mode="json") if noise is not None else None,
+        noise_sha256=noise.sha256() if noise is not None else None,
     )
     folder = scratch(run)
     write_manifest(folder / "manifest.json", manifest)
@@ -233,3 +237,4 @@ def finish_run(
         manifest=recorded.manifest, data_overrides=run.data_overrides,
         execution=recorded.execution,
     )
+

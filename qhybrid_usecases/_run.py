@@ -26,6 +26,7 @@ from qhybrid.core import (
     JobNotFoundError,
     JobStatus,
     LeaseRelease,
+    NoiseSpec,
     RunCancelledError,
     RunOptions,
     Settings,
@@ -149,16 +150,19 @@ def retry_policy(settings: Settings, sla: str | None) -> str:
 
 def run_executor(
     run: RunHandle, services: Services, backend: str, *, field: str = "backend",
+    noise: NoiseSpec | None = None,
 ) -> BackendExecutor:
     """An executor on ``backend`` for a step of ``run``: the spec's transpiler seed, the run's
-    flow run, and provider jobs tagged with the trace id and job id of the request behind it.
+    flow run, and provider jobs tagged with the trace id and job id of the request behind it;
+    ``noise`` is the noise an Aer backend simulates.
 
     Raises:
         BackendNameError: Unknown backend or device, or a real device without a token.
+        SpecError: A noise section that cannot be built.
     """
     return services.executor(backend, transpiler_seed=run.spec.seeds.transpiler,
                              flow_run_id=run.flow_run_id, field=field,
-                             traces=[(run.options.trace_id, run.options.job_id)])
+                             traces=[(run.options.trace_id, run.options.job_id)], noise=noise)
 
 
 def owner_tags() -> dict[str, str]:

@@ -16,7 +16,7 @@ from backends import (
     open_backend,
     open_executor,
 )
-from qhybrid.core import MitigationSpec, Settings, provider_job_tags
+from qhybrid.core import MitigationSpec, NoiseSpec, Settings, provider_job_tags
 from registry import Tracker
 
 
@@ -53,7 +53,7 @@ class Services:
     def executor(
         self, name: str, *, transpiler_seed: int, flow_run_id: str | None,
         field: str = "backend", mitigation: MitigationSpec | None = None,
-        traces: Iterable[tuple[str | None, str | None]] = (),
+        traces: Iterable[tuple[str | None, str | None]] = (), noise: NoiseSpec | None = None,
     ) -> BackendExecutor:
         """An executor on backend ``name``, submitting through this run's store, log and runner.
 
@@ -66,14 +66,16 @@ class Services:
             traces: ``(trace id, job id)`` of each request the executor serves; its provider
                 jobs are tagged with them (:func:`~qhybrid.core.provider_job_tags`, which says
                 what a large group drops), and so are their ledger rows.
+            noise: The noise an Aer backend simulates (a spec's ``noise`` section).
 
         Raises:
             BackendNameError: Unknown backend or device, or a real device without a token.
+            SpecError: A noise section for an IBM backend, or one that cannot be built.
         """
         return open_executor(
             name, self.settings, transpiler_seed=transpiler_seed, store=self.store, log=self.log,
             runner=self.runner, flow_run_id=flow_run_id, field=field, mitigation=mitigation,
-            job_tags=provider_job_tags(traces),
+            job_tags=provider_job_tags(traces), noise=noise,
         )
 
     def backend(self, name: str, *, transpiler_seed: int = 0) -> Backend:

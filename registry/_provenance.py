@@ -8,7 +8,7 @@ from pathlib import Path
 
 PACKAGES = (
     "qhybrid", "qiskit", "qiskit-aer", "qiskit-ibm-runtime", "prefect", "mlflow", "dvc",
-    "numpy", "scipy", "networkx", "pydantic",
+    "mthree", "numpy", "scipy", "networkx", "pydantic",
 )
 
 

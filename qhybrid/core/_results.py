@@ -160,6 +160,9 @@ class MitigationRecord(_Model):
     mitigated_shots: int | None = Field(
         default=None, description="Including the extra circuits mitigation runs (calibration, "
         "noise-scaled copies, twirls), as the provider reports them.")
+    observables: dict[str, dict[str, float]] = Field(
+        default_factory=dict, description="Every observable the arms estimated, by name (the "
+        "objective's first): its ideal value and each arm's mean over the repeats.")
 
 
 class ExecutionRecord(_Model):
@@ -231,6 +234,10 @@ class RunManifest(_Model):
     mlflow_run_id: str | None
     created: str
     execution: ExecutionRecord | None = None
+    noise: dict[str, object] | None = Field(
+        default=None, description="The hardware gate's noise section, as the spec gave it.")
+    noise_sha256: str | None = Field(
+        default=None, description="SHA-256 of the noise section's canonical JSON.")
 
     @field_validator("parameters")
     @classmethod

@@ -175,12 +175,97 @@ class StatisticalGateSpec(_Model):
     tolerance: float = Field(gt=0, description="Largest acceptable interval half-width.")
 
 
+Probability = Annotated[float, Field(ge=0, le=1)]
+
+
+class ReadoutNoiseSpec(_Model):
+    """Readout (measurement) error of a qubit: the chance of reading the other bit."""
+
+    p1_given_0: Probability = Field(description="P(1|0): a prepared 0 read as 1.")
+    p0_given_1: Probability = Field(description="P(0|1): a prepared 1 read as 0.")
+
+
+class DepolarizingNoiseSpec(_Model):
+    """Depolarising error after every gate of a name, on every qubit (or pair) it acts on."""
+
+    one_qubit: dict[str, Probability] = Field(
+        default_factory=dict, description="Rate by one-qubit gate name, e.g. {sx: 0.001}.")
+    two_qubit: dict[str, Probability] = Field(
+        default_factory=dict, description="Rate by two-qubit gate name, e.g. {cx: 0.01}.")
+
+    @model_validator(mode="after")
+    def _disjoint(self) -> DepolarizingNoiseSpec:
+        both = sorted(set(self.one_qubit) & set(self.two_qubit))
+        if both:
+            raise ValueError(f"one_qubit and two_qubit both name {both}")
+        return self
+
+
+class ThermalNoiseSpec(_Model):
+    """Thermal relaxation (T1, T2) during every gate that has a duration here."""
+
+    t1_us: float = Field(gt=0, le=1e7, description="Energy relaxation time T1, microseconds.")
+    t2_us: float = Field(gt=0, le=2e7, description="Dephasing time T2 (<= 2 T1), microseconds.")
+    gate_times_ns: dict[str, Annotated[float, Field(gt=0, le=1e7)]] = Field(
+        min_length=1, description="Duration by gate name, nanoseconds, e.g. {sx: 35, cx: 300}.")
+
+    @model_validator(mode="after")
+    def _physical(self) -> ThermalNoiseSpec:
+        if self.t2_us > 2 * self.t1_us:
+            raise ValueError(f"t2_us: {self.t2_us} exceeds 2 * t1_us = {2 * self.t1_us}, "
+                             "which no physical qubit reaches")
+        return self
+
+
+class NoiseSpec(_Model):
+    """A noise model for an Aer backend, built with qiskit-aer's noise module.
+
+    With ``device``, the fake device's model is the base and each part given here replaces
+    the device's: ``readout`` (or ``readout_per_qubit``) its readout errors; ``depolarizing``
+    or ``thermal_relaxation`` its gate errors (the device combines both per gate, so either
+    replaces both).
+    """
+
+    device: str | None = Field(
+        default=None, pattern=r"^fake_[a-z0-9_]+$",
+        description="A fake IBM device whose noise model is the base, e.g. fake_manila.")
+    readout: ReadoutNoiseSpec | None = Field(
+        default=None, description="One readout error for every qubit.")
+    readout_per_qubit: tuple[ReadoutNoiseSpec, ...] | None = Field(
+        default=None, min_length=1,
+        description="One readout error per qubit, in qubit index order (all of a device's).")
+    depolarizing: DepolarizingNoiseSpec | None = None
+    thermal_relaxation: ThermalNoiseSpec | None = None
+
+    @model_validator(mode="after")
+    def _something(self) -> NoiseSpec:
+        if self.readout is not None and self.readout_per_qubit is not None:
+            raise ValueError("readout_per_qubit: give either readout (all qubits) or "
+                             "readout_per_qubit, not both")
+        if not (self.device or self.readout or self.readout_per_qubit or self.depolarizing
+                or self.thermal_relaxation):
+            raise ValueError("give at least one of device, readout, readout_per_qubit, "
+                             "depolarizing, thermal_relaxation")
+        return self
+
+    def canonical_json(self) -> str:
+        """The section as canonical JSON (sorted keys, no whitespace), the input of its hash."""
+        return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+
+    def sha256(self) -> str:
+        """SHA-256 of the canonical JSON: the noise model's identity in fingerprints and
+        manifests."""
+        return hashlib.sha256(self.canonical_json().encode()).hexdigest()
+
+
 class MitigationSpec(_Model):
     """Error mitigation for the hardware gate's mitigated arm.
 
-    Applied by qiskit-ibm-runtime's executor-based primitives (on real devices and in local
-    testing mode alike), so it needs an ``ibm:`` backend. The unmitigated arm runs the same
-    circuits with every technique off; both are recorded.
+    On ``ibm:`` backends qiskit-ibm-runtime's executor-based primitives apply every technique
+    (on real devices and in local testing mode alike). On a noisy Aer backend (``aer-noisy:``,
+    or ``aer`` with a ``noise`` section) readout and zne apply (docs/mitigation.md); twirling
+    and dynamical decoupling are refused there. The unmitigated arm runs the same circuits
+    with every technique off; both are recorded.
     """
 
     readout: bool = Field(default=False, description="Measurement (readout) error mitigation.")
@@ -237,6 +322,11 @@ class HardwareGateSpec(_Model):
         "e.g. [aer-noisy:fake_manila, aer]. A fallback result is a downgrade and never passes.",
     )
     mitigation: MitigationSpec | None = None
+    noise: NoiseSpec | None = Field(
+        default=None,
+        description="The noise the target simulates; only for an Aer target (aer, aer:<method> "
+        "or aer-noisy:<device>, whose model it overrides).",
+    )
     max_degradation: float = Field(
         default=0.25, ge=0, description="Largest acceptable relative loss of the objective."
     )
@@ -262,12 +352,28 @@ class HardwareGateSpec(_Model):
     @model_validator(mode="after")
     def _parity(self) -> HardwareGateSpec:
         # Strict parity: refuse options the backend would ignore instead of dropping them.
-        ibm = parse_backend_name(self.backend).kind == "ibm"
+        name = parse_backend_name(self.backend)
+        ibm = name.kind == "ibm"
+        if self.noise is not None:
+            if ibm:
+                raise ValueError(f"noise: {self.backend} brings its own noise; a noise section "
+                                 "applies only to an Aer target (aer or aer-noisy:<device>)")
+            if name.device and self.noise.device not in (None, name.device):
+                raise ValueError(f"noise.device: {self.noise.device} differs from the target's "
+                                 f"device {name.device}")
         if self.mitigation is not None and not ibm:
-            raise ValueError(
-                f"mitigation: {self.backend} cannot apply error mitigation; use an ibm: backend "
-                "(real, or fake_* in local testing mode) or remove the mitigation block"
-            )
+            if name.device is None and self.noise is None:
+                raise ValueError(
+                    f"mitigation: {self.backend} is noiseless, there is nothing to mitigate; add "
+                    "a noise section, use aer-noisy:<device> or an ibm: backend"
+                )
+            refused = [t for t in ("twirling", "dynamical_decoupling")
+                       if getattr(self.mitigation, t)]
+            if refused:
+                raise ValueError(
+                    f"mitigation.{refused[0]}: Aer cannot apply {', '.join(refused)} (only "
+                    "readout and zne); use an ibm: backend or turn it off"
+                )
         if self.mode != "single" and not ibm:
             raise ValueError(f"mode: {self.mode} exists only on ibm: backends, not {self.backend}")
         if self.backend in self.fallback:

@@ -238,17 +238,26 @@ def test_a_maintenance_signal_opens_the_breaker_at_once(vqe) -> None:
 
 # -- strict parity -------------------------------------------------------------------------------
 
-def test_mitigation_on_a_backend_that_cannot_apply_it_is_refused(vqe) -> None:
-    executor = open_executor("aer-noisy:fake_manila", Settings(), transpiler_seed=1)
+@pytest.mark.parametrize(("backend", "mitigation", "field"), [
+    ("aer", MitigationSpec(readout=True), "mitigation"),
+    ("aer-noisy:fake_manila", MitigationSpec(readout=True, twirling=True), "mitigation.twirling"),
+])
+def test_mitigation_on_a_backend_that_cannot_apply_it_is_refused(
+        vqe, backend: str, mitigation: MitigationSpec, field: str) -> None:
+    executor = open_executor(backend, Settings(), transpiler_seed=1)
     with pytest.raises(SubmissionError) as info:
         executor.estimate_with_stds(vqe.ansatz, vqe.observable, np.array([[0.1, 0.2, 0.3, 0.4]]),
-                                    seed=1, mitigation=MitigationSpec(readout=True))
-    assert info.value.field == "mitigation"
+                                    seed=1, mitigation=mitigation)
+    assert info.value.field == field
     assert executor.submitter.log.provider_submissions == 0
 
 
 @pytest.mark.parametrize(("hardware", "field"), [
-    ({"backend": "aer-noisy:fake_manila", "mitigation": {"readout": True}}, "gates.hardware"),
+    ({"backend": "aer", "mitigation": {"readout": True}}, "gates.hardware"),
+    ({"backend": "aer-noisy:fake_manila", "mitigation": {"readout": True, "twirling": True}},
+     "gates.hardware"),
+    ({"backend": "aer", "noise": {"readout": {"p1_given_0": 0.1, "p0_given_1": 0.1}},
+      "mitigation": {"zne": True, "dynamical_decoupling": True}}, "gates.hardware"),
     ({"backend": "aer", "mode": "session"}, "gates.hardware"),
     ({"backend": "ibm:fake_manila", "mitigation": {}}, "gates.hardware.mitigation"),
     ({"backend": "ibm:fake_manila", "fallback": ["ibm:fake_manila"]}, "gates.hardware"),
@@ -261,6 +270,23 @@ def test_spec_refuses_options_a_backend_would_ignore(hardware: dict, field: str)
     with pytest.raises(SpecError) as info:
         spec_from_mapping(data)
     assert info.value.field == field
+    if hardware.get("backend", "").startswith("aer") and "mitigation" in hardware:
+        technique = next((t for t in ("twirling", "dynamical_decoupling")
+                          if hardware["mitigation"].get(t)), None)
+        assert f"mitigation.{technique}:" in info.value.message if technique else \
+            "nothing to mitigate" in info.value.message
+
+
+@pytest.mark.parametrize("hardware", [
+    {"backend": "aer-noisy:fake_manila", "mitigation": {"readout": True, "zne": True}},
+    {"backend": "aer", "noise": {"device": "fake_manila"}, "mitigation": {"zne": True}},
+])
+def test_spec_accepts_readout_and_zne_on_a_noisy_aer_target(hardware: dict) -> None:
+    data = load_spec(REPO / "specs" / "vqe-h2.yaml").model_dump(mode="json")
+    data["gates"]["hardware"] = hardware
+    mitigation = spec_from_mapping(data).gates.hardware.mitigation
+    assert mitigation is not None and mitigation.techniques() == tuple(
+        t for t in ("readout", "zne") if hardware["mitigation"].get(t))
 
 
 def test_ibm_local_mode_applies_mitigation_and_reports_it(vqe) -> None:
