@@ -62,7 +62,7 @@ def ideal_gate(run: RunHandle, services: Services) -> TrialOutcome:
     trial = _trial(run, workload, executor, optimiser_seed=spec.seeds.optimiser,
                    simulator_seed=spec.seeds.simulator)
     result = ideal_verdict(workload.objective, trial.metrics[workload.objective],
-                           spec.gates.statistical.threshold, workload.direction,
+                           spec.gates.statistical_policy.threshold, workload.direction,
                            spec.gates.ideal.backend,
                            stderr=stderr_of(trial.metrics, workload.objective))
     result = result.model_copy(update={"metrics": trial.metrics,
@@ -83,7 +83,7 @@ def statistical_gate(run: RunHandle, services: Services) -> StepOutcome:
     objective must beat the threshold and be narrow enough."""
     report_progress(run, services, "running", "gate statistical")
     spec = run.spec
-    policy = spec.gates.statistical
+    policy = spec.gates.statistical_policy
     workload = run.workload(services)
     executor = run_executor(run, services, spec.gates.ideal.backend, field="gates.ideal.backend")
     start = time.perf_counter()
@@ -116,9 +116,9 @@ def baseline_gate(run: RunHandle, services: Services, hardware: TrialResult) -> 
     spec = run.spec
     workload = run.workload(services)
     start = time.perf_counter()
-    baselines = run_baselines(workload, spec.gates.baseline.solvers, spec.seeds.optimiser)
+    baselines = run_baselines(workload, spec.gates.baseline_policy.solvers, spec.seeds.optimiser)
     result = baseline_verdict(workload.family.quality(hardware.metrics), baselines,
-                              spec.gates.baseline)
+                              spec.gates.baseline_policy)
     result = result.model_copy(update={"seconds": time.perf_counter() - start})
     with gate_run(run, services, result) as run_id:
         pass

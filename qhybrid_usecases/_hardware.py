@@ -188,7 +188,7 @@ def mitigation_arms(
     qpu = {arm: policy.repeats * backend.submitter.backend.estimate_qpu_seconds(Submission(
         "estimate", tuple(Pub(workload.ansatz, points, o) for o in observables.values()),
         seed=0, precision=precision, mitigation=m)) for arm, m in arm_policies}
-    confidence = spec.gates.statistical.confidence
+    confidence = spec.gates.statistical_policy.confidence
     unmitigated, mitigated = (arms[a][0][:, 0] for a in ("unmitigated", "mitigated"))
     mean, low, high = mitigation_improvement(exact[0], list(unmitigated), list(mitigated),
                                              confidence)

@@ -92,9 +92,11 @@ def preflight(
         The checked inputs.
 
     Raises:
-        InvalidInputError: Naming the field at fault.
+        InvalidInputError: Naming the field at fault (a promotion's missing gate policy too).
         TrackingError: The state store cannot be opened.
     """
+    if kind == "promotion":
+        spec.gates.check_promotable()
     # The hardware target opens with its noise section, so a section that cannot be built
     # (an unknown device or gate) is refused here, before the flow starts.
     noise = {"gates.hardware.backend": spec.gates.hardware.noise}

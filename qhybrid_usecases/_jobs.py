@@ -209,6 +209,8 @@ def accept_job(jobs: JobStore, settings: Settings, request: AnyJobRequest, *, cl
         experiment, family = request.model.split("@", 1)[0], None
     else:
         spec = _with_overrides(_spec_of(request, settings), request)
+        if request.kind == "promote":
+            spec.gates.check_promotable()
         experiment, family = spec.name, spec.family.kind
         stored["spec"] = _spec_document(spec)
     job = NewJob(

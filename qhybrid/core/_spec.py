@@ -396,12 +396,55 @@ class BaselineGateSpec(_Model):
 
 
 class GatesSpec(_Model):
-    """The staged gates and their policies."""
+    """The staged gates and their policies.
+
+    ``qhybrid run`` uses none of the statistical and baseline policies, so a spec may leave them
+    out; ``promote`` refuses a spec without them, naming the field.
+    """
 
     ideal: IdealGateSpec = IdealGateSpec()
-    statistical: StatisticalGateSpec
+    statistical: StatisticalGateSpec | None = Field(
+        default=None, description="Required to promote; a run does not use it.")
     hardware: HardwareGateSpec = HardwareGateSpec()
-    baseline: BaselineGateSpec
+    baseline: BaselineGateSpec | None = Field(
+        default=None, description="Required to promote; a run does not use it.")
+
+    @property
+    def statistical_policy(self) -> StatisticalGateSpec:
+        """The statistical gate's policy, which a promotion needs.
+
+        Raises:
+            SpecError: The spec has none (``gates.statistical``).
+        """
+        if self.statistical is None:
+            raise SpecError(_MISSING_POLICY.format(gate="statistical",
+                                                   example="threshold and tolerance"),
+                            field="gates.statistical")
+        return self.statistical
+
+    @property
+    def baseline_policy(self) -> BaselineGateSpec:
+        """The baseline gate's policy, which a promotion needs.
+
+        Raises:
+            SpecError: The spec has none (``gates.baseline``).
+        """
+        if self.baseline is None:
+            raise SpecError(_MISSING_POLICY.format(gate="baseline", example="solvers"),
+                            field="gates.baseline")
+        return self.baseline
+
+    def check_promotable(self) -> None:
+        """Refuse a promotion of a spec that lacks a policy a promotion's gates need.
+
+        Raises:
+            SpecError: Naming the first missing policy.
+        """
+        _ = self.statistical_policy, self.baseline_policy
+
+
+_MISSING_POLICY = ("gates.{gate}: a promotion needs the {gate} gate's policy ({example}); "
+                   "add it to the spec (`qhybrid run` does without it)")
 
 
 class ExperimentSpec(_Model):
@@ -419,10 +462,12 @@ class ExperimentSpec(_Model):
     )
     shots: int = Field(default=4000, ge=1, le=1_000_000)
     seeds: SeedSpec = SeedSpec()
-    gates: GatesSpec
+    gates: GatesSpec = GatesSpec()
 
     @model_validator(mode="after")
     def _baselines_fit_family(self) -> ExperimentSpec:
+        if self.gates.baseline is None:
+            return self
         wrong = set(self.gates.baseline.solvers) - set(self.family.baseline_solvers)
         if wrong:
             raise ValueError(

@@ -96,6 +96,33 @@ def _cli(args: list[str], env: dict[str, str], tmp_path: Path) -> subprocess.Com
                           text=True, capture_output=True, timeout=600, cwd=REPO)
 
 
+def test_run_needs_no_promotion_policies_and_promote_names_the_missing_one(env, tmp_path) -> None:
+    data = yaml.safe_load((REPO / "specs" / "vqe-h2.yaml").read_text())
+    del data["gates"]["statistical"], data["gates"]["baseline"]
+    spec = tmp_path / "run-only.yaml"
+    spec.write_text(yaml.safe_dump(data))
+    ran = _cli(["run", str(spec), "--json"], env, tmp_path)
+    assert ran.returncode == 0, ran.stderr
+    report = json.loads(ran.stdout)
+    assert report["kind"] == "run" and report["gates"] == []
+    runs = _mlflow_runs(env)
+    refused = _cli(["promote", str(spec), "--json"], env, tmp_path)
+    assert refused.returncode == 2, refused.stderr
+    error = json.loads(refused.stdout)["error"]
+    assert error["field"] == "gates.statistical", error
+    assert "qhybrid run" in error["message"]
+    assert not Path(env["QHYBRID_PROMOTION_LOG"]).exists()
+    assert _mlflow_runs(env) == runs  # refused before a flow or an MLflow run started
+
+
+def _mlflow_runs(env: dict[str, str]) -> list[str]:
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=env["QHYBRID_MLFLOW_TRACKING_URI"])
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    return sorted(r.info.run_id for r in client.search_runs(experiments))
+
+
 @pytest.mark.slow
 def test_promote_replay_show_and_refuse(env, tmp_path) -> None:
     done = _cli(["promote", "specs/vqe-h2.yaml", "--json"], env, tmp_path)

@@ -18,6 +18,7 @@ import httpx
 import pytest
 import schemathesis
 import uvicorn
+import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
@@ -38,6 +39,7 @@ from qhybrid.core import (
 )
 from qhybrid_control import JobFilter, JobStore
 from qhybrid_entrypoints.api import create_app
+from tests.conftest import REPO
 
 HOOKED = "hooked"  # the one client with a webhook secret
 README = {"kind": "run", "spec_path": "specs/vqe-h2.yaml", "backend": "aer",
@@ -156,7 +158,20 @@ def _deep_spec(depth: int) -> str:
 
 
 SPEC = "specs/vqe-h2.yaml"
+
+
+def _without(*gates: str) -> dict[str, object]:
+    spec = yaml.safe_load((REPO / SPEC).read_text())
+    for gate in gates:
+        del spec["gates"][gate]
+    return spec
+
+
 BAD_BODIES = [
+    pytest.param(json.dumps({"kind": "promote", "spec": _without("statistical")}), 422,
+                 "gates.statistical", id="promote-without-a-statistical-policy"),
+    pytest.param(json.dumps({"kind": "promote", "spec": _without("baseline")}), 422,
+                 "gates.baseline", id="promote-without-a-baseline-policy"),
     pytest.param('{"kind": "resume", "spec_path": "specs/vqe-h2.yaml"}', 422, "kind",
                  id="unknown-kind"),
     pytest.param(json.dumps({"kind": "run", "spec_path": SPEC, "priority": 1}), 422, "priority",
