@@ -32,6 +32,30 @@ def test_qhybrid_run_of_the_ghz_spec_measures_parities_of_one(prefect_server, qh
     assert report["mlflow_run_id"] and Path(report["manifest"]).is_file()
 
 
+@pytest.mark.slow
+def test_the_ghz_readout_example_shows_the_known_error_and_mitigation_undoing_it(
+        prefect_server, qhybrid_env, tmp_path: Path) -> None:
+    spec = REPO / "specs" / "ghz-readout.yaml"
+    readout = yaml.safe_load(spec.read_text())["gates"]["hardware"]["noise"]["readout"]
+    p10, p01 = readout["p1_given_0"], readout["p0_given_1"]
+    # <Z_i Z_j> on (|000> + |111>)/sqrt(2) with independent readout flips: each qubit's Z
+    # reads 1 - 2 P(1|0) on |0> and -(1 - 2 P(0|1)) on |1>.
+    raw = ((1 - 2 * p10) ** 2 + (1 - 2 * p01) ** 2) / 2
+    result = CliRunner().invoke(app, ["promote", str(spec), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    hardware = next(g for g in report["gates"] if g["gate"] == "hardware")
+    assert hardware["backend"] == "aer" and hardware["passed"], hardware
+    for parity in ("zz01", "zz12", "zz02"):
+        value, stderr = hardware["metrics"][parity], hardware["metrics"][f"{parity}.stderr"]
+        assert 0 < stderr < 0.05 and abs(value - raw) <= 3 * stderr, (parity, value, stderr)
+    mitigation = json.loads(Path(report["manifest"]).read_text())["execution"]["mitigation"]
+    assert mitigation["applied_options"]["readout"].startswith("mthree")
+    stderr = mitigation["mitigated_std"] / mitigation["repeats"] ** 0.5
+    assert 0 < stderr < 0.05 and abs(mitigation["mitigated_value"] - 1) <= 3 * stderr, mitigation
+    assert report["decision"]["promote"] is True
+
+
 @pytest.mark.parametrize(("family", "field"), [
     ({"objective": "nope"}, "family.objective"),
     ({"observables": {"zz": [["ZZ", 1.0]]}, "objective": "zz"}, "family.observables.zz"),
