@@ -15,8 +15,9 @@ from pathlib import Path
 from qhybrid.experiments._problems import GraphInstance, PauliSumInstance
 
 # Parity-mapped, two-qubit-reduced H2 Hamiltonian in STO-3G at 0.735 Angstrom (Hartree), as
-# published in the Qiskit textbook's VQE chapter and reproduced by PySCF + qiskit-nature.
-# Its lowest eigenvalue plus the nuclear repulsion is the FCI energy, -1.13730604 Ha.
+# PySCF + qiskit-nature compute it (`qhybrid data molecule` gives the same spectrum to 1e-6).
+# Its lowest eigenvalue plus the nuclear repulsion is the FCI energy, -1.137306035753 Ha, the
+# value qiskit-nature's tutorial 01_electronic_structure prints for this geometry.
 _H2_0735 = (
     ("II", -1.052373245772859),
     ("IZ", 0.39793742484318045),
