@@ -28,7 +28,7 @@ def test_show_prints_criteria_pins_and_the_promotion_log(
         block = re.search(rf"^{gate} criteria:\n((?:  .+\n)+)", text, re.M)
         assert block is not None, text
         for line in block.group(1).splitlines():
-            assert re.fullmatch(r"  \S+ = \S+ (>=|<=|==) \S+  (pass|FAIL)", line), line
+            assert re.fullmatch(r"  \S+( \(.+\))? = \S+ (>=|<=|==) \S+  (pass|FAIL)", line), line
     assert re.search(r"^manifest: spec sha256 [0-9a-f]{12}, data data/\S+\.json "
                      r"\(md5 [0-9a-f]{32}\)$", text, re.M), text
     assert re.search(rf"^promotion log:\n  \S+ {done.name} \S+: promoted as version "
