@@ -160,6 +160,7 @@ def record_evidence(
         git_commit=git_commit(services.settings.project_root),
         prefect_flow_run_id=run.flow_run_id, mlflow_run_id=run.mlflow_run_id,
         created=dt.datetime.now(dt.UTC).isoformat(), execution=services.log.record(),
+        metrics=trial.metrics,
         # The noise the hardware gate simulated, so a replay rebuilds the same model.
         noise=noise.model_dump(mode="json") if noise is not None else None,
         noise_sha256=noise.sha256() if noise is not None else None,

@@ -234,6 +234,11 @@ class RunManifest(_Model):
     mlflow_run_id: str | None
     created: str
     execution: ExecutionRecord | None = None
+    metrics: dict[str, float] = Field(
+        default_factory=dict,
+        description="The recorded execution's metrics: on an ideal simulator each exact value "
+        "with '<m>.sampled', '<m>.stderr' and 'shots' beside it; elsewhere the sampled value "
+        "with '<m>.stderr'.")
     noise: dict[str, object] | None = Field(
         default=None, description="The hardware gate's noise section, as the spec gave it.")
     noise_sha256: str | None = Field(

@@ -5,6 +5,7 @@ the plots a reviewer wants are there."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -107,6 +108,9 @@ def test_a_promotion_ends_every_run_and_sets_its_evidence_side_by_side(
     assert report.metrics["exact"] == 1.0 and report.metrics["shots"] == qaoa.shots
     assert report.metrics[f"{objective}.stderr"] > 0 and f"{objective}.sampled" in report.metrics
     assert parent.metrics[f"final.{objective}.stderr"] == report.metrics[f"{objective}.stderr"]
+    manifest = json.loads(Path(recorded.manifest).read_text())
+    assert manifest["metrics"]["shots"] == qaoa.shots
+    assert manifest["metrics"][f"{objective}.stderr"] == report.metrics[f"{objective}.stderr"]
     assert parent.metrics["gate.hardware.exact"] == 0.0
     assert parent.metrics["gate.hardware.shots"] == qaoa.shots
     assert parent.metrics[f"gate.hardware.{objective}.stderr"] > 0
