@@ -86,3 +86,22 @@ def test_a_sweep_runs_as_a_flow_and_is_recorded(prefect_server, qhybrid_env: dic
     assert ("sweep", "landscape.parquet") in logged
     assert ("plots", "sweep-expected_cut.png") in logged
     assert report.prefect_flow_run_id is not None
+
+
+def test_a_failed_canary_exits_4_and_ends_the_run_failed(
+        prefect_server, qhybrid_env: dict[str, str], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("QHYBRID_FAULTS", "execution=1,seed=3")
+    monkeypatch.setenv("QHYBRID_SUBMISSION_RETRIES", "0")
+    sweep = {"points": {"kind": "random", "count": 30, "seed": 1}, "chunk_size": 10}
+    result = CliRunner().invoke(app, ["sweep", str(_spec(tmp_path, sweep)), "--json",
+                                      "--out", str(tmp_path / "failed.parquet")])
+    assert result.exit_code == 4, result.output
+    error = json.loads(result.stdout)["error"]
+    assert error["error"] == "ExecutionError"
+    assert error["message"].startswith("sweep canary failed, nothing more submitted")
+    tracker = Tracker.for_settings(Settings())
+    [run] = tracker.client.search_runs([tracker.experiment_id])
+    assert run.info.status == "FAILED" and run.data.tags["qhybrid.kind"] == "sweep"
+    assert run.data.tags["qhybrid.execution"].startswith("1 provider submissions")
+    assert pq.read_table(tmp_path / "failed.parquet").num_rows == 0

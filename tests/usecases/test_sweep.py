@@ -151,6 +151,7 @@ def test_a_failing_canary_stops_the_sweep_and_submits_nothing_more(
     with pytest.raises(ExecutionError, match="sweep canary failed, nothing more submitted"):
         usecases.sweep_points(run, services, tmp_path / "failed.parquet")
     assert services.log.record().provider_submissions == 1
+    assert pq.read_table(tmp_path / "failed.parquet").num_rows == 0  # a valid, empty file
 
 
 def test_the_canary_refuses_values_that_cannot_be_right() -> None:
