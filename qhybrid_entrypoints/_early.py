@@ -53,7 +53,7 @@ def fake_devices() -> frozenset[str]:
 def backends_of(spec: ExperimentSpec, options: RunOptions, *, kind: str) -> dict[str, str]:
     """The backends a run or promotion of ``spec`` will use, by the field that names them (as
     ``qhybrid_usecases.backends_of``)."""
-    if kind == "run":
+    if kind in ("run", "sweep"):
         return {"--backend": options.backend or spec.gates.ideal.backend}
     hardware = spec.gates.hardware
     return {"gates.ideal.backend": spec.gates.ideal.backend,

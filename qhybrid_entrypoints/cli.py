@@ -17,7 +17,7 @@ import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import typer
 from pydantic import BaseModel
@@ -46,6 +46,7 @@ from qhybrid.core import (
     RunReport,
     Settings,
     ShowReport,
+    SweepReport,
     load_settings,
     load_spec,
 )
@@ -286,8 +287,25 @@ def _service_prefect(api_url: str) -> Iterator[None]:
         yield
 
 
-def _run_flow(title: str, steps: int, call: Callable[[], object],
-              settings: Settings) -> RunReport:
+class _PointProgress(logging.Handler):
+    """Moves a rich progress bar to the points a sweep has done (its ``qhybrid.sweep`` log)."""
+
+    def __init__(self, progress: Progress, bar: TaskID) -> None:
+        super().__init__(level=logging.INFO)
+        self.progress, self.bar = progress, bar
+
+    def emit(self, record: logging.LogRecord) -> None:
+        done, total = record.__dict__.get("sweep_done"), record.__dict__.get("sweep_total")
+        if isinstance(done, int) and isinstance(total, int):
+            self.progress.update(self.bar, completed=done, total=total,
+                                 description=f"{done} of {total} points")
+
+
+_Report = TypeVar("_Report", RunReport, SweepReport)
+
+
+def _run_flow(title: str, steps: int, call: Callable[[], object], settings: Settings,
+              expect: type[_Report], *, points: bool = False) -> _Report:
     from prefect.exceptions import CancelledRun
 
     from qhybrid_entrypoints._prefect_server import configured_api_url, prefect_server
@@ -305,9 +323,12 @@ def _run_flow(title: str, steps: int, call: Callable[[], object],
                    MofNCompleteColumn(), TimeElapsedColumn())
         with Progress(*columns, console=err, transient=True) as progress:
             bar = progress.add_task("starting", total=steps)
-            handler = _TaskProgress(progress, bar)
-            logger = logging.getLogger("prefect.task_runs")
+            # A sweep's bar counts points (one task does them all); a run's, its task runs.
+            handler: logging.Handler = (_PointProgress(progress, bar) if points
+                                        else _TaskProgress(progress, bar))
+            logger = logging.getLogger("qhybrid.sweep" if points else "prefect.task_runs")
             logger.addHandler(handler)
+            level, logger.level = logger.level, min(logger.level or logging.INFO, logging.INFO)
             # On SIGTERM Prefect marks the flow crashed (our flows release their leases first),
             # then re-sends the signal to the previous handler: exit cleanly.
             previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
@@ -315,7 +336,7 @@ def _run_flow(title: str, steps: int, call: Callable[[], object],
             previous_int = signal.signal(signal.SIGINT, interrupts)
             try:
                 report = call()
-                if not isinstance(report, RunReport):
+                if not isinstance(report, expect):
                     raise RunCancelledError(f"the flow run ended without a report: {report}")
             except CancelledRun as exc:
                 raise RunCancelledError(f"the flow run was cancelled: {exc}") from exc
@@ -325,6 +346,7 @@ def _run_flow(title: str, steps: int, call: Callable[[], object],
                 raise
             finally:
                 logger.removeHandler(handler)
+                logger.setLevel(level)
                 signal.signal(signal.SIGTERM, previous)
                 signal.signal(signal.SIGINT, previous_int)
         _wait_for_records(report.prefect_flow_run_id)
@@ -423,12 +445,13 @@ def _flow_command(spec_path: Path, kind: str, options_of: Callable[[], RunOption
 
             target = options.backend or spec.gates.ideal.backend
             report = _run_flow(f"running {spec.name} on {target}", 4,
-                               lambda: run_experiment(spec, options), settings)
+                               lambda: run_experiment(spec, options), settings, RunReport)
         else:
             from flows import promote_experiment
 
             report = _run_flow(f"promoting {spec.name} {spec.version} through 4 gates", 9,
-                               lambda: promote_experiment(spec, options), settings)
+                               lambda: promote_experiment(spec, options), settings,
+                               RunReport)
     except QhybridError as exc:
         raise _fail(exc, as_json) from exc
     except KeyboardInterrupt:
@@ -473,6 +496,65 @@ def promote(
                            as_json, verbose)
     if report.decision is not None and not report.decision.promote:
         raise typer.Exit(EXIT_REFUSED)
+
+
+@app.command(cls=_Command)
+def sweep(
+    spec_path: SpecArg,
+    backend: Annotated[str | None, typer.Option(
+        metavar="NAME",
+        help="aer, aer-noisy:<fake>, ibm:<device>; default: the spec's ideal backend.")] = None,
+    output: Annotated[Path | None, typer.Option(
+        "--out", metavar="FILE",
+        help="The Parquet file to write; default sweeps/<name>-<version>-<run>.parquet.")] = None,
+    as_json: JsonFlag = False,
+    allow_unpinned_data: AllowUnpinned = False,
+    verbose: Verbose = False,
+) -> None:
+    """Every named observable at every point of the spec's sweep section, to Parquet
+    (docs/sweeps.md)."""
+    try:
+        settings = _settings()
+        spec = load_spec(spec_path)
+        options = _options(backend, allow_unpinned_data)
+        if spec.sweep is None:
+            from qhybrid.core import SpecError
+
+            raise SpecError(f"{spec_path}: the spec has no sweep section; add one "
+                            "(docs/sweeps.md)", field="sweep")
+        check_backends(spec, settings, options, kind="sweep")
+        check_data(spec, settings, allow_unpinned=options.allow_unpinned_data)
+        _preflight(spec, settings, options, "sweep")
+        _console_logs(verbose)
+        from flows import sweep_experiment
+
+        target = options.backend or spec.gates.ideal.backend
+        where = str(output.resolve()) if output is not None else None
+        report = _run_flow(f"sweeping {spec.name} on {target}", 1,
+                           lambda: sweep_experiment(spec, options, where), settings,
+                           SweepReport, points=True)
+    except QhybridError as exc:
+        raise _fail(exc, as_json) from exc
+    except KeyboardInterrupt:
+        if as_json:
+            _emit(ErrorReport(error=ErrorRecord(
+                error="KeyboardInterrupt", layer="orchestration", transient=False,
+                message="interrupted: leases released, runs marked as ended")))
+        err.print("[bold red]interrupted[/]: leases released, runs marked as ended")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    if as_json:
+        _emit(report)
+        return
+    out.print(f"\n[bold]{report.experiment} {report.version}[/] ({report.family}) swept on "
+              f"[bold]{report.backend}[/]: {report.points} points in {report.chunks} chunks "
+              f"({report.canary_points}-point canary first), {report.seconds:.1f} s")
+    out.print(f"chunk size {report.chunk_size}: {report.chunk_size_reason}")
+    out.print(f"values: {'exact (stderr 0)' if report.exact else 'sampled, with stderr'}; "
+              f"observables {', '.join(report.observables)}")
+    out.print(f"Parquet:    {report.output}")
+    out.print(f"MLflow run: {report.mlflow_run_id} (the Parquet file and its plots as artifacts)")
+    if report.prefect_flow_run_id:
+        out.print(f"Prefect flow run: {report.prefect_flow_run_id}")
 
 
 @app.command(cls=_Command)

@@ -48,10 +48,19 @@ from qhybrid_usecases._run import (
     release_flow_run_leases,
 )
 from qhybrid_usecases._services import Services
+from qhybrid_usecases._sweep import (
+    SweepOutcome,
+    check_canary,
+    default_output,
+    finish_sweep,
+    sweep_points,
+)
+from qhybrid_usecases._sweep_points import ChunkSize, choose_chunk_size
 
 __all__ = [
     "ABANDONED_REASON",
     "AbandonedRun",
+    "ChunkSize",
     "DispatchReport",
     "Inputs",
     "JobWork",
@@ -62,6 +71,7 @@ __all__ = [
     "RunKind",
     "Services",
     "StepOutcome",
+    "SweepOutcome",
     "TrialOutcome",
     "accept_job",
     "apply_promotion",
@@ -69,9 +79,12 @@ __all__ = [
     "baseline_gate",
     "begin_job",
     "cancel_job",
+    "check_canary",
+    "choose_chunk_size",
     "claim_more",
     "counts_sha256",
     "decide_promotion",
+    "default_output",
     "deliver_due",
     "dispatch_once",
     "evaluate_jobs",
@@ -81,6 +94,7 @@ __all__ = [
     "failure_reason",
     "finish_job",
     "finish_run",
+    "finish_sweep",
     "hardware_gate",
     "ideal_gate",
     "interrupted",
@@ -104,5 +118,6 @@ __all__ = [
     "show",
     "state_store",
     "statistical_gate",
+    "sweep_points",
     "verify_replay",
 ]

@@ -8,8 +8,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from backends import StateStore, check_width, open_engine
-from qhybrid.core import DataError, ExperimentSpec, RunOptions, Settings
+from qhybrid.core import DataError, ExperimentSpec, FilePointsSpec, RunOptions, Settings, SpecError
 from qhybrid.experiments import Workload, build_workload, load_instance
+from qhybrid_usecases._sweep_points import point_source
 from registry import DataPin, file_md5, pin_inputs
 
 
@@ -37,6 +38,10 @@ def load_inputs(spec: ExperimentSpec, settings: Settings, *, allow_unpinned_data
     """
     pins = pin_inputs([spec.dataset.path], settings.project_root,
                       allow_unpinned=allow_unpinned_data)
+    if spec.sweep is not None and isinstance(spec.sweep.points, FilePointsSpec):
+        # A file of sweep points is an input like the dataset: pinned, and recorded.
+        pins |= pin_inputs([spec.sweep.points.path], settings.project_root,
+                           allow_unpinned=allow_unpinned_data, field="sweep.points.path")
     overrides = tuple(_override(pin) for pin in pins.values() if not pin.matches)
     workload = build_workload(spec.family, load_instance(settings.project_root / spec.dataset.path))
     if spec.parameters is not None:
@@ -68,7 +73,7 @@ def reload_workload(
 
 def backends_of(spec: ExperimentSpec, options: RunOptions, *, kind: str) -> dict[str, str]:
     """The backends a run or promotion of ``spec`` will use, by the field that names them."""
-    if kind == "run":
+    if kind in ("run", "sweep"):
         return {"--backend": options.backend or spec.gates.ideal.backend}
     hardware = spec.gates.hardware
     return {"gates.ideal.backend": spec.gates.ideal.backend,
@@ -86,7 +91,7 @@ def preflight(
         spec: The validated spec.
         settings: With any IBM token already resolved.
         options: The run options.
-        kind: ``run`` or ``promotion``.
+        kind: ``run``, ``promotion`` or ``sweep``.
 
     Returns:
         The checked inputs.
@@ -97,6 +102,8 @@ def preflight(
     """
     if kind == "promotion":
         spec.gates.check_promotable()
+    if kind == "sweep" and spec.sweep is None:
+        raise SpecError("the spec has no sweep section; add one (docs/sweeps.md)", field="sweep")
     # The hardware target opens with its noise section, so a section that cannot be built
     # (an unknown device or gate) is refused here, before the flow starts.
     noise = {"gates.hardware.backend": spec.gates.hardware.noise}
@@ -106,6 +113,8 @@ def preflight(
     inputs = load_inputs(spec, settings, allow_unpinned_data=options.allow_unpinned_data)
     for field, engine in opened.items():
         check_width(engine.name, inputs.workload.ansatz, engine.num_qubits, field=field)
+    if kind == "sweep":
+        point_source(spec, inputs.workload, settings.project_root)  # names, shapes, values
     # Last: opening the store creates it, and a refused input must leave nothing behind.
     StateStore(settings.state_store_url)
     return inputs

@@ -13,6 +13,7 @@ from registry._plots import (
     distributions_png,
     histogram_png,
     repeats_png,
+    sweep_png,
 )
 from registry._promotion_log import append_decision, read_decisions
 from registry._provenance import git_commit, package_versions
@@ -52,5 +53,6 @@ __all__ = [
     "share_manifest",
     "shared_decisions",
     "shared_manifest",
+    "sweep_png",
     "write_manifest",
 ]

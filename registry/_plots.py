@@ -14,6 +14,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only; no display on servers or CI
 import matplotlib.pyplot as plt
+from matplotlib.cm import ScalarMappable
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
@@ -130,3 +131,49 @@ def circuit_png(diagram: str, path: Path, *, title: str) -> Path:
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def sweep_png(axes: Sequence[tuple[str, Sequence[float]]], values: Sequence[float], path: Path,
+              *, title: str, label: str, grid_shape: tuple[int, int] | None = None) -> Path:
+    """A swept observable: a line over one swept parameter, a heat map over two.
+
+    Args:
+        axes: ``(name, value per point)`` of each swept parameter (one or two).
+        values: The observable at each point.
+        path: Where to write the PNG.
+        title: The figure's title.
+        label: What the values are (the colour bar's or the y axis's label).
+        grid_shape: With two parameters on a grid, its shape (first parameter slowest): the
+            heat map is drawn cell by cell; otherwise the points are drawn as a scatter.
+
+    Raises:
+        ValueError: Not one or two swept parameters.
+    """
+    if len(axes) not in (1, 2):
+        raise ValueError(f"a sweep plot shows one or two swept parameters, not {len(axes)}")
+    fig, ax = plt.subplots(figsize=(7, 5), dpi=100)
+    if len(axes) == 1:
+        (name, xs), = axes
+        order = sorted(range(len(xs)), key=lambda i: xs[i])
+        ax.plot([xs[i] for i in order], [values[i] for i in order], color=_IDEAL, marker=".")
+        ax.set_xlabel(name)
+        ax.set_ylabel(label)
+    else:
+        (x_name, xs), (y_name, ys) = axes
+        image: ScalarMappable
+        if grid_shape is not None:
+            rows, cols = grid_shape
+            # Row-major points: the first parameter is constant along each row of the grid.
+            image = ax.pcolormesh(
+                [ys[j] for j in range(cols)], [xs[i * cols] for i in range(rows)],
+                [[values[i * cols + j] for j in range(cols)] for i in range(rows)],
+                shading="nearest", cmap="viridis")
+            ax.set_xlabel(y_name)
+            ax.set_ylabel(x_name)
+        else:
+            image = ax.scatter(xs, ys, c=values, s=8, cmap="viridis")
+            ax.set_xlabel(x_name)
+            ax.set_ylabel(y_name)
+        fig.colorbar(image, ax=ax, label=label)
+    ax.set_title(title)
+    return _save(fig, path)

@@ -16,6 +16,7 @@ from tasks.gates import (
 from tasks.recovery import mark_crashed
 from tasks.settings import flow_services, read_settings, resolve_ibm_token
 from tasks.submission import prefect_runner, raise_if_cancelled, retry_if_transient, submit_job
+from tasks.sweep import finish_sweep, sweep_points, sweep_tags
 
 __all__ = [
     "apply_promotion",
@@ -23,6 +24,7 @@ __all__ = [
     "decide_promotion",
     "fail_records",
     "finish_run",
+    "finish_sweep",
     "flow_services",
     "hardware_gate",
     "ideal_gate",
@@ -37,4 +39,6 @@ __all__ = [
     "run_on_backend",
     "statistical_gate",
     "submit_job",
+    "sweep_points",
+    "sweep_tags",
 ]

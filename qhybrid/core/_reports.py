@@ -139,3 +139,26 @@ class ExperimentsReport(_Model):
 
     schema_version: Literal[1] = REPORTS_SCHEMA_VERSION
     experiments: tuple[RegisteredExperiment, ...] = ()
+
+
+class SweepReport(_Model):
+    """What ``qhybrid sweep --json`` prints: a parameter sweep streamed to Parquet."""
+
+    schema_version: Literal[1] = REPORTS_SCHEMA_VERSION
+    experiment: str
+    version: str
+    family: str
+    backend: str
+    parameters: tuple[str, ...] = Field(description="Swept parameters, family order.")
+    observables: tuple[str, ...] = Field(description="Estimated observables, by metric name.")
+    points: int = Field(ge=0)
+    chunks: int = Field(ge=0, description="Submissions, the canary's included.")
+    chunk_size: int = Field(ge=1)
+    chunk_size_reason: str = Field(description="Why that chunk size (given, or chosen how).")
+    canary_points: int = Field(ge=0, description="Points of the first chunk, checked alone.")
+    exact: bool = Field(description="Values are exact expectation values (stderr 0).")
+    seconds: float = Field(ge=0)
+    output: str = Field(description="The Parquet file, one row per point.")
+    columns: tuple[str, ...] = Field(description="The Parquet file's columns.")
+    mlflow_run_id: str
+    prefect_flow_run_id: str | None = None

@@ -100,6 +100,10 @@ class Settings(BaseSettings):
         description="JSON overriding SLA classes' policies, e.g. "
         '{"batch-research": {"window_seconds": 30}}.',
     )
+    sweep_memory_bytes: int = Field(
+        default=256 * 1024 * 1024, ge=1024 * 1024, le=1024**4,
+        description="Memory a sweep's chunk may take on a simulator: 2^qubits * 16 bytes (one "
+        "statevector) per point of the chunk.")
     faults: str = Field(
         default="",
         description="Faults to inject on purpose, e.g. transport=0.3,execution=0.02,seed=7.",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from pathlib import Path
 from typing import Annotated, ClassVar, Final, Literal
 
@@ -124,13 +125,17 @@ class DatasetSpec(_Model):
     @field_validator("path")
     @classmethod
     def _relative(cls, value: str) -> str:
-        if Path(value).is_absolute() or ".." in Path(value).parts:
-            raise ValueError("must be a path inside the project, relative to its root")
-        try:
-            check_path(Path(value), field="dataset.path")
-        except InvalidInputError as exc:
-            raise ValueError(exc.message) from None
-        return value
+        return _project_path(value, field="dataset.path")
+
+
+def _project_path(value: str, *, field: str) -> str:
+    if Path(value).is_absolute() or ".." in Path(value).parts:
+        raise ValueError("must be a path inside the project, relative to its root")
+    try:
+        check_path(Path(value), field=field)
+    except InvalidInputError as exc:
+        raise ValueError(exc.message) from None
+    return value
 
 
 class OptimiserSpec(_Model):
@@ -447,6 +452,83 @@ _MISSING_POLICY = ("gates.{gate}: a promotion needs the {gate} gate's policy ({e
                    "add it to the spec (`qhybrid run` does without it)")
 
 
+MAX_SWEEP_POINTS: Final = 1_000_000
+
+
+class GridAxisSpec(_Model):
+    """One swept parameter of a grid: ``numpy.linspace(start, stop, num)``."""
+
+    start: float
+    stop: float
+    num: int = Field(ge=1, le=MAX_SWEEP_POINTS, description="Values on the axis.")
+
+
+class GridPointsSpec(_Model):
+    """Every combination of the axes' values (the last parameter in family order varies
+    fastest); a parameter with no axis takes its value from the spec's ``parameters``."""
+
+    kind: Literal["grid"] = "grid"
+    grid: dict[str, GridAxisSpec] = Field(
+        min_length=1, description="Axis by family parameter name, e.g. gamma[0].")
+
+    @property
+    def count(self) -> int:
+        """The number of points."""
+        return math.prod(axis.num for axis in self.grid.values())
+
+    @model_validator(mode="after")
+    def _bounded(self) -> GridPointsSpec:
+        if self.count > MAX_SWEEP_POINTS:
+            raise ValueError(f"grid: {self.count} points, more than {MAX_SWEEP_POINTS}")
+        return self
+
+
+class RandomPointsSpec(_Model):
+    """Points drawn uniformly within the family's bounds:
+    ``numpy.random.default_rng(seed).uniform(lows, highs, size=(count, k))``."""
+
+    kind: Literal["random"] = "random"
+    count: int = Field(ge=1, le=MAX_SWEEP_POINTS)
+    seed: int = Field(default=17, ge=0, le=2**31 - 1)
+
+
+class FilePointsSpec(_Model):
+    """Points read from a file pinned by dvc.lock like ``dataset.path``: a ``.npy`` array of
+    shape (points, parameters) in family order, or a ``.parquet`` table with one column per
+    parameter (named as the family names it)."""
+
+    kind: Literal["file"] = "file"
+    path: str = Field(description="Path relative to the project root (.npy or .parquet).")
+
+    @field_validator("path")
+    @classmethod
+    def _readable(cls, value: str) -> str:
+        if Path(value).suffix not in (".npy", ".parquet"):
+            raise ValueError("must be a .npy or a .parquet file")
+        return _project_path(value, field="sweep.points.path")
+
+
+SweepPointsSpec = Annotated[GridPointsSpec | RandomPointsSpec | FilePointsSpec,
+                            Field(discriminator="kind")]
+"""Where a sweep's points come from, told apart by ``kind``."""
+
+SWEEP_POINT_KINDS: Final = ("grid", "random", "file")
+
+
+class SweepSpec(_Model):
+    """A parameter sweep: every named observable at every point, streamed to Parquet.
+
+    ``chunk_size`` points go to the backend as one submission; left out, it is chosen from the
+    backend's limits and the statevector's size (``QHYBRID_SWEEP_MEMORY_BYTES``).
+    """
+
+    points: SweepPointsSpec
+    chunk_size: int | None = Field(default=None, ge=1, le=100_000,
+                                   description="Points per submission; default: chosen.")
+    canary: int = Field(default=64, ge=1, le=10_000,
+                        description="Points of the first chunk, run and checked alone.")
+
+
 class ExperimentSpec(_Model):
     """A versioned experiment: circuit family, data, optimiser, seeds and gate policies."""
 
@@ -463,6 +545,8 @@ class ExperimentSpec(_Model):
     shots: int = Field(default=4000, ge=1, le=1_000_000)
     seeds: SeedSpec = SeedSpec()
     gates: GatesSpec = GatesSpec()
+    sweep: SweepSpec | None = Field(
+        default=None, description="A parameter sweep, for `qhybrid sweep` (docs/sweeps.md).")
 
     @model_validator(mode="after")
     def _baselines_fit_family(self) -> ExperimentSpec:
@@ -490,6 +574,8 @@ class ExperimentSpec(_Model):
         def walk(prefix: str, value: object) -> None:
             if isinstance(value, dict):
                 for key, item in value.items():
+                    # MLflow keys take no brackets: a parameter gamma[0] becomes gamma.0.
+                    key = str(key).replace("[", ".").replace("]", "")
                     walk(f"{prefix}.{key}" if prefix else key, item)
             else:
                 out[prefix] = json.dumps(value) if isinstance(value, list) else str(value)
@@ -498,8 +584,15 @@ class ExperimentSpec(_Model):
         return out
 
 
+_UNION_TAGS: Final = {"family": frozenset(FAMILY_KINDS), "points": frozenset(SWEEP_POINT_KINDS)}
+
+
 def _location(loc: tuple[int | str, ...]) -> str:
-    parts = [str(p) for p in loc if not (isinstance(p, str) and p in FAMILY_KINDS)]
+    # Drop the discriminator tag pydantic puts after a union's field (family.<kind>...,
+    # sweep.points.<kind>...): users never write it as a key.
+    parts = [str(p) for i, p in enumerate(loc)
+             if not (i > 0 and isinstance(p, str)
+                     and p in _UNION_TAGS.get(str(loc[i - 1]), frozenset()))]
     return ".".join(parts) or "<spec>"
 
 

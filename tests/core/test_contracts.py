@@ -32,6 +32,7 @@ from qhybrid.core import (
     RunReport,
     ShowReport,
     SubmissionError,
+    SweepReport,
     TrackingError,
     TransportError,
     TrialResult,
@@ -73,6 +74,11 @@ SAMPLES = [
                                           aliases=("champion",)),
                run=RunRecord(run_id="r", name="n", status="FINISHED", start_time=1,
                              metrics={"m": 1.0}), gates=()),
+    SweepReport(experiment="e", version="1.0.0", family="qaoa-maxcut", backend="aer",
+                parameters=("gamma[0]", "beta[0]"), observables=("expected_cut",), points=1600,
+                chunks=2, chunk_size=1600, chunk_size_reason="chosen", canary_points=64,
+                exact=True, seconds=1.5, output="s.parquet", columns=("point",),
+                mlflow_run_id="r"),
     ExperimentsReport(experiments=(RegisteredExperiment(
         name="e", versions=(ModelVersionRecord(name="e", version="1", run_id=None),)),)),
 ]

@@ -140,3 +140,17 @@ def test_hostile_spec_files_are_refused_naming_the_argument(tmp_path: Path, make
     with pytest.raises(SpecError, match=message) as info:
         load_spec(make(tmp_path))
     assert info.value.field == "SPEC"
+
+
+@pytest.mark.parametrize("points", [
+    {"kind": "grid", "grid": {"gamma[0]": {"start": 0, "stop": 1, "num": 3}}},
+    {"kind": "random", "count": 10, "seed": 4},
+    {"kind": "file", "path": "data/points.npy"},
+], ids=lambda p: p["kind"])
+def test_sweep_sections_round_trip_and_flatten_to_mlflow_keys(points: dict) -> None:
+    spec = spec_from_mapping({**_base(), "sweep": {"points": points, "chunk_size": 100}})
+    assert ExperimentSpec.model_validate_json(spec.model_dump_json()) == spec
+    keys = spec.flat_params()
+    # MLflow refuses brackets in keys: gamma[0] is logged as gamma.0.
+    assert not any("[" in k or "]" in k for k in keys)
+    assert keys["sweep.chunk_size"] == "100"

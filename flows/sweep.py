@@ -1,0 +1,41 @@
+"""A parameter sweep of one experiment on one backend, streamed to Parquet and tracked."""
+
+from __future__ import annotations
+
+from prefect import State, flow
+from prefect.runtime import flow_run
+from prefect.states import Cancelled
+
+from qhybrid.core import ExperimentSpec, RunCancelledError, RunOptions, SweepReport
+from qhybrid_usecases import interrupted
+from tasks import fail_records, flow_services, open_records
+from tasks.records import tag_flow_run
+from tasks.sweep import finish_sweep, sweep_points, sweep_tags
+
+
+@flow(name="sweep-experiment", flow_run_name="sweep {spec.name} {spec.version}",
+      log_prints=False, persist_result=True)
+def sweep_experiment(spec: ExperimentSpec, options: RunOptions | None = None,
+                     output: str | None = None) -> SweepReport | State:
+    """Evaluate every named observable of ``spec`` at every point of its ``sweep`` section on
+    ``options.backend`` (default: the spec's ideal backend), write them to ``output`` (a
+    Parquet file; default ``sweeps/``), and record the sweep in MLflow.
+
+    Settings and secrets are read where the flow runs (``QHYBRID_*``), never passed in.
+    """
+    options = options or RunOptions()
+    tag_flow_run(flow_run.get_id(), sweep_tags(spec, options))
+    services = flow_services(sla=options.sla)
+    # Opened as a run (tagged qhybrid.kind=sweep by the sweep): the same records and pins.
+    run = open_records(spec, options, "run", flow_run.get_id(), services)
+    try:
+        outcome = sweep_points(run, services, output)
+        return finish_sweep(run, services, outcome)
+    except RunCancelledError as exc:
+        fail_records(run, services, exc)  # leases released: nothing left running or billed
+        return Cancelled(message=exc.message)
+    except BaseException as exc:  # failure, timeout, SIGTERM: release leases, then re-raise
+        fail_records(run, services, exc)
+        if interrupted(exc) and not isinstance(exc, KeyboardInterrupt):
+            raise KeyboardInterrupt from exc  # a Ctrl-C Prefect replaced: the run crashed
+        raise
