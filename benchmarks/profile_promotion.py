@@ -14,9 +14,9 @@ timed calls inside it. Compute is the time in ``Submitter.attempt`` (the provide
 the executor's key, ledger and lease, the backend's run and its result) and in
 ``qhybrid.experiments``' ``optimise_and_measure``, ``measure`` and ``run_baselines`` less the
 executor calls inside them (optimiser, analysis, baselines). Everything else is orchestration
-and tracking; what no timer claims (the flow run's start and end, result persistence, the use
-cases' own bookkeeping) is the last row. A sampling profiler (py-spy) was not used for the
-split: its samples stretched every hand-off to Prefect's event-loop thread.
+and tracking; what no timer claims (the flow run's start and end, result persistence) is the
+last row. A sampling profiler (py-spy) was not used for the split: its samples stretched every
+hand-off to Prefect's event-loop thread.
 
 Usage (see docs/benchmarks.md, "Where a promotion's time goes")::
 
@@ -105,6 +105,7 @@ def instrument() -> Phases:
     import backends._submit as submit
     import flows  # noqa: F401  (binds every name the flow uses)
     import qhybrid.experiments as experiments
+    import qhybrid_usecases as usecases
     import registry
     import registry._plots as plots
     import tasks.records
@@ -138,6 +139,14 @@ def instrument() -> Phases:
     for writer in (experiments.write_circuit, registry.write_manifest, registry.share_manifest):
         phases.patch_function("circuits and manifest files", writer)
     phases.patch_method("workload rebuilt from pinned data", RunHandle, "workload")
+    phases.patch_method("executor opened (backend, device, transpiled circuits)",
+                        usecases.Services, "executor")
+    # Last, so that the tasks' wrappers call the timed use cases: their own time (verdicts,
+    # seeds, progress, the decision and its apply step) is no Prefect time.
+    for name in ("open_run", "ideal_gate", "statistical_gate", "hardware_gate", "baseline_gate",
+                 "decide_promotion", "record_evidence", "apply_promotion", "finish_run"):
+        phases.patch_function("use cases' own work (verdicts, seeds, progress, decision)",
+                              getattr(usecases, name))
     return phases
 
 
@@ -146,7 +155,7 @@ def table(phases: Phases, wall: float) -> str:
     rows = ["| phase | share | seconds | % of the round | calls |", "|---|---|---|---|---|"]
     rest = wall - sum(phases.seconds.values())
     items = [*phases.seconds.items(), ("Prefect flow run and the rest (flow start and end, "
-                                       "result persistence, use-case bookkeeping)", rest)]
+                                       "persisted result)", rest)]
     for name, seconds in sorted(items, key=lambda kv: -kv[1]):
         share = "compute" if name in COMPUTE else "orchestration"
         rows.append(f"| {name} | {share} | {seconds:.2f} | {100 * seconds / wall:.1f} | "
