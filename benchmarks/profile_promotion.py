@@ -15,8 +15,7 @@ the executor's key, ledger and lease, the backend's run and its result) and in
 ``qhybrid.experiments``' ``optimise_and_measure``, ``measure`` and ``run_baselines`` less the
 executor calls inside them (optimiser, analysis, baselines). Everything else is orchestration
 and tracking; what no timer claims (the flow run's start and end, result persistence) is the
-last row. A sampling profiler (py-spy) was not used for the split: its samples stretched every
-hand-off to Prefect's event-loop thread.
+last row.
 
 Usage (see docs/benchmarks.md, "Where a promotion's time goes")::
 
