@@ -104,13 +104,15 @@ def _probe(tracking_uri: str) -> None:
 @_mapped("open the tracking store")
 def _client(tracking_uri: str) -> MlflowClient:
     _probe(tracking_uri)
-    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-    if tracking_uri.startswith("sqlite:///"):
-        # MLflow creates (migrates) a new database on first use; two first processes at once
-        # would both migrate it and one would fail. Touch both stores under a lock.
-        with exclusive(Path(tracking_uri.removeprefix("sqlite:///") + ".lock")):
-            client.search_experiments(max_results=1)
-            client.search_registered_models(max_results=1)
+    if not tracking_uri.startswith("sqlite:///"):
+        return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    # MLflow creates (migrates) a new database on first use; two first processes at once
+    # would both migrate it and one would fail. Make the client (which may open its stores)
+    # and touch both stores under a lock.
+    with exclusive(Path(tracking_uri.removeprefix("sqlite:///") + ".lock")):
+        client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+        client.search_experiments(max_results=1)
+        client.search_registered_models(max_results=1)
     return client
 
 
