@@ -15,6 +15,7 @@ import numpy as np
 from backends import open_executor
 from qhybrid.core import (
     DataError,
+    NoiseSpec,
     ReplayMismatchError,
     ReplayReport,
     RunManifest,
@@ -66,17 +67,18 @@ def replay(path: Path, settings: Settings) -> ReplayReport:
 
 def integrity_problems(manifest: RunManifest, path: Path) -> list[str]:
     """Where the manifest at ``path`` disagrees with its own hashes: the spec's SHA-256, the
-    ideal counts' SHA-256, and each circuit file found next to the manifest (its OpenQASM 3
-    text's SHA-256)."""
+    noise section's (and that it is the spec's), the ideal counts' SHA-256, and each circuit
+    file found next to the manifest (its OpenQASM 3 text's SHA-256)."""
     problems: list[str] = []
     try:
-        spec_sha256 = spec_from_mapping(manifest.spec, source="manifest.spec").sha256()
+        spec = spec_from_mapping(manifest.spec, source="manifest.spec")
     except SpecError as exc:
         problems.append(f"spec: not a valid spec ({exc.message.splitlines()[0]})")
     else:
-        if spec_sha256 != manifest.spec_sha256:
+        if spec.sha256() != manifest.spec_sha256:
             problems.append(f"spec_sha256: recorded {manifest.spec_sha256[:12]}, the recorded "
-                            f"spec hashes to {spec_sha256[:12]}")
+                            f"spec hashes to {spec.sha256()[:12]}")
+        problems += _noise_problems(manifest, spec.gates.hardware.noise)
     counts = counts_sha256(manifest.ideal_counts)
     if counts != manifest.ideal_counts_sha256:
         problems.append(f"ideal_counts_sha256: recorded {manifest.ideal_counts_sha256[:12]}, "
@@ -90,6 +92,18 @@ def integrity_problems(manifest: RunManifest, path: Path) -> list[str]:
                                 f"{circuit.sha256[:12]}, {circuit.qasm3_path} hashes to "
                                 f"{digest[:12]}")
     return problems
+
+
+def _noise_problems(manifest: RunManifest, noise: NoiseSpec | None) -> list[str]:
+    """The recorded noise section must be the spec's, and hash to ``noise_sha256``."""
+    recorded = None if manifest.noise is None else NoiseSpec.model_validate(manifest.noise)
+    if recorded != noise:
+        return ["noise: the recorded noise section is not the spec's gates.hardware.noise"]
+    digest = None if recorded is None else recorded.sha256()
+    if digest != manifest.noise_sha256:
+        return [f"noise_sha256: recorded {str(manifest.noise_sha256)[:12]}, the recorded noise "
+                f"section hashes to {str(digest)[:12]}"]
+    return []
 
 
 def verify_integrity(manifest: RunManifest, path: Path) -> None:

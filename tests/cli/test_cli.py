@@ -240,7 +240,8 @@ def _sha256(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-@pytest.mark.parametrize("forgery", ["counts-hash", "counts", "spec", "spec-hash", "circuit"])
+@pytest.mark.parametrize("forgery", ["counts-hash", "counts", "spec", "spec-hash", "circuit",
+                                     "noise-hash", "noise"])
 def test_replay_refuses_a_manifest_that_does_not_match_its_own_hashes(
         manifest: Path, forgery: str) -> None:
     data = json.loads(manifest.read_text())
@@ -254,6 +255,17 @@ def test_replay_refuses_a_manifest_that_does_not_match_its_own_hashes(
         data["spec"]["shots"] = data["spec"]["shots"] + 1
     elif forgery == "spec-hash":
         data["spec_sha256"] = _sha256("another spec")
+    elif forgery == "noise-hash":  # a noise section recorded as the spec's, under a wrong hash
+        from qhybrid.core import spec_from_mapping
+
+        data["spec"]["gates"]["hardware"] = {
+            "backend": "aer", "noise": {"readout": {"p1_given_0": 0.03, "p0_given_1": 0.08}}}
+        spec = spec_from_mapping(data["spec"])
+        data["spec"], data["spec_sha256"] = spec.model_dump(mode="json"), spec.sha256()
+        data["noise"] = data["spec"]["gates"]["hardware"]["noise"]
+        data["noise_sha256"] = _sha256("other noise")
+    elif forgery == "noise":  # a noise section the spec does not have
+        data["noise"] = {"readout": {"p1_given_0": 0.0, "p0_given_1": 0.0}}
     else:  # the final circuit's file beside the manifest is not the circuit recorded
         final = next(c for c in data["circuits"] if c["role"] == "final")
         (manifest.parent / final["qasm3_path"]).parent.mkdir(parents=True, exist_ok=True)
@@ -266,8 +278,9 @@ def test_replay_refuses_a_manifest_that_does_not_match_its_own_hashes(
     [problem] = error["detail"]["integrity"]
     wanted = {"counts-hash": "ideal_counts_sha256", "counts": "ideal_counts_sha256",
               "spec": "spec_sha256", "spec-hash": "spec_sha256",
-              "circuit": "circuits.final.sha256"}[forgery]
-    assert problem.startswith(f"{wanted}: recorded "), problem
+              "circuit": "circuits.final.sha256", "noise-hash": "noise_sha256",
+              "noise": "noise"}[forgery]
+    assert problem.startswith(f"{wanted}: "), problem
     assert "identical" not in error["detail"]  # refused before anything ran
 
 
