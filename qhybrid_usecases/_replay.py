@@ -23,7 +23,7 @@ from qhybrid.core import (
     SpecError,
     spec_from_mapping,
 )
-from qhybrid.experiments import bind, build_workload, load_instance, qasm3_sha256
+from qhybrid.experiments import Workload, bind, build_workload, load_instance, qasm3_sha256
 from qhybrid_usecases._records import counts_sha256
 from registry import file_md5, read_manifest
 
@@ -55,8 +55,7 @@ def replay(path: Path, settings: Settings) -> ReplayReport:
                             shots=manifest.shots, seed=manifest.seeds.simulator)[0]
     recorded = manifest.ideal_counts
     final = next((c for c in manifest.circuits if c.role == "final"), None)
-    circuit_same = final is not None and qasm3_sha256(
-        bind(workload, workload.measured, parameters)) == final.sha256
+    circuit_same = final is not None and _final_sha256(workload, parameters) == final.sha256
     differing = sum(1 for k in set(counts) | set(recorded) if counts.get(k) != recorded.get(k))
     return ReplayReport(
         manifest=str(path), mlflow_run_id=manifest.mlflow_run_id, identical=differing == 0,
@@ -118,6 +117,15 @@ def verify_integrity(manifest: RunManifest, path: Path) -> None:
             f"{path}: the manifest does not match its own hashes, so it was edited after the "
             f"run; nothing was replayed: {'; '.join(problems)}",
             field="MANIFEST", detail={"manifest": str(path), "integrity": problems})
+
+
+def _final_sha256(workload: Workload, parameters: np.ndarray) -> str | None:
+    """The OpenQASM 3 hash of the measured circuit at ``parameters``; None if it cannot be
+    written (a parameter so large that an angle overflows), so it differs from any record."""
+    try:
+        return qasm3_sha256(bind(workload, workload.measured, parameters))
+    except (OverflowError, ValueError):
+        return None
 
 
 def verify_replay(report: ReplayReport) -> ReplayReport:

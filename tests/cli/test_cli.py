@@ -236,6 +236,15 @@ def test_replay_detects_a_changed_record(manifest: Path, tamper: str) -> None:
         assert detail["identical"] is True and detail["circuit_identical"] is False
 
 
+def test_replay_of_parameters_too_large_to_write_is_a_mismatch(manifest: Path) -> None:
+    data = json.loads(manifest.read_text())
+    data["parameters"] = [1e308] * len(data["parameters"])  # finite, but angles overflow
+    manifest.write_text(json.dumps(data))
+    result = CliRunner().invoke(app, ["replay", str(manifest), "--json"])
+    assert result.exit_code == 7, result.output
+    assert json.loads(result.stdout)["error"]["detail"]["circuit_identical"] is False
+
+
 def _sha256(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
