@@ -4,17 +4,15 @@ from __future__ import annotations
 
 from prefect import State, flow
 from prefect.runtime import flow_run
-from prefect.states import Cancelled
 
-from qhybrid.core import ExperimentSpec, RunCancelledError, RunOptions, RunReport
-from qhybrid_usecases import interrupted
+from qhybrid.core import ExperimentSpec, RunOptions, RunReport
 from tasks import (
     apply_promotion,
     baseline_gate,
     decide_promotion,
-    fail_records,
     finish_run,
     flow_services,
+    guard_records,
     hardware_gate,
     ideal_gate,
     open_records,
@@ -38,7 +36,8 @@ def promote_experiment(
     tag_flow_run(flow_run.get_id(), run_tags(spec, options, "promote"))
     services = flow_services(sla=options.sla)  # a service job: its class's retries
     run = open_records(spec, options, "promotion", flow_run.get_id(), services)
-    try:
+
+    def work() -> RunReport | State:
         ideal = ideal_gate(run, services)
         statistical = statistical_gate(run, services)
         hardware = hardware_gate(run, services, ideal.trial)
@@ -49,11 +48,6 @@ def promote_experiment(
         version = apply_promotion(run, services, decision)
         report = finish_run(run, services, recorded, ideal.trial, steps, decision, version)
         return report if decision.promote else refused(report)
-    except RunCancelledError as exc:
-        fail_records(run, services, exc)  # leases released: nothing left running or billed
-        return Cancelled(message=exc.message)
-    except BaseException as exc:  # failure, timeout, SIGTERM: release leases, then re-raise
-        fail_records(run, services, exc)
-        if interrupted(exc) and not isinstance(exc, KeyboardInterrupt):
-            raise KeyboardInterrupt from exc  # a Ctrl-C Prefect replaced: the run crashed
-        raise
+
+    # Cancelled, failed, timed out or stopped: leases released, the MLflow run ended.
+    return guard_records(run, services, work)

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 from prefect import State, flow
 from prefect.runtime import flow_run
-from prefect.states import Cancelled
 
-from qhybrid.core import ExperimentSpec, RunCancelledError, RunOptions, RunReport
-from qhybrid_usecases import interrupted
+from qhybrid.core import ExperimentSpec, RunOptions, RunReport
 from tasks import (
-    fail_records,
     finish_run,
     flow_services,
+    guard_records,
     open_records,
     record_evidence,
     run_on_backend,
@@ -31,15 +29,11 @@ def run_experiment(spec: ExperimentSpec, options: RunOptions | None = None) -> R
     tag_flow_run(flow_run.get_id(), run_tags(spec, options, "run"))
     services = flow_services(sla=options.sla)  # a service job: its class's retries
     run = open_records(spec, options, "run", flow_run.get_id(), services)
-    try:
+
+    def work() -> RunReport:
         outcome = run_on_backend(run, services)
         recorded = record_evidence(run, services, outcome.trial, [outcome])
         return finish_run(run, services, recorded, outcome.trial, [outcome])
-    except RunCancelledError as exc:
-        fail_records(run, services, exc)  # leases released: nothing left running or billed
-        return Cancelled(message=exc.message)
-    except BaseException as exc:  # failure, timeout, SIGTERM: release leases, then re-raise
-        fail_records(run, services, exc)
-        if interrupted(exc) and not isinstance(exc, KeyboardInterrupt):
-            raise KeyboardInterrupt from exc  # a Ctrl-C Prefect replaced: the run crashed
-        raise
+
+    # Cancelled, failed, timed out or stopped: leases released, the MLflow run ended.
+    return guard_records(run, services, work)

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from prefect import State, flow
 from prefect.runtime import flow_run
-from prefect.states import Cancelled
 
-from qhybrid.core import ExperimentSpec, RunCancelledError, RunOptions, SweepReport
-from qhybrid_usecases import interrupted
-from tasks import fail_records, flow_services, open_records
+from qhybrid.core import ExperimentSpec, RunOptions, SweepReport
+from tasks import flow_services, guard_records, open_records
 from tasks.records import tag_flow_run
 from tasks.sweep import finish_sweep, sweep_points, sweep_tags
 
@@ -28,14 +26,9 @@ def sweep_experiment(spec: ExperimentSpec, options: RunOptions | None = None,
     services = flow_services(sla=options.sla)
     # Opened as a run (tagged qhybrid.kind=sweep by the sweep): the same records and pins.
     run = open_records(spec, options, "run", flow_run.get_id(), services)
-    try:
-        outcome = sweep_points(run, services, output)
-        return finish_sweep(run, services, outcome)
-    except RunCancelledError as exc:
-        fail_records(run, services, exc)  # leases released: nothing left running or billed
-        return Cancelled(message=exc.message)
-    except BaseException as exc:  # failure, timeout, SIGTERM: release leases, then re-raise
-        fail_records(run, services, exc)
-        if interrupted(exc) and not isinstance(exc, KeyboardInterrupt):
-            raise KeyboardInterrupt from exc  # a Ctrl-C Prefect replaced: the run crashed
-        raise
+
+    def work() -> SweepReport:
+        return finish_sweep(run, services, sweep_points(run, services, output))
+
+    # Cancelled, failed, timed out or stopped: leases released, the MLflow run ended.
+    return guard_records(run, services, work)

@@ -121,6 +121,8 @@ Verbose = Annotated[
                       "warnings and errors, so the progress bar reads cleanly."),
 ]
 SpecArg = Annotated[Path, typer.Argument(metavar="SPEC", help="Experiment spec (YAML).")]
+BackendOption = Annotated[str | None, typer.Option(
+    metavar="NAME", help="aer, aer-noisy:<fake>, ibm:<device>; default: the spec's ideal backend.")]
 
 
 class _ConsoleLevel(logging.Filter):
@@ -215,6 +217,20 @@ def _preflight(spec: ExperimentSpec, settings: Settings, options: RunOptions, ki
 
         settings = resolve_ibm_token(settings)  # local to the check; the flow resolves its own
     preflight(spec, settings, options, kind=kind)
+
+
+def _interrupted(as_json: bool) -> typer.Exit:
+    """Say that a Ctrl-C stopped the command; the exit to raise.
+
+    The flow has released its leases and ended its MLflow run KILLED; Prefect has marked the
+    flow run Crashed.
+    """
+    message = "interrupted: leases released, runs marked as ended"
+    if as_json:
+        _emit(ErrorReport(error=ErrorRecord(error="KeyboardInterrupt", layer="orchestration",
+                                            transient=False, message=message)))
+    err.print(f"[bold red]interrupted[/]: {message.removeprefix('interrupted: ')}")
+    return typer.Exit(EXIT_INTERRUPTED)
 
 
 def _options(backend: str | None, allow_unpinned_data: bool) -> RunOptions:
@@ -455,14 +471,7 @@ def _flow_command(spec_path: Path, kind: str, options_of: Callable[[], RunOption
     except QhybridError as exc:
         raise _fail(exc, as_json) from exc
     except KeyboardInterrupt:
-        # The flow has released its leases and ended its MLflow run KILLED; Prefect has
-        # marked the flow run Crashed.
-        if as_json:
-            _emit(ErrorReport(error=ErrorRecord(
-                error="KeyboardInterrupt", layer="orchestration", transient=False,
-                message="interrupted: leases released, runs marked as ended")))
-        err.print("[bold red]interrupted[/]: leases released, runs marked as ended")
-        raise typer.Exit(EXIT_INTERRUPTED) from None
+        raise _interrupted(as_json) from None
     if as_json:
         _emit(report)
     else:
@@ -473,9 +482,7 @@ def _flow_command(spec_path: Path, kind: str, options_of: Callable[[], RunOption
 @app.command(cls=_Command)
 def run(
     spec: SpecArg,
-    backend: Annotated[str | None, typer.Option(
-        metavar="NAME",
-        help="aer, aer-noisy:<fake>, ibm:<device>; default: the spec's ideal backend.")] = None,
+    backend: BackendOption = None,
     as_json: JsonFlag = False,
     allow_unpinned_data: AllowUnpinned = False,
     verbose: Verbose = False,
@@ -501,9 +508,7 @@ def promote(
 @app.command(cls=_Command)
 def sweep(
     spec_path: SpecArg,
-    backend: Annotated[str | None, typer.Option(
-        metavar="NAME",
-        help="aer, aer-noisy:<fake>, ibm:<device>; default: the spec's ideal backend.")] = None,
+    backend: BackendOption = None,
     output: Annotated[Path | None, typer.Option(
         "--out", metavar="FILE",
         help="The Parquet file to write; default sweeps/<name>-<version>-<run>.parquet.")] = None,
@@ -536,12 +541,7 @@ def sweep(
     except QhybridError as exc:
         raise _fail(exc, as_json) from exc
     except KeyboardInterrupt:
-        if as_json:
-            _emit(ErrorReport(error=ErrorRecord(
-                error="KeyboardInterrupt", layer="orchestration", transient=False,
-                message="interrupted: leases released, runs marked as ended")))
-        err.print("[bold red]interrupted[/]: leases released, runs marked as ended")
-        raise typer.Exit(EXIT_INTERRUPTED) from None
+        raise _interrupted(as_json) from None
     if as_json:
         _emit(report)
         return

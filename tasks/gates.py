@@ -9,20 +9,22 @@ re-attached through the idempotency ledger.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TypeVar
 
-from prefect import task
+from prefect import State, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.context import FlowRunContext, TaskRunContext
 from prefect.logging import get_run_logger
+from prefect.states import Cancelled
 
 import qhybrid_usecases as usecases
 from qhybrid.core import (
     ExperimentSpec,
     LeaseRelease,
     PromotionDecision,
+    RunCancelledError,
     RunOptions,
     RunReport,
     TrialResult,
@@ -32,6 +34,7 @@ from tasks._markdown import decision_markdown, gate_markdown
 from tasks.records import execution_rows
 
 _Outcome = TypeVar("_Outcome", bound=StepOutcome)
+_T = TypeVar("_T")
 
 
 def _publish(run: RunHandle, outcome: _Outcome) -> _Outcome:
@@ -143,6 +146,29 @@ def fail_records(run: RunHandle, services: Services, exc: BaseException) -> list
                    "lease %s %s on %s: %s", lease.kind, lease.provider_id, lease.backend,
                    "released" if lease.released else f"NOT released ({lease.detail})")
     return released
+
+
+def guard_records(run: RunHandle, services: Services, body: Callable[[], _T]) -> _T | State:
+    """``body()``, the flow's work on ``run``; if it does not finish, the records are ended
+    first (:func:`fail_records`: leases released, nothing left running or billed).
+
+    Returns:
+        What ``body`` returns, or a Cancelled state when someone cancelled the flow run.
+
+    Raises:
+        BaseException: What ``body`` raised (a failure, a timeout, SIGTERM); a Ctrl-C that
+            Prefect replaced is raised again as KeyboardInterrupt (the run crashed).
+    """
+    try:
+        return body()
+    except RunCancelledError as exc:
+        fail_records(run, services, exc)
+        return Cancelled(message=exc.message)
+    except BaseException as exc:
+        fail_records(run, services, exc)
+        if usecases.interrupted(exc) and not isinstance(exc, KeyboardInterrupt):
+            raise KeyboardInterrupt from exc
+        raise
 
 
 def _logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
