@@ -359,6 +359,10 @@ def _run_flow(title: str, steps: int, call: Callable[[], object], settings: Sett
             except Exception as exc:
                 if interrupts.seen:
                     raise KeyboardInterrupt from exc
+                from qhybrid_usecases import terminated
+
+                if terminated(exc):  # a SIGTERM Prefect replaced with an error: still 143
+                    raise SystemExit(EXIT_TERMINATED) from exc
                 raise
             finally:
                 logger.removeHandler(handler)

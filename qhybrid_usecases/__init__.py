@@ -46,6 +46,7 @@ from qhybrid_usecases._run import (
     interrupted,
     open_run,
     release_flow_run_leases,
+    terminated,
 )
 from qhybrid_usecases._services import Services
 from qhybrid_usecases._sweep import (
@@ -119,5 +120,6 @@ __all__ = [
     "state_store",
     "statistical_gate",
     "sweep_points",
+    "terminated",
     "verify_replay",
 ]

@@ -231,6 +231,12 @@ def interrupted(exc: BaseException) -> bool:
     return any(isinstance(cause, KeyboardInterrupt) for cause in _causes(exc))
 
 
+def terminated(exc: BaseException) -> bool:
+    """Whether a SIGTERM is behind ``exc``, even one Prefect replaced with an error of its own
+    (it can, when the signal lands while it creates a task run)."""
+    return any(type(cause).__name__ == "TerminationSignal" for cause in _causes(exc))
+
+
 def failure_reason(exc: BaseException) -> tuple[str, str]:
     """Why a run stopped, and the MLflow status for it: ``(reason, FAILED | KILLED)``.
 

@@ -4,9 +4,11 @@ real stores (MLflow on SQLite, the SQLite state store) and real simulators."""
 from __future__ import annotations
 
 import json
+import signal
 from pathlib import Path
 
 import pytest
+from prefect.exceptions import TerminationSignal
 
 import qhybrid_usecases as usecases
 from backends import StateStore
@@ -123,10 +125,14 @@ def _raised_while_handling(first: BaseException, second: Exception) -> Exception
      "KILLED", "flow interrupted"),
     (_raised_while_handling(ExecutionError("x"), ValueError("y")), "FAILED",
      "flow failed: ValueError"),
+    (TerminationSignal(signal.SIGTERM), "KILLED", "flow terminated"),
+    (_raised_while_handling(TerminationSignal(signal.SIGTERM),
+                            ValueError("Task run is not set")), "KILLED", "flow terminated"),
 ])
 def test_failure_reasons(exc: BaseException, status: str, reason: str) -> None:
     assert usecases.failure_reason(exc) == (reason, status)
     assert usecases.interrupted(exc) == (reason == "flow interrupted")
+    assert usecases.terminated(exc) == (reason == "flow terminated")
 
 
 def test_preflight_names_every_backend_of_a_promotion(vqe: ExperimentSpec) -> None:
