@@ -167,15 +167,10 @@ def table(phases: Phases, wall: float) -> str:
 
 
 def _point_records(folder: Path) -> None:
+    from tests.conftest import record_env  # one definition of the records environment
+
     folder.mkdir(parents=True)
-    os.environ.update({
-        "QHYBRID_PROJECT_ROOT": str(ROOT),
-        "QHYBRID_MLFLOW_TRACKING_URI": f"sqlite:///{folder}/mlflow.db",
-        "QHYBRID_MLFLOW_ARTIFACT_ROOT": str(folder / "artifacts"),
-        "QHYBRID_PROMOTION_LOG": str(folder / "promotion-log.jsonl"),
-        "QHYBRID_MANIFESTS_DIR": str(folder / "manifests"),
-        "QHYBRID_STATE_URL": f"sqlite:///{folder}/state.db",
-    })
+    os.environ.update(record_env(folder))
 
 
 def _cold_round() -> float:
