@@ -6,13 +6,8 @@ another machine reads them; nothing lands on the client's disk."""
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
-import signal
-import subprocess
-import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,9 +18,10 @@ import pytest
 from sqlalchemy import create_engine, text
 
 import qhybrid_usecases as usecases
-from benchmarks._servers import embedded_postgres, free_port
+from benchmarks._servers import embedded_postgres
 from qhybrid.core import Settings
 from registry import Tracker
+from tests._team_servers import mlflow_server
 from tests.registry.conftest import promote
 
 pytestmark = [
@@ -33,8 +29,6 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore:.*Any type hint is inferred as AnyType:UserWarning"),
     pytest.mark.filterwarnings("ignore:Operation with range is deprecated"),
 ]
-
-STARTUP_SECONDS = 180.0
 
 
 @dataclass(frozen=True)
@@ -58,43 +52,9 @@ def team(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Team]:
         new_database = stack.enter_context(embedded_postgres(pg_folder / "pg"))
         backend_store, state_url = new_database("qh_mlflow"), new_database("qh_state")
         shared = folder / "shared-artifacts"
-        port = free_port()
-        log = folder / "mlflow-server.log"
-        command = [str(Path(sys.executable).parent / "mlflow"), "server",
-                   "--backend-store-uri", backend_store, "--serve-artifacts",
-                   "--artifacts-destination", str(shared), "--host", "127.0.0.1",
-                   "--port", str(port), "--workers", "1"]
-        env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}
-        with log.open("wb") as out:
-            server = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                      start_new_session=True)
-        url = f"http://127.0.0.1:{port}"
-        try:
-            _wait_healthy(server, url, log)
-            yield Team(tracking_uri=url, state_url=state_url, artifacts=shared)
-        finally:
-            os.killpg(server.pid, signal.SIGTERM)  # the server and its worker processes
-            try:
-                server.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(server.pid, signal.SIGKILL)
-                server.wait()
-
-
-def _wait_healthy(server: subprocess.Popen[bytes], url: str, log: Path) -> None:
-    """Until the server answers /health (it migrates its database first)."""
-    deadline = time.monotonic() + STARTUP_SECONDS
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            pytest.fail(f"mlflow server exited {server.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            if httpx.get(f"{url}/health", timeout=2.0).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    pytest.fail(f"mlflow server did not answer in {STARTUP_SECONDS} s:\n"
-                f"{log.read_text()[-3000:]}")
+        url = stack.enter_context(mlflow_server(backend_store, shared,
+                                                folder / "mlflow-server.log"))
+        yield Team(tracking_uri=url, state_url=state_url, artifacts=shared)
 
 
 def test_a_promotion_on_the_team_servers(team: Team, repo: Path, tmp_path: Path,

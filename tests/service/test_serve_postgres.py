@@ -3,64 +3,22 @@ backend store on one embedded PostgreSQL, one setting each."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import tempfile
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
 
+from tests._team_servers import debian_postgres
 from tests.service._harness import Service, flow_runs, running_service, submit
 
 pytestmark = pytest.mark.slow
 
 
-def _debian_postgres_bin() -> Path:
-    """Debian's PostgreSQL server programs: Prefect's server needs the pg_trgm extension,
-    which pgserver's embedded build lacks."""
-    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
-    if not found:
-        pytest.skip("Prefect's server needs PostgreSQL with pg_trgm: apt-get install "
-                    "postgresql (scripts/system-deps.sh); pgserver's build lacks it")
-    return found[-1].parent
-
-
-def _as_postgres(argv: list[str]) -> list[str]:
-    # initdb and postgres refuse to run as root.
-    return ["runuser", "-u", "postgres", "--", *argv] if os.geteuid() == 0 else argv
-
-
 @pytest.fixture(scope="module")
 def postgres() -> Iterator[Callable[[str, str], str]]:
     """A throwaway PostgreSQL cluster on a unix socket: ``url(driver, database)``."""
-    bin_dir = _debian_postgres_bin()
-    # Not under pytest's tmp folders: those are private to this user, and the server runs as
-    # the postgres user when the tests run as root.
-    folder = Path(tempfile.mkdtemp(prefix="qhybrid-pg-"))
-    data, socket_dir = folder / "data", folder / "socket"
-    socket_dir.mkdir()
-    if os.geteuid() == 0:
-        shutil.chown(folder, "postgres")
-        shutil.chown(socket_dir, "postgres")
-    subprocess.run(_as_postgres([str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres",
-                                 "--auth=trust"]), check=True, capture_output=True)
-    subprocess.run(_as_postgres([str(bin_dir / "pg_ctl"), "-D", str(data), "-w", "-l",
-                                 str(folder / "log"), "-o", f"-k {socket_dir} -h ''",
-                                 "start"]), check=True, capture_output=True)
-    try:
-        for database in ("qh_prefect", "qh_state", "qh_mlflow"):
-            subprocess.run(_as_postgres([str(bin_dir / "createdb"), "-h", str(socket_dir),
-                                         "-U", "postgres", database]),
-                           check=True, capture_output=True)
-        yield lambda driver, database: (f"postgresql+{driver}://postgres@/{database}"
-                                        f"?host={socket_dir}")
-    finally:
-        subprocess.run(_as_postgres([str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast",
-                                     "stop"]), check=False, capture_output=True)
-        shutil.rmtree(folder, ignore_errors=True)
+    with debian_postgres(("qh_prefect", "qh_state", "qh_mlflow")) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
