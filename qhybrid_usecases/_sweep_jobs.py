@@ -50,6 +50,7 @@ def _sha256(path: Path) -> str:
 def finish_sweep_job(jobs: JobStore, work: JobWork, report: SweepReport) -> JobRecord:
     """Record a sweep's report as its job's result, with a reference to the Parquet file (its
     size and SHA-256, which the download's ETag repeats); the job has succeeded."""
+    jobs.transition(work.job_id, "post-processing", sub_status="hashing the Parquet file")
     path = Path(report.output)
     parquet = ResultData(href=parquet_href(work.job_id), media_type=PARQUET_MEDIA_TYPE,
                          bytes=path.stat().st_size, sha256=_sha256(path))

@@ -357,6 +357,7 @@ def test_a_sweep_job_streams_its_parquet_file_to_its_own_client_only(
     assert (first.json()["kind"], first.json()["experiment"]) == ("sweep", "qaoa-sweep-3reg-6")
     report, content = _finish_sweep(service, job_id, tmp_path)
 
+    record = service.http.get(f"/v1/jobs/{job_id}").json()
     result = JobResult.model_validate(service.http.get(f"/v1/jobs/{job_id}/result").json())
     download = service.http.get(f"/v1/jobs/{job_id}/result/parquet")
     again = service.http.get(f"/v1/jobs/{job_id}/result/parquet",
@@ -364,6 +365,9 @@ def test_a_sweep_job_streams_its_parquet_file_to_its_own_client_only(
     other = service.http.get(f"/v1/jobs/{job_id}/result/parquet",
                              headers={"X-Qhybrid-Client": HOOKED})
 
+    assert [t["status"] for t in record["transitions"]] == [
+        "queued", "validating", "post-processing", "succeeded"]
+    assert record["mlflow_run_id"] == "mlflow-run-1"
     assert (result.kind, result.sweep, result.report) == ("sweep", report, None)
     assert result.parquet is not None
     assert result.parquet.href == f"/v1/jobs/{job_id}/result/parquet"

@@ -78,6 +78,10 @@ def test_a_sweep_job_runs_as_its_own_flow_run_and_its_parquet_file_downloads(
 
     ended = service.wait_ended(job["id"])
     assert ended["status"] == "succeeded", ended
+    walked = [t["status"] for t in ended["transitions"]]
+    assert [s for i, s in enumerate(walked) if i == 0 or walked[i - 1] != s] == [
+        "queued", "validating", "running", "post-processing", "succeeded"], walked
+    assert "sweep of 16 points" in [t["sub_status"] for t in ended["transitions"]]
     with service.client() as client:
         result = JobResult.model_validate(client.get(f"/v1/jobs/{job['id']}/result").json())
         assert result.parquet is not None
