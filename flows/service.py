@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import time
 
-from prefect import flow, tags
+from prefect import State, flow, tags
 from prefect.runtime import flow_run
 
 from flows.promotion import promote_experiment
 from flows.run import run_experiment
-from qhybrid.core import QhybridError, RunCancelledError, RunReport
-from qhybrid_usecases import job_store
+from flows.sweep import sweep_experiment
+from qhybrid.core import QhybridError, RunCancelledError, RunReport, SweepReport
+from qhybrid_usecases import JobWork, job_store, sweep_job_output
 from tasks import flow_services, read_settings
 from tasks.jobs import (
     begin_jobs,
@@ -18,23 +19,28 @@ from tasks.jobs import (
     evaluate_jobs,
     fail_job,
     finish_job,
+    finish_sweep_job,
     publish_jobs,
 )
 
+CHILD_FLOWS = {"run": run_experiment.name, "promote": promote_experiment.name,
+               "sweep": sweep_experiment.name}
+"""The flow each kind of job but ``evaluate`` runs as, a child flow run of its own."""
 DRAIN_SECONDS = 30.0
 """How long a serve-jobs flow run keeps taking its class's queued evaluations."""
 
 
 @flow(name="serve-jobs", log_prints=False, persist_result=False)
 def serve_jobs(job_ids: list[str]) -> None:
-    """Serve jobs the dispatcher grouped: evaluations share PUBs; each run or promotion is a
-    child flow run of its own.
+    """Serve jobs the dispatcher grouped: evaluations share PUBs; each run, promotion or sweep
+    is a child flow run of its own.
 
     Settings are read where the flow runs; the jobs' requests come from the job store. The
     jobs' SLA class sets the retries of their provider submissions (a child flow run learns
     the class from its run options).
     """
-    jobs = job_store(read_settings())
+    settings = read_settings()
+    jobs = job_store(settings)
     flow_run_id = flow_run.get_id()
     served = list(job_ids)
     works = begin_jobs(jobs, job_ids, flow_run_id)
@@ -53,19 +59,18 @@ def serve_jobs(job_ids: list[str]) -> None:
             evaluate_jobs(services, jobs, begin_jobs(jobs, more, flow_run_id), flow_run_id)
             served += more
     for work in (w for w in works if w.kind != "evaluate"):
-        assert work.spec is not None and work.options is not None
-        child = run_experiment if work.kind == "run" else promote_experiment
+        child = CHILD_FLOWS[work.kind]
         try:
-            jobs.transition(work.job_id, "running", sub_status=f"{child.name} flow")
-            # The child tags itself with its experiment, version and backend (tasks.records).
-            named = child.with_options(flow_run_name=(
-                f"{work.kind} {work.spec.name} {work.spec.version} job {work.job_id[:8]}"))
+            jobs.transition(work.job_id, "running", sub_status=f"{child} flow")
             with tags(f"job:{work.job_id}", f"trace:{work.trace_id}", f"sla:{work.sla}",
                       f"kind:{work.kind}"):
-                report = named(work.spec, work.options)
-            if not isinstance(report, RunReport):
-                raise RunCancelledError(f"{child.name} ended without a report: {report}")
-            finish_job(jobs, work, report)
+                report = _child_flow(work, str(sweep_job_output(settings, work.job_id)))
+            if isinstance(report, SweepReport):
+                finish_sweep_job(jobs, work, report)
+            elif isinstance(report, RunReport):
+                finish_job(jobs, work, report)
+            else:
+                raise RunCancelledError(f"{child} ended without a report: {report}")
         except QhybridError as exc:
             fail_job(jobs, work.job_id, exc)
         except Exception as exc:  # a bug: the job fails with its class, and so does the flow run
@@ -74,3 +79,18 @@ def serve_jobs(job_ids: list[str]) -> None:
         # A stop of this process (SIGTERM, Ctrl-C, exit) is not the job's failure: the job stays
         # as it is, and the dispatcher runs it again once this flow run has ended.
     publish_jobs(jobs, served)
+
+
+def _child_flow(work: JobWork, sweep_output: str) -> RunReport | SweepReport | State:
+    """The job's child flow run, named after the job: a run, a promotion, or a sweep writing
+    its Parquet file to ``sweep_output``.
+
+    The child tags itself with its experiment, version and backend (tasks.records).
+    """
+    assert work.spec is not None and work.options is not None
+    name = f"{work.kind} {work.spec.name} {work.spec.version} job {work.job_id[:8]}"
+    if work.kind == "sweep":
+        return sweep_experiment.with_options(flow_run_name=name)(
+            work.spec, work.options, sweep_output)
+    child = run_experiment if work.kind == "run" else promote_experiment
+    return child.with_options(flow_run_name=name)(work.spec, work.options)

@@ -39,6 +39,7 @@ CONTRACTS: tuple[type[BaseModel], ...] = (
     core.RunOptions,
     core.RunReport,
     core.ShowReport,
+    core.SweepJobRequest,
     core.SweepReport,
 )
 """Every wire contract: what the CLI prints with --json, reads from disk, or a flow takes, and

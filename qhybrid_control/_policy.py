@@ -160,8 +160,9 @@ def plan_dispatch(queued: Iterable[QueuedJob], policies: Mapping[str, SlaPolicy]
                   now: float) -> list[DispatchGroup]:
     """The groups due now, most urgent class first.
 
-    A run or promotion is its own group (each is a whole flow of gates); evaluate jobs of one
-    experiment and backend share a group up to ``max_batch``.
+    A run, promotion or sweep is its own group (each is a whole flow: of gates, or of a
+    sweep's chunks); evaluate jobs of one experiment and backend share a group up to
+    ``max_batch``.
     """
     buckets: dict[tuple[str, str, str | None, str | None, str | None], list[QueuedJob]] = (
         defaultdict(list))

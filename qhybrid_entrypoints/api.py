@@ -25,7 +25,7 @@ import anyio
 import anyio.to_thread
 from fastapi import Body, FastAPI, Header, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from fastapi.routing import APIRoute
 from fastapi_offline import FastAPIOffline
 from starlette.datastructures import MutableHeaders
@@ -49,6 +49,7 @@ from qhybrid.core import (
     RunJobRequest,
     Settings,
     SlaClass,
+    SweepJobRequest,
     TrackingError,
     is_trace_id,
     load_settings,
@@ -66,8 +67,9 @@ _CLIENT = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
 EVENT_POLL_SECONDS = 0.5
 ACCEPT_THREADS = 2
 
-AnyJobRequest = Annotated[RunJobRequest | PromoteJobRequest | EvaluateJobRequest,
-                          Body(discriminator="kind")]
+AnyJobRequest = Annotated[
+    RunJobRequest | PromoteJobRequest | EvaluateJobRequest | SweepJobRequest,
+    Body(discriminator="kind")]
 
 _STATUS_BY_ERROR: tuple[tuple[type[QhybridError], int], ...] = (
     (JobNotFoundError, 404),
@@ -114,8 +116,8 @@ def create_app(settings: Settings, *, cancel_flow_run: Callable[[str], None] | N
     accepting = anyio.CapacityLimiter(ACCEPT_THREADS)
     app = FastAPIOffline(
         title="qhybrid job API", version="1",
-        description="Submit hybrid quantum-classical jobs (run, promote, evaluate), follow "
-        "their status, read their results. Errors are RFC 9457 problem documents.")
+        description="Submit hybrid quantum-classical jobs (run, promote, evaluate, sweep), "
+        "follow their status, read their results. Errors are RFC 9457 problem documents.")
 
     _handlers(app)
     _problem_documents_in_openapi(app)
@@ -176,6 +178,26 @@ def create_app(settings: Settings, *, cancel_flow_run: Callable[[str], None] | N
         return Response(body, media_type="application/json",
                         headers={"ETag": etag, "Cache-Control": "private, max-age=86400"})
 
+    @app.get("/v1/jobs/{job_id}/result/parquet", response_class=Response,
+             responses={200: {"content": {usecases.PARQUET_MEDIA_TYPE: {
+                 "schema": {"type": "string", "format": "binary"}}},
+                 "description": "The Parquet file, one row per point (docs/sweeps.md)"},
+                 304: {"description": "Not modified (If-None-Match matched)"},
+                 404: {"model": ProblemDocument}},
+             summary="A sweep job's Parquet file")
+    def result_parquet(job_id: str, client: Annotated[str, Header(alias=CLIENT_HEADER)] = (
+            "default"), if_none_match: Annotated[
+            str | None, Header(alias="If-None-Match", max_length=200)] = None) -> Response:
+        """The Parquet file of a succeeded sweep job (``parquet.href`` of its result), streamed;
+        only to the client that submitted the job (404 to any other)."""
+        download = usecases.sweep_job_parquet(jobs, job_id, client=client)
+        etag = f'"{download.data.sha256}"'
+        if if_none_match is not None and etag in {t.strip() for t in if_none_match.split(",")}:
+            return Response(status_code=304, headers={"ETag": etag})
+        return FileResponse(download.path, media_type=usecases.PARQUET_MEDIA_TYPE,
+                            filename=f"{job_id}.parquet",
+                            headers={"ETag": etag, "Cache-Control": "private, max-age=86400"})
+
     @app.delete("/v1/jobs/{job_id}", status_code=202, response_model=JobRecord,
                 responses={404: {"model": ProblemDocument}}, summary="Cancel a job")
     def cancel(job_id: str) -> JobRecord:
@@ -184,7 +206,7 @@ def create_app(settings: Settings, *, cancel_flow_run: Callable[[str], None] | N
         if (record.status not in ("succeeded", "failed", "cancelled")
                 and record.prefect_flow_run_id and record.kind != "evaluate"
                 and cancel_flow_run is not None):
-            # A run or promotion has a flow run of its own: cancelling it releases the
+            # A run, promotion or sweep has a flow run of its own: cancelling it releases the
             # provider jobs and sessions it holds. Evaluations share a flow run with other
             # jobs; theirs sees the request before it starts.
             cancel_flow_run(record.prefect_flow_run_id)
@@ -318,7 +340,7 @@ async def _event_stream(jobs: JobStore, start: int, job_id: str | None) -> Async
 
 def _field(loc: Sequence[object], kind: str) -> str:
     """A validation error's location as the request field's dotted name: without ``body``
-    and without the union member's tag (``run``, ``promote``, ``evaluate``)."""
+    and without the union member's tag (``run``, ``promote``, ``evaluate``, ``sweep``)."""
     if kind.startswith("union_tag"):
         return "kind"
     if kind == "json_invalid":
@@ -326,7 +348,7 @@ def _field(loc: Sequence[object], kind: str) -> str:
     parts = [str(p) for p in loc]
     if parts[:1] == ["body"]:
         parts = parts[1:]
-        if parts[:1] and parts[0] in ("run", "promote", "evaluate"):
+        if parts[:1] and parts[0] in ("run", "promote", "evaluate", "sweep"):
             parts = parts[1:]
     return ".".join(parts) or "body"
 

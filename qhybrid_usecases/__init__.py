@@ -56,16 +56,25 @@ from qhybrid_usecases._sweep import (
     finish_sweep,
     sweep_points,
 )
+from qhybrid_usecases._sweep_jobs import (
+    PARQUET_MEDIA_TYPE,
+    ParquetDownload,
+    finish_sweep_job,
+    sweep_job_output,
+    sweep_job_parquet,
+)
 from qhybrid_usecases._sweep_points import ChunkSize, choose_chunk_size
 
 __all__ = [
     "ABANDONED_REASON",
+    "PARQUET_MEDIA_TYPE",
     "AbandonedRun",
     "ChunkSize",
     "DispatchReport",
     "Inputs",
     "JobWork",
     "Launcher",
+    "ParquetDownload",
     "PromotedExperiment",
     "RecordedRun",
     "RunHandle",
@@ -96,6 +105,7 @@ __all__ = [
     "finish_job",
     "finish_run",
     "finish_sweep",
+    "finish_sweep_job",
     "hardware_gate",
     "ideal_gate",
     "interrupted",
@@ -119,6 +129,8 @@ __all__ = [
     "show",
     "state_store",
     "statistical_gate",
+    "sweep_job_output",
+    "sweep_job_parquet",
     "sweep_points",
     "terminated",
     "verify_replay",

@@ -1,8 +1,8 @@
 """Jobs: accept a request, start it, record how it ended, cancel it.
 
 The HTTP API calls :func:`accept_job` (one transaction in the job store, nothing else); the
-``serve-jobs`` flow calls :func:`begin_job`, runs the work, then :func:`finish_job` or
-:func:`fail_job`.
+``serve-jobs`` flow calls :func:`begin_job`, runs the work, then :func:`finish_job` (a sweep:
+``finish_sweep_job``) or :func:`fail_job`.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from backends import StateStore
 from qhybrid.core import (
     JOB_REQUEST,
+    AnyJobRequest,
     ErrorRecord,
     EvaluateJobRequest,
     ExperimentSpec,
@@ -37,13 +38,14 @@ from qhybrid.core import (
     RunReport,
     Settings,
     SpecError,
+    SweepJobRequest,
     load_spec,
     parse_backend_name,
     spec_from_mapping,
 )
 from qhybrid_control import JobFilter, JobStore, MetricsSnapshot, NewJob, metrics_snapshot
 
-AnyJobRequest = RunJobRequest | PromoteJobRequest | EvaluateJobRequest
+SpecJobRequest = RunJobRequest | PromoteJobRequest | SweepJobRequest
 
 
 def job_store(settings: Settings) -> JobStore:
@@ -137,7 +139,7 @@ def _spec_document(spec: ExperimentSpec) -> dict[str, Any]:
     return document
 
 
-def _spec_of(request: RunJobRequest | PromoteJobRequest, settings: Settings) -> ExperimentSpec:
+def _spec_of(request: SpecJobRequest, settings: Settings) -> ExperimentSpec:
     if request.spec_path is not None:
         full = _spec_file(settings.project_root, request.spec_path)
         try:
@@ -152,8 +154,7 @@ def _spec_of(request: RunJobRequest | PromoteJobRequest, settings: Settings) -> 
         raise SpecError(exc.message, field=f"spec.{exc.field}") from None
 
 
-def _with_overrides(spec: ExperimentSpec, request: RunJobRequest | PromoteJobRequest
-                    ) -> ExperimentSpec:
+def _with_overrides(spec: ExperimentSpec, request: SpecJobRequest) -> ExperimentSpec:
     """The spec with the request's shots, mitigation and (for a promotion) hardware backend,
     validated again as a whole (``spec`` itself when the request overrides nothing)."""
     if (request.shots is None and request.mitigation is None
@@ -196,7 +197,8 @@ def accept_job(jobs: JobStore, settings: Settings, request: AnyJobRequest, *, cl
         The job, and whether it is new (False: the idempotency key's earlier job).
 
     Raises:
-        SpecError: The spec (inline or by path) is invalid, naming the field.
+        SpecError: The spec (inline or by path) is invalid, naming the field; a sweep's spec
+            has no ``sweep`` section (field ``spec.sweep``).
         InvalidInputError: A callback URL without a webhook secret for the client.
         JobConflictError: The idempotency key names a job with a different request.
     """
@@ -211,6 +213,10 @@ def accept_job(jobs: JobStore, settings: Settings, request: AnyJobRequest, *, cl
         spec = _with_overrides(_spec_of(request, settings), request)
         if request.kind == "promote":
             spec.gates.check_promotable()
+        if request.kind == "sweep" and spec.sweep is None:
+            named = "spec" if request.spec is not None else f"the spec {request.spec_path}"
+            raise SpecError(f"{named} has no sweep section: a sweep job needs one (the points "
+                            "to evaluate, docs/sweeps.md)", field="spec.sweep")
         experiment, family = spec.name, spec.family.kind
         stored["spec"] = _spec_document(spec)
     job = NewJob(
@@ -256,7 +262,8 @@ def begin_job(jobs: JobStore, job_id: str, flow_run_id: str | None) -> JobWork |
                        trace_id=record.trace_id, spec=None, options=None, evaluate=request,
                        downgrade=record.downgrade)
     spec = ExperimentSpec.model_validate(stored["spec"])
-    options = RunOptions(backend=request.backend if request.kind == "run" else None,
+    # A promotion's backend is its hardware gate's, already in the spec (_with_overrides).
+    options = RunOptions(backend=request.backend if request.kind != "promote" else None,
                          job_id=job_id, trace_id=record.trace_id, sla=record.sla)
     return JobWork(job_id=job_id, kind=request.kind, sla=record.sla, trace_id=record.trace_id,
                    spec=spec, options=options, evaluate=None)

@@ -10,7 +10,7 @@ from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 import qhybrid_usecases as usecases
-from qhybrid.core import RunReport
+from qhybrid.core import RunReport, SweepReport
 from qhybrid_control import JobStore, policies_from
 from qhybrid_usecases import JobWork, Services
 from tasks.settings import read_settings
@@ -41,6 +41,11 @@ def claim_more_jobs(jobs: JobStore, work: JobWork, flow_run_id: str) -> list[str
 def finish_job(jobs: JobStore, work: JobWork, report: RunReport) -> None:
     """Record a run's or promotion's report as its job's result."""
     usecases.finish_job(jobs, work, report)
+
+
+def finish_sweep_job(jobs: JobStore, work: JobWork, report: SweepReport) -> None:
+    """Record a sweep's report and its Parquet file as its job's result."""
+    usecases.finish_sweep_job(jobs, work, report)
 
 
 def fail_job(jobs: JobStore, job_id: str, exc: BaseException) -> None:

@@ -2,7 +2,8 @@
 
 A client sends a :data:`JobRequest` (one closed model per ``kind``), gets a :class:`JobRecord`
 (one status model for every kind and backend) and, once the job has succeeded, a
-:class:`JobResult`. Errors are RFC 9457 :class:`ProblemDocument` objects.
+:class:`JobResult` (a sweep's also names its Parquet file, downloaded by reference). Errors are
+RFC 9457 :class:`ProblemDocument` objects.
 """
 
 from __future__ import annotations
@@ -21,13 +22,13 @@ from pydantic import (
 )
 
 from qhybrid.core._backend_name import check_backend_name, is_trace_id
-from qhybrid.core._reports import ErrorRecord
+from qhybrid.core._reports import ErrorRecord, SweepReport
 from qhybrid.core._results import RunReport
 from qhybrid.core._spec import MitigationSpec
 
 JOBS_SCHEMA_VERSION: Final = 1
 
-JobKind = Literal["run", "promote", "evaluate"]
+JobKind = Literal["run", "promote", "evaluate", "sweep"]
 JobStatus = Literal["queued", "validating", "waiting-backend", "running", "post-processing",
                     "succeeded", "failed", "cancelled"]
 SlaClass = Literal["interactive", "near-real-time", "batch-research"]
@@ -75,7 +76,8 @@ class _JobRequestBase(_Model):
     backend: str | None = Field(
         default=None,
         description="Backend preference (aer, aer-noisy:<fake>, ibm:<device>); default: the "
-        "experiment's own. A run runs there; a promotion uses it for its hardware gate.",
+        "experiment's own. A run or sweep runs there; a promotion uses it for its hardware "
+        "gate.",
     )
     shots: int | None = Field(default=None, ge=1, le=1_000_000,
                               description="Shots per circuit; default: the experiment's.")
@@ -135,6 +137,13 @@ class PromoteJobRequest(_SpecJobRequest):
     kind: Literal["promote"]
 
 
+class SweepJobRequest(_SpecJobRequest):
+    """A parameter sweep: every named observable of the experiment at every point of its
+    spec's ``sweep`` section, on one backend, to a Parquet file (docs/sweeps.md)."""
+
+    kind: Literal["sweep"]
+
+
 class EvaluateJobRequest(_JobRequestBase):
     """A promoted experiment on new inputs: its circuit family and parameters, by alias."""
 
@@ -166,10 +175,10 @@ class EvaluateJobRequest(_JobRequestBase):
         return value
 
 
-JobRequest = Annotated[RunJobRequest | PromoteJobRequest | EvaluateJobRequest,
-                       Field(discriminator="kind")]
-JOB_REQUEST: Final[TypeAdapter[RunJobRequest | PromoteJobRequest | EvaluateJobRequest]] = (
-    TypeAdapter(JobRequest))
+AnyJobRequest = RunJobRequest | PromoteJobRequest | EvaluateJobRequest | SweepJobRequest
+"""Any job request, undiscriminated (a function's parameter type)."""
+JobRequest = Annotated[AnyJobRequest, Field(discriminator="kind")]
+JOB_REQUEST: Final[TypeAdapter[AnyJobRequest]] = TypeAdapter(JobRequest)
 
 
 class JobTransition(_Model):
@@ -238,9 +247,10 @@ class JobPage(_Model):
 
 
 class ResultData(_Model):
-    """Where a large result's full document is (``GET`` it)."""
+    """Where a result's data is kept apart from the result object (``GET`` it): the full
+    document of a large result, or a sweep's Parquet file."""
 
-    href: str = Field(description="The URL path of the full result document.")
+    href: str = Field(description="The URL path of the data.")
     media_type: str = "application/json"
     bytes: int = Field(ge=0, description="Its size.")
     sha256: str = Field(description="Its SHA-256, hex (also the response's ETag).")
@@ -269,6 +279,12 @@ class JobResult(_Model):
         default=None, description="evaluate with output=samples: the family's metrics per set.")
     shots: int | None = None
     report: RunReport | None = Field(default=None, description="run and promote: the report.")
+    sweep: SweepReport | None = Field(
+        default=None, description="sweep: the report (its ``output`` is the service's own "
+        "path; download the file from ``parquet``).")
+    parquet: ResultData | None = Field(
+        default=None, description="sweep: where to download the Parquet file, one row per "
+        "point (application/vnd.apache.parquet), with its size and SHA-256.")
     data: ResultData | None = Field(
         default=None, description="Set when the result is too large to embed: where it is.")
 

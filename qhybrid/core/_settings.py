@@ -32,6 +32,9 @@ class Settings(BaseSettings):
     mlflow_experiment: str = Field(default="qhybrid")
     promotion_log: Path = Field(default=Path("mlruns/promotion-log.jsonl"))
     manifests_dir: Path = Field(default=Path("mlruns/manifests"))
+    job_sweeps_dir: Path = Field(
+        default=Path("sweeps/jobs"),
+        description="Where the job service writes sweep jobs' Parquet files, one per job.")
     ibm_token: SecretStr | None = Field(default=None, description="IBM Quantum API key.")
     ibm_token_block: str | None = Field(
         default=None,
@@ -166,6 +169,11 @@ class Settings(BaseSettings):
     def manifests_path(self) -> Path:
         """Absolute folder for local copies of run manifests."""
         return self.resolve(self.manifests_dir)
+
+    @property
+    def job_sweeps_path(self) -> Path:
+        """Absolute folder for the Parquet files of sweep jobs."""
+        return self.resolve(self.job_sweeps_dir)
 
 
 def parse_client_secrets(text: str) -> dict[str, bytes]:

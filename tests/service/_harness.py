@@ -158,6 +158,7 @@ def running_service(tmp: Path, **overrides: str) -> Iterator[Service]:
         "QHYBRID_MLFLOW_ARTIFACT_ROOT": str(tmp / "artifacts"),
         "QHYBRID_PROMOTION_LOG": str(tmp / "promotion-log.jsonl"),
         "QHYBRID_MANIFESTS_DIR": str(tmp / "manifests"),
+        "QHYBRID_JOB_SWEEPS_DIR": str(tmp / "sweeps"),
         "QHYBRID_API_PORT": str(api_port),
         "QHYBRID_PREFECT_PORT": str(prefect_port),
         "QHYBRID_MLFLOW_PORT": str(mlflow_port),

@@ -4,6 +4,7 @@ the store as a flow run would."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import socket
@@ -12,9 +13,12 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any, get_args
 
 import httpx
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import schemathesis
 import uvicorn
@@ -35,6 +39,8 @@ from qhybrid.core import (
     ProblemDocument,
     PromoteJobRequest,
     RunJobRequest,
+    SweepJobRequest,
+    SweepReport,
     load_settings,
 )
 from qhybrid_control import JobFilter, JobStore
@@ -172,6 +178,10 @@ BAD_BODIES = [
                  "gates.statistical", id="promote-without-a-statistical-policy"),
     pytest.param(json.dumps({"kind": "promote", "spec": _without("baseline")}), 422,
                  "gates.baseline", id="promote-without-a-baseline-policy"),
+    pytest.param(json.dumps({"kind": "sweep", "spec_path": SPEC}), 422, "spec.sweep",
+                 id="sweep-of-a-spec-without-a-sweep-section"),
+    pytest.param(json.dumps({"kind": "sweep", "spec": _without()}), 422, "spec.sweep",
+                 id="sweep-of-an-inline-spec-without-a-sweep-section"),
     pytest.param('{"kind": "resume", "spec_path": "specs/vqe-h2.yaml"}', 422, "kind",
                  id="unknown-kind"),
     pytest.param(json.dumps({"kind": "run", "spec_path": SPEC, "priority": 1}), 422, "priority",
@@ -314,6 +324,69 @@ def test_a_large_result_comes_by_reference_with_an_etag(service: Service) -> Non
     assert again.status_code == 304 and again.content == b""
     assert service.http.get(f"/v1/jobs/{small}/result").json()["values"] == [1.0]
     _problem(service.http.get(f"/v1/jobs/{small}/result/data"), 404)
+
+
+SWEEP = {"kind": "sweep", "spec_path": "specs/qaoa-sweep.yaml", "backend": "aer",
+         "idempotency_key": "sweep-1"}
+
+
+def _finish_sweep(service: Service, job_id: str, folder: Path) -> tuple[SweepReport, bytes]:
+    """Finish a sweep job as its flow run would: a Parquet file, then its report."""
+    work = usecases.begin_job(service.jobs, job_id, "flow-run-1")
+    assert work is not None and work.kind == "sweep" and work.options is not None
+    assert work.options.backend == "aer"
+    path = folder / f"{job_id}.parquet"
+    pq.write_table(pa.table({"point": pa.array([0, 1], pa.int64()),
+                             "gamma[0]": [0.0, 0.5], "expected_cut": [4.5, 5.25]}), path)
+    report = SweepReport(
+        experiment="qaoa-sweep-3reg-6", version="1.0.0", family="qaoa-maxcut", backend="aer",
+        parameters=("gamma[0]", "beta[0]"), observables=("expected_cut",), points=2, chunks=1,
+        chunk_size=2, chunk_size_reason="given", canary_points=2, exact=True, seconds=0.1,
+        output=str(path), columns=("point", "gamma[0]", "expected_cut"),
+        mlflow_run_id="mlflow-run-1")
+    usecases.finish_sweep_job(service.jobs, work, report)
+    return report, path.read_bytes()
+
+
+def test_a_sweep_job_streams_its_parquet_file_to_its_own_client_only(
+        service: Service, tmp_path: Path) -> None:
+    first = service.submit(SWEEP)
+    replay = service.submit(SWEEP)
+    job_id = first.json()["id"]
+    assert (first.status_code, replay.status_code, replay.json()["id"]) == (202, 202, job_id)
+    assert (first.json()["kind"], first.json()["experiment"]) == ("sweep", "qaoa-sweep-3reg-6")
+    report, content = _finish_sweep(service, job_id, tmp_path)
+
+    record = service.http.get(f"/v1/jobs/{job_id}").json()
+    result = JobResult.model_validate(service.http.get(f"/v1/jobs/{job_id}/result").json())
+    download = service.http.get(f"/v1/jobs/{job_id}/result/parquet")
+    again = service.http.get(f"/v1/jobs/{job_id}/result/parquet",
+                             headers={"If-None-Match": download.headers["etag"]})
+    other = service.http.get(f"/v1/jobs/{job_id}/result/parquet",
+                             headers={"X-Qhybrid-Client": HOOKED})
+
+    assert [t["status"] for t in record["transitions"]] == [
+        "queued", "validating", "post-processing", "succeeded"]
+    assert record["mlflow_run_id"] == "mlflow-run-1"
+    assert (result.kind, result.sweep, result.report) == ("sweep", report, None)
+    assert result.parquet is not None
+    assert result.parquet.href == f"/v1/jobs/{job_id}/result/parquet"
+    assert (result.parquet.media_type, result.parquet.bytes, result.parquet.sha256) == (
+        "application/vnd.apache.parquet", len(content), hashlib.sha256(content).hexdigest())
+    assert download.status_code == 200, download.text
+    assert download.headers["content-type"] == "application/vnd.apache.parquet"
+    assert download.headers["etag"] == f'"{result.parquet.sha256}"'
+    assert download.content == content
+    assert again.status_code == 304 and again.content == b""
+    assert _problem(other, 404).field == "id"  # another client's job is not there for it
+
+    # A run has no Parquet file; a file rewritten since the job ended is not served.
+    run_id = service.submit(README).json()["id"]
+    service.jobs.transition(run_id, "succeeded", result=JobResult(
+        job_id=run_id, kind="run", source="simulator", backend="aer").model_dump(mode="json"))
+    _problem(service.http.get(f"/v1/jobs/{run_id}/result/parquet"), 404)
+    Path(report.output).write_bytes(content + b"tampered")
+    _problem(service.http.get(f"/v1/jobs/{job_id}/result/parquet"), 404)
 
 
 def test_the_event_stream_resumes_after_an_id_and_filters_by_job(service: Service) -> None:
@@ -574,7 +647,8 @@ _COMMON = {
     "trace_id": st.none() | st.text("0123456789abcdef", min_size=32, max_size=32).filter(
         lambda t: t != "0" * 32),
 }
-_MODELS = {"run": RunJobRequest, "promote": PromoteJobRequest, "evaluate": EvaluateJobRequest}
+_MODELS = {"run": RunJobRequest, "promote": PromoteJobRequest, "evaluate": EvaluateJobRequest,
+           "sweep": SweepJobRequest}
 _SPEC_SOURCES = ({"spec": st.dictionaries(st.text(max_size=8), _JSON, max_size=4)},
                  {"spec_path": st.text(min_size=1, max_size=40)})
 _JOB_REQUESTS = st.one_of(
@@ -600,7 +674,8 @@ def test_the_strategies_generate_every_kind() -> None:
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(job_request=_JOB_REQUESTS)
 def test_job_requests_round_trip_through_json(
-        job_request: RunJobRequest | PromoteJobRequest | EvaluateJobRequest) -> None:
+        job_request: RunJobRequest | PromoteJobRequest | EvaluateJobRequest | SweepJobRequest
+) -> None:
     assert JOB_REQUEST.validate_json(job_request.model_dump_json()) == job_request
 
 
