@@ -836,6 +836,17 @@ def data_ghz(
     write_qasm3(ghz_circuit(qubits), out_path)
 
 
+@data_app.command("ghz-observables", cls=_Command)
+def data_ghz_observables(
+    out_path: Annotated[Path, typer.Option("--out", help="Output JSON file.")],
+    qubits: Annotated[int, typer.Option(min=2, max=16)] = 3,
+) -> None:
+    """The GHZ state's parities as named observables (a file for `family.observables_path`)."""
+    from qhybrid.experiments import ghz_observables, write_observables
+
+    write_observables(ghz_observables(qubits), out_path)
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

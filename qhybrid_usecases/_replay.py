@@ -23,7 +23,8 @@ from qhybrid.core import (
     SpecError,
     spec_from_mapping,
 )
-from qhybrid.experiments import Workload, bind, build_workload, load_instance, qasm3_sha256
+from qhybrid.experiments import Workload, bind, qasm3_sha256
+from qhybrid_usecases._inputs import build_spec_workload
 from qhybrid_usecases._records import counts_sha256
 from registry import file_md5, read_manifest
 
@@ -46,7 +47,7 @@ def replay(path: Path, settings: Settings) -> ReplayReport:
         if file_md5(full) != pin.md5:
             raise DataError(f"{rel} differs from the data this run used (md5 {pin.md5})",
                             field="data")
-    workload = build_workload(spec.family, load_instance(settings.project_root / spec.dataset.path))
+    workload = build_spec_workload(spec, settings.project_root)
     parameters = np.array(manifest.parameters, dtype=float)
     # A fresh in-memory store and no faults: a replay executes again, never re-attaches.
     backend = open_executor("aer", settings.model_copy(update={"faults": ""}),
