@@ -675,7 +675,8 @@ def replay(
     manifest: Annotated[Path, typer.Argument(help="A run manifest (mlruns/manifests/<run>.json).")],
     as_json: JsonFlag = False,
 ) -> None:
-    """Rerun the simulator part of a recorded run; exit 0 if counts are bit-identical, else 7."""
+    """Rerun the simulator part of a recorded run (the ideal sample, and the hardware gate's
+    noisy one where it ran on Aer); exit 0 if counts are bit-identical, else 7."""
     try:
         from qhybrid_usecases import replay as replay_run
         from qhybrid_usecases import verify_replay
@@ -684,6 +685,10 @@ def replay(
         word = "[green]bit-identical[/]" if report.identical else "[red]DIFFERENT[/]"
         err.print(f"counts {word} ({report.differing_outcomes} outcomes differ); "
                   f"circuit {'identical' if report.circuit_identical else 'DIFFERENT'}")
+        noisy = report.noisy
+        shown = {"identical": "[green]bit-identical[/]", "different": "[red]DIFFERENT[/]"}
+        err.print(f"hardware gate's noisy counts {shown.get(noisy.status, noisy.status)}: "
+                  f"{escape(noisy.reason)}")
         verify_replay(report)
     except QhybridError as exc:
         raise _fail(exc, as_json) from exc
