@@ -162,7 +162,8 @@ class MitigationRecord(_Model):
         "noise-scaled copies, twirls), as the provider reports them.")
     observables: dict[str, dict[str, float]] = Field(
         default_factory=dict, description="Every observable the arms estimated, by name (the "
-        "objective's first): its ideal value and each arm's mean over the repeats.")
+        "objective's first): its ideal value, each arm's mean and mean distance from it over "
+        "the repeats, and the improvement (the distances' difference) with its interval.")
 
 
 class ExecutionRecord(_Model):
