@@ -24,6 +24,7 @@ from qhybrid.core import (
 from qhybrid.experiments import ghz_observables
 from qhybrid_entrypoints.cli import app
 from qhybrid_usecases import Services
+from registry import read_manifest
 
 OBSERVABLES = "data/ghz_3_observables.json"
 
@@ -49,6 +50,34 @@ def test_the_file_gives_the_metrics_the_inline_observables_give(settings: Settin
     lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]["ghz-3-observables"]
     assert data[OBSERVABLES]["md5"] == lock["outs"][0]["md5"]
     assert data[OBSERVABLES]["stage"] == "ghz-3-observables" and data[OBSERVABLES]["matches_lock"]
+    # A replay reads the file again (after checking its md5) and reproduces the run.
+    assert usecases.replay(manifest, settings).reproduced
+
+
+def test_a_promoted_file_spec_predicts_with_the_file_observables(
+        project_copy: Path, configure, repo: Path) -> None:
+    """Evaluation (the job service, pyfunc predict) reads the promoted file, checked against
+    its recorded md5, also for an instance of the caller's."""
+    from qhybrid_usecases._predict import predict_values
+
+    settings = configure(project_root=project_copy)
+    _, manifest_path = _run(load_spec(repo / "specs" / "ghz-observables-file.yaml"), settings)
+    manifest = read_manifest(manifest_path)
+    model = usecases.PromotedExperiment(
+        name="ghz", alias="champion", version="1", manifest=manifest,
+        spec=spec_from_mapping(manifest.spec))
+    services = Services.open(settings)
+    # mean_zz on a Bell pair on qubits 0 and 1 with qubit 2 alone: (1 + 0 + 0) / 3.
+    bell = {"kind": "circuit", "format": "qasm3", "source": (
+        'OPENQASM 3.0;\ninclude "stdgates.inc";\nqubit[3] q;\nh q[0];\ncx q[0], q[1];\n'
+        "h q[2];\n")}
+    assert predict_values(services, model, []).values == pytest.approx((1.0,))
+    assert predict_values(services, model, [], instance=bell).values == pytest.approx((1 / 3,))
+    _tamper(project_copy)
+    for instance in (None, bell):
+        with pytest.raises(DataError, match="was promoted on") as refused:
+            predict_values(services, model, [], instance=instance)
+        assert OBSERVABLES in refused.value.message
 
 
 def test_the_generated_file_holds_the_inline_spec_observables(repo: Path) -> None:
