@@ -12,9 +12,11 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SerializerFunctionWrapHandler,
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
@@ -134,6 +136,16 @@ class CircuitFamily(_Model):
         if names is not None and value not in names:
             raise ValueError(f"'{value}' is not one of the observables ({', '.join(names)})")
         return value
+
+    @model_serializer(mode="wrap")
+    def _one_source_only(self, handler: SerializerFunctionWrapHandler) -> dict[str, object]:
+        # The source not given is left out, so that a spec with inline observables dumps (and
+        # hashes: spec_sha256, evidence keys) as it did before observables_path existed.
+        data: dict[str, object] = handler(self)
+        for key in ("observables", "observables_path"):
+            if data.get(key, ...) is None:
+                del data[key]
+        return data
 
     def with_observables(self, data: object, *, source: str) -> CircuitFamily:
         """This family with the observables read from its ``observables_path`` file inline

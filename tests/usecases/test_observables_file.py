@@ -80,6 +80,17 @@ def test_a_promoted_file_spec_predicts_with_the_file_observables(
         assert OBSERVABLES in refused.value.message
 
 
+def test_a_spec_dumps_only_the_source_of_observables_it_gives(repo: Path) -> None:
+    # So an inline spec hashes (spec_sha256, evidence keys) as before observables_path existed,
+    # and recorded manifests of such specs stay consistent with their hashes.
+    inline = load_spec(repo / "specs" / "ghz.yaml").model_dump(mode="json")["family"]
+    spec = load_spec(repo / "specs" / "ghz-observables-file.yaml")
+    from_file = spec.model_dump(mode="json")
+    assert "observables_path" not in inline and "observables" in inline
+    assert "observables" not in from_file["family"]
+    assert spec_from_mapping(from_file) == spec  # the dump reads back as the same spec
+
+
 def test_the_generated_file_holds_the_inline_spec_observables(repo: Path) -> None:
     inline = yaml.safe_load((repo / "specs" / "ghz.yaml").read_text())["family"]["observables"]
     assert json.loads((repo / OBSERVABLES).read_text()) == inline
