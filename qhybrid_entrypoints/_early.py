@@ -81,13 +81,15 @@ def check_backends(spec: ExperimentSpec, settings: Settings, options: RunOptions
 
 
 def check_data(spec: ExperimentSpec, settings: Settings, *, allow_unpinned: bool) -> None:
-    """The project root holds dvc.yaml, the dataset exists under it, and its md5 is the one
-    dvc.lock pins (as ``registry.pin_inputs``, which the run calls again to record the pin).
+    """The project root holds dvc.yaml, every input file the spec names (the dataset, a file of
+    observables or of sweep points) exists under it, and its md5 is the one dvc.lock pins (as
+    ``registry.pin_inputs``, which the run calls again to record the pin).
 
     Raises:
-        DataError: Naming ``QHYBRID_PROJECT_ROOT``, ``dvc.lock`` or ``dataset.path``.
+        DataError: Naming ``QHYBRID_PROJECT_ROOT``, ``dvc.lock`` or the input's field
+            (``dataset.path``, ``family.observables_path``, ``sweep.points.path``).
     """
-    root, rel = settings.project_root, spec.dataset.path
+    root = settings.project_root
     if not any((root / name).is_file() for name in ("dvc.yaml", "dvc.lock")):
         raise DataError(
             f"{root} is not the qhybrid project root (it has no dvc.yaml): run qhybrid "
@@ -96,19 +98,20 @@ def check_data(spec: ExperimentSpec, settings: Settings, *, allow_unpinned: bool
     if not (root / "dvc.lock").is_file():
         raise DataError(f"{root / 'dvc.lock'} is missing; run `dvc repro` to pin the data",
                         field="dvc.lock")
-    regular_file(root / rel, field="dataset.path", what="dataset", error=DataError,
-                 missing="; run `dvc repro` or `dvc pull` first")
-    if allow_unpinned:
-        return
-    locked, stage = _pin(root, root / rel)
-    md5 = _md5(root / rel)
-    if locked is None or md5 == locked:
-        return  # matches, or dvc.lock does not pin it: DVC's own reading decides at the start
-    raise DataError(
-        f"{rel} has md5 {md5} but dvc.lock pins {locked} (modified since `dvc repro`?); "
-        f"restore it with `dvc checkout --force {rel}` (from DVC's cache) or `dvc repro {stage}` "
-        "(regenerates it); or pass --allow-unpinned-data to run on it anyway (recorded on the "
-        "run)", field="dataset.path")
+    for field, rel in spec.input_paths().items():
+        regular_file(root / rel, field=field, what="dataset", error=DataError,
+                     missing="; run `dvc repro` or `dvc pull` first")
+        if allow_unpinned:
+            continue
+        locked, stage = _pin(root, root / rel)
+        md5 = _md5(root / rel)
+        if locked is None or md5 == locked:
+            continue  # matches, or dvc.lock does not pin it: DVC's own reading decides later
+        raise DataError(
+            f"{rel} has md5 {md5} but dvc.lock pins {locked} (modified since `dvc repro`?); "
+            f"restore it with `dvc checkout --force {rel}` (from DVC's cache) or `dvc repro "
+            f"{stage}` (regenerates it); or pass --allow-unpinned-data to run on it anyway "
+            "(recorded on the run)", field=field)
 
 
 def _pin(root: Path, path: Path) -> tuple[str | None, str | None]:

@@ -675,7 +675,8 @@ def replay(
     manifest: Annotated[Path, typer.Argument(help="A run manifest (mlruns/manifests/<run>.json).")],
     as_json: JsonFlag = False,
 ) -> None:
-    """Rerun the simulator part of a recorded run; exit 0 if counts are bit-identical, else 7."""
+    """Rerun the simulator part of a recorded run (the ideal sample, and the hardware gate's
+    noisy one where it ran on Aer); exit 0 if counts are bit-identical, else 7."""
     try:
         from qhybrid_usecases import replay as replay_run
         from qhybrid_usecases import verify_replay
@@ -684,6 +685,10 @@ def replay(
         word = "[green]bit-identical[/]" if report.identical else "[red]DIFFERENT[/]"
         err.print(f"counts {word} ({report.differing_outcomes} outcomes differ); "
                   f"circuit {'identical' if report.circuit_identical else 'DIFFERENT'}")
+        noisy = report.noisy
+        shown = {"identical": "[green]bit-identical[/]", "different": "[red]DIFFERENT[/]"}
+        err.print(f"hardware gate's noisy counts {shown.get(noisy.status, noisy.status)}: "
+                  f"{escape(noisy.reason)}")
         verify_replay(report)
     except QhybridError as exc:
         raise _fail(exc, as_json) from exc
@@ -834,6 +839,17 @@ def data_ghz(
     from qhybrid.experiments import ghz_circuit, write_qasm3
 
     write_qasm3(ghz_circuit(qubits), out_path)
+
+
+@data_app.command("ghz-observables", cls=_Command)
+def data_ghz_observables(
+    out_path: Annotated[Path, typer.Option("--out", help="Output JSON file.")],
+    qubits: Annotated[int, typer.Option(min=2, max=16)] = 3,
+) -> None:
+    """The GHZ state's parities as named observables (a file for `family.observables_path`)."""
+    from qhybrid.experiments import ghz_observables, write_observables
+
+    write_observables(ghz_observables(qubits), out_path)
 
 
 def main() -> None:

@@ -35,6 +35,7 @@ from qhybrid.experiments import (
     parse_instance,
 )
 from qhybrid_control import JobStore, SlaPolicy
+from qhybrid_usecases._inputs import read_family
 from qhybrid_usecases._jobs import JobWork, fail_job, source_of
 from qhybrid_usecases._run import retry_policy
 from qhybrid_usecases._services import Services
@@ -78,15 +79,20 @@ def resolve_model(services: Services, ref: str) -> PromotedExperiment:
 
 def _workload(services: Services, model: PromotedExperiment,
               instance: dict[str, object] | None) -> Workload:
-    if instance is not None:
-        return build_workload(model.spec.family,
-                              parse_instance(instance, source="instance", field="instance"))
     root = services.settings.project_root
+    # With an instance of the caller's, a promoted file of observables is still the family's.
+    paths = model.spec.input_paths()
+    needed = set(model.manifest.data) if instance is None else {
+        paths[f] for f in ("family.observables_path",) if f in paths}
     for rel, pin in model.manifest.data.items():
-        if file_md5(root / rel) != pin.md5:
+        if rel in needed and file_md5(root / rel) != pin.md5:
             raise DataError(f"{rel} is not the data {model.name} v{model.version} was promoted "
                             f"on (md5 {pin.md5}); run `dvc pull`", field="model")
-    return build_workload(model.spec.family, load_instance(root / model.spec.dataset.path))
+    family = read_family(model.spec, root)
+    if instance is not None:
+        return build_workload(family, parse_instance(instance, source="instance",
+                                                     field="instance"))
+    return build_workload(family, load_instance(root / model.spec.dataset.path))
 
 
 def circuit_points(workload: Workload, rows: np.ndarray) -> np.ndarray:

@@ -4,11 +4,23 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from backends import StateStore, check_width, open_engine
-from qhybrid.core import DataError, ExperimentSpec, FilePointsSpec, RunOptions, Settings, SpecError
+from qhybrid.core import (
+    CircuitFamily,
+    DataError,
+    ExperimentSpec,
+    FamilySpec,
+    RunOptions,
+    Settings,
+    SpecError,
+    parse_json,
+    parse_yaml,
+    read_input,
+)
 from qhybrid.experiments import Workload, build_workload, load_instance
 from qhybrid_usecases._sweep_points import point_source
 from registry import DataPin, file_md5, pin_inputs
@@ -36,14 +48,14 @@ def load_inputs(spec: ExperimentSpec, settings: Settings, *, allow_unpinned_data
         DataError: Missing or unpinned data (unless allowed), or data of the wrong shape.
         SpecError: Data that does not fit the family, or fixed parameters of the wrong length.
     """
-    pins = pin_inputs([spec.dataset.path], settings.project_root,
-                      allow_unpinned=allow_unpinned_data)
-    if spec.sweep is not None and isinstance(spec.sweep.points, FilePointsSpec):
-        # A file of sweep points is an input like the dataset: pinned, and recorded.
-        pins |= pin_inputs([spec.sweep.points.path], settings.project_root,
-                           allow_unpinned=allow_unpinned_data, field="sweep.points.path")
+    pins: dict[str, DataPin] = {}
+    for field, path in spec.input_paths().items():
+        # Every input file (the dataset, a file of observables or of sweep points): pinned by
+        # dvc.lock, and recorded on the run.
+        pins |= pin_inputs([path], settings.project_root, allow_unpinned=allow_unpinned_data,
+                           field=field)
     overrides = tuple(_override(pin) for pin in pins.values() if not pin.matches)
-    workload = build_workload(spec.family, load_instance(settings.project_root / spec.dataset.path))
+    workload = build_spec_workload(spec, settings.project_root)
     if spec.parameters is not None:
         workload.circuit_points(np.array(spec.parameters))
     return Inputs(workload=workload, pins=pins, overrides=overrides)
@@ -67,8 +79,43 @@ def reload_workload(
         now = file_md5(settings.project_root / path)
         if now != pin["md5"]:
             raise DataError(f"{path} changed while the run was in progress (md5 {pin['md5']} "
-                            f"at the start, {now} now)", field="dataset.path")
-    return build_workload(spec.family, load_instance(settings.project_root / spec.dataset.path))
+                            f"at the start, {now} now)", field=_field_of(spec, path))
+    return build_spec_workload(spec, settings.project_root)
+
+
+def _field_of(spec: ExperimentSpec, path: str) -> str:
+    return next((f for f, p in spec.input_paths().items() if p == path), "dataset.path")
+
+
+def read_family(spec: ExperimentSpec, root: Path) -> FamilySpec:
+    """The spec's family with everything it reads from files in it: a circuit family's
+    observables file (``family.observables_path``, JSON or YAML) parsed and checked by the
+    family's own rules. Checks no pin: the caller has.
+
+    Raises:
+        DataError: The file cannot be read or parsed (naming ``family.observables_path``).
+        SpecError: Its observables break the family's rules (naming the field).
+    """
+    family = spec.family
+    if not isinstance(family, CircuitFamily) or family.observables_path is None:
+        return family
+    rel = family.observables_path
+    field = "family.observables_path"
+    text = read_input(root / rel, field=field, what="observables file", error=DataError,
+                      missing="; run `dvc repro` or `dvc pull` first")
+    parse = parse_json if Path(rel).suffix == ".json" else parse_yaml
+    data = parse(text, source=rel, field=field, error=DataError)
+    return family.with_observables(data, source=rel)
+
+
+def build_spec_workload(spec: ExperimentSpec, root: Path) -> Workload:
+    """The workload of ``spec`` on its dataset under ``root`` (and its observables file).
+
+    Raises:
+        DataError: An input cannot be read, or data of the wrong shape.
+        SpecError: Data that does not fit the family.
+    """
+    return build_workload(read_family(spec, root), load_instance(root / spec.dataset.path))
 
 
 def backends_of(spec: ExperimentSpec, options: RunOptions, *, kind: str) -> dict[str, str]:

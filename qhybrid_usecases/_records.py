@@ -16,6 +16,7 @@ from qhybrid.core import (
     DataPinRecord,
     ExecutionRecord,
     GateResult,
+    HardwareCountsRecord,
     ManifestSeeds,
     PromotionDecision,
     RunManifest,
@@ -125,6 +126,19 @@ def _ideal_counts(run: RunHandle, services: Services, workload: Workload,
                            shots=spec.shots, seed=spec.seeds.simulator)[0]
 
 
+def _hardware_counts(run: RunHandle, steps: Sequence[StepOutcome]) -> HardwareCountsRecord | None:
+    """The hardware gate's counts (a promotion's), with the backend that sampled them and
+    whether it simulated the spec's noise section, for a replay to sample them again."""
+    step = next((s for s in steps if s.gate is not None and s.gate.gate == "hardware"), None)
+    if step is None or step.gate is None or step.trial is None:
+        return None
+    on_target = step.gate.downgraded_from is None
+    return HardwareCountsRecord(
+        backend=step.trial.backend,
+        noise_applied=on_target and run.spec.gates.hardware.noise is not None,
+        counts=step.trial.counts, counts_sha256=counts_sha256(step.trial.counts))
+
+
 def record_evidence(
     run: RunHandle, services: Services, trial: TrialResult, steps: Sequence[StepOutcome],
     decision: PromotionDecision | None = None,
@@ -164,6 +178,7 @@ def record_evidence(
         # The noise the hardware gate simulated, so a replay rebuilds the same model.
         noise=noise.model_dump(mode="json") if noise is not None else None,
         noise_sha256=noise.sha256() if noise is not None else None,
+        hardware=_hardware_counts(run, steps),
     )
     folder = scratch(run)
     write_manifest(folder / "manifest.json", manifest)

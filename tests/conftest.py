@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 def repo() -> Path:
     """The repository root; its data/ must exist (`make data` / `dvc repro`)."""
     for name in ("maxcut_3reg_10.json", "maxcut_3reg_6.json", "h2_sto3g_0735.json",
-                 "ghz_3.qasm"):
+                 "ghz_3.qasm", "ghz_3_observables.json"):
         if not (REPO / "data" / name).is_file():
             pytest.fail(f"data/{name} is missing: run `make data` (dvc repro) before the tests")
     return REPO

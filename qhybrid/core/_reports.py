@@ -43,6 +43,33 @@ class ErrorReport(_Model):
     error: ErrorRecord
 
 
+NoisyReplayStatus = Literal["identical", "different", "not-applicable", "not-recorded"]
+
+
+class NoisyReplayResult(_Model):
+    """The hardware gate's noisy sampling, executed again (``manifest.hardware``).
+
+    ``identical`` or ``different`` when the gate ran on Aer (a noise section, or an
+    ``aer-noisy:`` device): sampled again with the recorded noise, seeds and shots.
+    ``not-applicable`` when it ran on an ``ibm:`` backend, which cannot be executed again
+    here; ``not-recorded`` when the manifest holds no hardware counts (a plain run, or a
+    manifest written before they were recorded).
+    """
+
+    status: NoisyReplayStatus
+    reason: str = Field(description="Why, in a sentence.")
+    backend: str | None = Field(default=None, description="Where the gate's counts came from.")
+    noise_sha256: str | None = Field(default=None, description="The noise simulated again.")
+    recorded_sha256: str | None = None
+    replayed_sha256: str | None = None
+    differing_outcomes: int | None = Field(default=None,
+                                           description="Bitstrings whose counts differ.")
+
+
+_NOT_RECORDED = NoisyReplayResult(status="not-recorded",
+                                  reason="the manifest records no hardware counts")
+
+
 class ReplayReport(_Model):
     """What ``qhybrid replay`` found."""
 
@@ -54,11 +81,14 @@ class ReplayReport(_Model):
     recorded_sha256: str
     replayed_sha256: str
     differing_outcomes: int = Field(description="Bitstrings whose counts differ.")
+    noisy: NoisyReplayResult = Field(
+        default=_NOT_RECORDED, description="The hardware gate's noisy counts, sampled again.")
 
     @property
     def reproduced(self) -> bool:
-        """Counts and circuit both as recorded."""
-        return self.identical and self.circuit_identical
+        """Counts and circuit as recorded, and the noisy counts too where they could be
+        sampled again."""
+        return self.identical and self.circuit_identical and self.noisy.status != "different"
 
 
 class LeaseRecord(_Model):

@@ -162,7 +162,8 @@ class MitigationRecord(_Model):
         "noise-scaled copies, twirls), as the provider reports them.")
     observables: dict[str, dict[str, float]] = Field(
         default_factory=dict, description="Every observable the arms estimated, by name (the "
-        "objective's first): its ideal value and each arm's mean over the repeats.")
+        "objective's first): its ideal value, each arm's mean and mean distance from it over "
+        "the repeats, and the improvement (the distances' difference) with its interval.")
 
 
 class ExecutionRecord(_Model):
@@ -210,6 +211,18 @@ class DataPinRecord(_Model):
     matches_lock: bool
 
 
+class HardwareCountsRecord(_Model):
+    """The hardware gate's counts as sampled, so that a replay can sample them again where the
+    gate ran on a simulator (an Aer target with its noise, or an ``aer-noisy:`` fallback)."""
+
+    backend: str = Field(description="The backend that sampled them: the gate's target, or the "
+                         "fallback that stood in for it.")
+    noise_applied: bool = Field(description="Whether the manifest's noise section was the noise "
+                                "simulated (on the target; a fallback simulates its own).")
+    counts: dict[str, Annotated[int, Field(ge=0)]]
+    counts_sha256: str = Field(description="SHA-256 of the counts' canonical JSON.")
+
+
 class RunManifest(_Model):
     """Everything needed to rerun a run."""
 
@@ -243,6 +256,9 @@ class RunManifest(_Model):
         default=None, description="The hardware gate's noise section, as the spec gave it.")
     noise_sha256: str | None = Field(
         default=None, description="SHA-256 of the noise section's canonical JSON.")
+    hardware: HardwareCountsRecord | None = Field(
+        default=None, description="The hardware gate's counts (a promotion's); absent from runs "
+        "without that gate and from manifests written before they were recorded.")
 
     @field_validator("parameters")
     @classmethod

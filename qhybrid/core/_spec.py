@@ -12,9 +12,11 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SerializerFunctionWrapHandler,
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
@@ -56,17 +58,35 @@ ObservableName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,39}$")]
 
 _RESERVED_METRICS: Final = frozenset({"quality", "optimum", "shots"})
 
+OBSERVABLES_SUFFIXES: Final = (".json", ".yaml", ".yml")
+"""The kinds of file ``family.observables_path`` may name."""
+
 
 class CircuitFamily(_Model):
     """A researcher's own circuit: the dataset is its file (OpenQASM 3 ``.qasm`` or QPY
-    ``.qpy``); named observables are measured on it, one of them is the objective."""
+    ``.qpy``); named observables are measured on it, one of them is the objective.
+
+    The observables are given inline (``observables``) or in a file pinned by dvc.lock like
+    the dataset (``observables_path``), never both. A family read from a spec with a file
+    holds no observables until the application layer reads the file
+    (:meth:`with_observables`); only then can a workload be built on it.
+    """
 
     kind: Literal["circuit"] = "circuit"
     baseline_solvers: ClassVar[tuple[str, ...]] = ("exact-diagonalisation",)
-    observables: dict[ObservableName, PauliTerms] = Field(
+    observables: dict[ObservableName, PauliTerms] | None = Field(
+        default=None,
         min_length=1,
         description="Name -> Pauli sum as [label, coefficient] terms; labels as wide as the "
-        "circuit, in Qiskit order (the rightmost letter acts on qubit 0). Each name is a metric.",
+        "circuit, in Qiskit order (the rightmost letter acts on qubit 0). Each name is a metric. "
+        "Exclusive with observables_path.",
+    )
+    observables_path: str | None = Field(
+        default=None,
+        validate_default=True,
+        description="A JSON or YAML file of the same mapping (name -> [[label, coefficient], "
+        "...]), relative to the project root and pinned by dvc.lock like dataset.path. "
+        "Exclusive with observables.",
     )
     objective: str = Field(description="The observable the optimiser and the gates work on.")
     direction: Direction = Field(default="minimise", description="Minimise or maximise it.")
@@ -77,8 +97,8 @@ class CircuitFamily(_Model):
 
     @field_validator("observables")
     @classmethod
-    def _pauli_sums(cls, value: dict[str, PauliTerms]) -> dict[str, PauliTerms]:
-        for name, terms in value.items():
+    def _pauli_sums(cls, value: dict[str, PauliTerms] | None) -> dict[str, PauliTerms] | None:
+        for name, terms in (value or {}).items():
             if name in _RESERVED_METRICS:
                 raise ValueError(f"'{name}' is a metric of its own; name the observable otherwise")
             if not terms:
@@ -91,6 +111,24 @@ class CircuitFamily(_Model):
                 raise ValueError(f"{name}: labels of different widths {sorted(widths)}")
         return value
 
+    @field_validator("observables_path")
+    @classmethod
+    def _observables_file(cls, value: str | None, info: ValidationInfo) -> str | None:
+        # Runs on the default too (validate_default), so that a family with neither is refused
+        # here, naming this field; "observables" is absent from info.data when it was invalid.
+        inline = info.data.get("observables")
+        if value is None:
+            if "observables" in info.data and inline is None:
+                raise ValueError("give the observables inline (observables) or a file of them "
+                                 "(observables_path)")
+            return None
+        if inline is not None:
+            raise ValueError("give the observables inline (observables) or in a file "
+                             "(observables_path), not both")
+        if Path(value).suffix not in OBSERVABLES_SUFFIXES:
+            raise ValueError(f"must be a {', '.join(OBSERVABLES_SUFFIXES)} file")
+        return _project_path(value, field="family.observables_path")
+
     @field_validator("objective")
     @classmethod
     def _known_objective(cls, value: str, info: ValidationInfo) -> str:
@@ -99,6 +137,45 @@ class CircuitFamily(_Model):
             raise ValueError(f"'{value}' is not one of the observables ({', '.join(names)})")
         return value
 
+    @model_serializer(mode="wrap")
+    def _one_source_only(self, handler: SerializerFunctionWrapHandler) -> dict[str, object]:
+        # The source not given is left out, so that a spec with inline observables dumps (and
+        # hashes: spec_sha256, evidence keys) as it did before observables_path existed.
+        data: dict[str, object] = handler(self)
+        for key in ("observables", "observables_path"):
+            if data.get(key, ...) is None:
+                del data[key]
+        return data
+
+    def with_observables(self, data: object, *, source: str) -> CircuitFamily:
+        """This family with the observables read from its ``observables_path`` file inline
+        (the path dropped), checked by the same rules as inline ones.
+
+        Args:
+            data: The file's parsed document: name -> [[label, coefficient], ...].
+            source: The file, for messages.
+
+        Raises:
+            SpecError: Naming ``family.observables_path`` (with the offending entry of the
+                file in the message), or ``family.objective`` when the file has no observable
+                of that name.
+        """
+        if not isinstance(data, dict):
+            raise SpecError(f"family.observables_path: {source} must be a mapping of observable "
+                            "names to [[label, coefficient], ...] terms",
+                            field="family.observables_path")
+        fields = self.model_dump(exclude={"observables_path"}) | {"observables": data}
+        try:
+            return CircuitFamily.model_validate(fields)
+        except ValidationError as exc:
+            errors = exc.errors(include_url=False)
+            first = errors[0]["loc"]
+            where = "family.objective" if first and first[0] == "objective" else \
+                "family.observables_path"
+            lines = [f"{_in_file(e['loc'])}: {e['msg']}" for e in errors]
+            raise SpecError(f"{where}: the observables in {source} are invalid\n  "
+                            + "\n  ".join(lines), field=where) from exc
+
     @field_validator("bounds")
     @classmethod
     def _increasing(cls, value: dict[str, tuple[float, float]]) -> dict[str, tuple[float, float]]:
@@ -106,6 +183,14 @@ class CircuitFamily(_Model):
             if not low < high:
                 raise ValueError(f"{name}: the lower bound {low} is not below the upper {high}")
         return value
+
+
+def _in_file(loc: tuple[int | str, ...]) -> str:
+    """Where a validation error of :meth:`CircuitFamily.with_observables` lies: inside the file
+    (``zz01.0.0``), or at a spec field (``family.objective``)."""
+    if loc[:1] == ("observables",):
+        return ".".join(str(p) for p in loc[1:]) or "the document"
+    return "family." + ".".join(str(p) for p in loc) if loc else "family"
 
 
 FamilySpec = Annotated[QaoaMaxcutFamily | VqeFamily | CircuitFamily, Field(discriminator="kind")]
@@ -558,6 +643,17 @@ class ExperimentSpec(_Model):
                 f"gates.baseline.solvers: {sorted(wrong)} do not apply to {self.family.kind}"
             )
         return self
+
+    def input_paths(self) -> dict[str, str]:
+        """Every input file the spec names, by its field: ``dataset.path``, and
+        ``family.observables_path`` and ``sweep.points.path`` when given. Each is pinned by
+        dvc.lock and recorded on the run."""
+        paths = {"dataset.path": self.dataset.path}
+        if isinstance(self.family, CircuitFamily) and self.family.observables_path is not None:
+            paths["family.observables_path"] = self.family.observables_path
+        if self.sweep is not None and isinstance(self.sweep.points, FilePointsSpec):
+            paths["sweep.points.path"] = self.sweep.points.path
+        return paths
 
     def canonical_json(self) -> str:
         """The spec as canonical JSON (sorted keys, no whitespace), the input of its hash."""

@@ -37,6 +37,7 @@ from qhybrid.experiments._molecules import (
     diatomic_coordinates,
     molecule_hamiltonian,
 )
+from qhybrid.experiments._observables_data import ghz_observables, write_observables
 from qhybrid.experiments._optimise import OptimisationResult, optimise
 from qhybrid.experiments._problems import (
     GraphInstance,
@@ -97,6 +98,7 @@ __all__ = [
     "families",
     "family_for",
     "ghz_circuit",
+    "ghz_observables",
     "h2_hamiltonian",
     "hardware_verdict",
     "ideal_verdict",
@@ -125,5 +127,6 @@ __all__ = [
     "write_circuit",
     "write_instance",
     "write_instance_metrics",
+    "write_observables",
     "write_qasm3",
 ]

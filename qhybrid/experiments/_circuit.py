@@ -85,11 +85,17 @@ class UserCircuit:
         """The circuit as read, measured on every qubit, and the spec's observables.
 
         Raises:
-            SpecError: An observable not as wide as the circuit (``family.observables.NAME``),
-                a bound on a parameter the circuit does not have (``family.bounds``), or an
-                objective with a single eigenvalue (``family.objective``).
+            SpecError: Observables still in their file (``family.observables_path``: the
+                application layer reads it, :meth:`CircuitFamily.with_observables`), an
+                observable not as wide as the circuit (``family.observables.NAME``), a bound on
+                a parameter the circuit does not have (``family.bounds``), or an objective with
+                a single eigenvalue (``family.objective``).
         """
         assert isinstance(options, CircuitFamily)
+        if options.observables is None:
+            raise SpecError(f"the observables of {options.observables_path} were not read; "
+                            "read the file and pass CircuitFamily.with_observables",
+                            field="family.observables_path")
         data = _circuit(instance)
         ansatz = data.circuit()
         observables: dict[str, SparsePauliOp] = {}

@@ -159,6 +159,9 @@ def test_promote_replay_show_and_refuse(env, tmp_path) -> None:
     replayed = _cli(["replay", report["manifest"], "--json"], env, tmp_path)
     assert replayed.returncode == 0, replayed.stderr
     assert json.loads(replayed.stdout)["identical"] is True
+    # The hardware gate ran on ibm:fake_manila: recorded, but not executed again.
+    noisy = json.loads(replayed.stdout)["noisy"]
+    assert (noisy["status"], noisy["backend"]) == ("not-applicable", "ibm:fake_manila"), noisy
 
     shown = _cli(["show", "vqe-h2@champion", "--json"], env, tmp_path)
     assert shown.returncode == 0, shown.stderr

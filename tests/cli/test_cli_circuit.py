@@ -54,6 +54,15 @@ def test_the_ghz_readout_example_shows_the_known_error_and_mitigation_undoing_it
     stderr = mitigation["mitigated_std"] / mitigation["repeats"] ** 0.5
     assert 0 < stderr < 0.05 and abs(mitigation["mitigated_value"] - 1) <= 3 * stderr, mitigation
     assert report["decision"]["promote"] is True
+    # Each parity's improvement is on the gate too; the verdict judged the objective's.
+    for parity in ("zz01", "zz12", "zz02", "mean_zz"):
+        assert hardware["metrics"][f"mitigation.{parity}.improvement_low"] > 0, parity
+
+    # A replay samples the noisy hardware counts again, with the recorded noise section.
+    replayed = CliRunner().invoke(app, ["replay", report["manifest"], "--json"])
+    assert replayed.exit_code == 0, replayed.output
+    noisy = json.loads(replayed.stdout)["noisy"]
+    assert (noisy["status"], noisy["backend"]) == ("identical", "aer"), noisy
 
 
 @pytest.mark.parametrize(("family", "field"), [

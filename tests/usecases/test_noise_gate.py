@@ -7,6 +7,8 @@ import hashlib
 import json
 from pathlib import Path
 
+import pytest
+
 import qhybrid_usecases as usecases
 from qhybrid.core import ExperimentSpec, RunOptions, Settings, load_spec, spec_from_mapping
 from qhybrid_usecases import Services
@@ -48,6 +50,26 @@ def test_readout_mitigation_arms_on_aer_with_a_chosen_noise(settings: Settings,
         means = mitigation.observables[name]
         assert abs(means["mitigated"] - means["ideal"]) < abs(means["unmitigated"] - means["ideal"])
     assert str(mitigation.applied_options["readout"]).startswith("mthree ")
+
+    # Each observable's improvement is a metric of the gate (its MLflow run and its report);
+    # the verdict judges the objective's alone.
+    assert gate.mlflow_run_id is not None
+    logged = services.tracker.get_run(gate.mlflow_run_id).metrics
+    for name, values in mitigation.observables.items():
+        improvement = values["unmitigated_distance"] - values["mitigated_distance"]
+        for metrics in (gate.metrics, logged):
+            assert metrics[f"mitigation.{name}.improvement"] == pytest.approx(improvement)
+            assert metrics[f"mitigation.{name}.improvement_low"] == values["improvement_low"]
+            assert metrics[f"mitigation.{name}.mitigated_distance"] == values[
+                "mitigated_distance"]
+        if name != "objective":  # M3 helps every cut term here
+            assert improvement > 0, (name, values)
+    assert gate.metrics["mitigation.objective.improvement"] == pytest.approx(
+        mitigation.improvement)
+    assert gate.metrics["mitigation.objective.improvement_low"] == pytest.approx(
+        mitigation.improvement_low)
+    assert [c.name for c in gate.criteria if "mitigation" in c.name] == [
+        "mitigation_improvement_low"]
 
     # The backend the gate used names the noise by its section and the section's hash.
     section = spec.gates.hardware.noise
