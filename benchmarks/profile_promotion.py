@@ -125,8 +125,9 @@ def instrument() -> Phases:
     phases.patch_function("Prefect task engine: tag concurrency-slot requests",
                           prefect.concurrency._sync.acquire_concurrency_slots_with_lease)
     phases.patch_function("Prefect cancellation checks", tasks.submission.raise_if_cancelled)
-    phases.patch_function("Prefect concurrency-limit lookups (once per backend)",
-                          tasks.submission.has_concurrency_limit)
+    if hasattr(tasks.submission, "has_concurrency_limit"):  # not before 2026-12-01
+        phases.patch_function("Prefect concurrency-limit lookups (once per backend)",
+                              tasks.submission.has_concurrency_limit)
     phases.patch_function("Prefect flow-run tags", tasks.records.tag_flow_run)
     for fn in ("create_markdown_artifact", "create_table_artifact"):
         phases.patch_function("Prefect artifacts", getattr(prefect.artifacts, fn))
@@ -139,7 +140,8 @@ def instrument() -> Phases:
             # Drawn in the run's plot thread, these are not timed (main thread only) ...
             phases.patch_function("plots (matplotlib)", getattr(plots, name))
     # ... but the run's wait for that thread is.
-    phases.patch_method("waiting for the plot thread", usecases.PlotDrawer, "wait")
+    if hasattr(usecases, "PlotDrawer"):  # plots drawn in the caller's thread before 2026-12-01
+        phases.patch_method("waiting for the plot thread", usecases.PlotDrawer, "wait")
     phases.patch_function("model packaging (pyfunc)", registry.log_model)
     for writer in (experiments.write_circuit, registry.write_manifest, registry.share_manifest):
         phases.patch_function("circuits and manifest files", writer)
