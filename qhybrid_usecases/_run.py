@@ -294,12 +294,13 @@ def fail_run(run: RunHandle, services: Services, exc: BaseException) -> list[Lea
         What happened to each lease.
     """
     reason, status = failure_reason(exc)
-    services.drawer.settle()  # plots handed over so far are logged (their errors only logged)
     try:
         released = [] if run.flow_run_id is None else release_flow_run_leases(
             services, run.flow_run_id, run.mlflow_run_id, reason=reason,
             transpiler_seed=run.spec.seeds.transpiler)
     finally:
+        # The plots handed over so far are logged (their errors only logged), leases first.
+        services.drawer.settle()
         record = services.log.record()
         tracker = services.tracker
         tracker.set_tags(run.mlflow_run_id, {
