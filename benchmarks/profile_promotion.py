@@ -28,6 +28,7 @@ import argparse
 import collections
 import functools
 import os
+import statistics
 import sys
 import tempfile
 import threading
@@ -124,6 +125,9 @@ def instrument() -> Phases:
     phases.patch_function("Prefect task engine: tag concurrency-slot requests",
                           prefect.concurrency._sync.acquire_concurrency_slots_with_lease)
     phases.patch_function("Prefect cancellation checks", tasks.submission.raise_if_cancelled)
+    if hasattr(tasks.submission, "has_concurrency_limit"):  # not before 2026-12-01
+        phases.patch_function("Prefect concurrency-limit lookups (once per backend)",
+                              tasks.submission.has_concurrency_limit)
     phases.patch_function("Prefect flow-run tags", tasks.records.tag_flow_run)
     for fn in ("create_markdown_artifact", "create_table_artifact"):
         phases.patch_function("Prefect artifacts", getattr(prefect.artifacts, fn))
@@ -133,7 +137,11 @@ def instrument() -> Phases:
             phases.patch_method("MLflow: calls", registry.Tracker, name)
     for name in plots.__all__ if hasattr(plots, "__all__") else dir(plots):
         if name.endswith("_png"):
+            # Drawn in the run's plot thread, these are not timed (main thread only) ...
             phases.patch_function("plots (matplotlib)", getattr(plots, name))
+    # ... but the run's wait for that thread is.
+    if hasattr(usecases, "PlotDrawer"):  # plots drawn in the caller's thread before 2026-12-01
+        phases.patch_method("waiting for the plot thread", usecases.PlotDrawer, "wait")
     phases.patch_function("model packaging (pyfunc)", registry.log_model)
     for writer in (experiments.write_circuit, registry.write_manifest, registry.share_manifest):
         phases.patch_function("circuits and manifest files", writer)
@@ -204,7 +212,8 @@ def _warm_round() -> float:
 
 
 def main() -> None:
-    """Run the rounds and print each one's wall time and phases."""
+    """Run the rounds and print each one's wall time and phases, then the warm rounds'
+    orchestration and tracking shares."""
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--records", type=Path, default=None)
@@ -216,14 +225,24 @@ def main() -> None:
     phases = instrument()
     print(f"imports (flows, qhybrid, Prefect, MLflow, Qiskit): "
           f"{time.perf_counter() - start:.2f} s", flush=True)
+    shares = []
     for i in range(args.rounds):
         _point_records(records / f"round-{i}")
         if i > 0:
             _create_stores()
         phases.reset()
+        load = os.getloadavg()[0]
         wall = (_cold_round if i == 0 else _warm_round)()
-        print(f"\nround {i} ({'first in the process' if i == 0 else 'warm'}): {wall:.2f} s")
+        compute = sum(phases.seconds[name] for name in COMPUTE)
+        if i > 0:
+            shares.append(100 * (wall - compute) / wall)
+        print(f"\nround {i} ({'first in the process' if i == 0 else 'warm'}): {wall:.2f} s, "
+              f"load average {load:.2f} -> {os.getloadavg()[0]:.2f}")
         print(table(phases, wall), flush=True)
+    if shares:
+        print(f"\nwarm rounds' orchestration and tracking share: min {min(shares):.1f} %, "
+              f"median {statistics.median(shares):.1f} %, max {max(shares):.1f} % "
+              f"({len(shares)} rounds)")
 
 
 if __name__ == "__main__":

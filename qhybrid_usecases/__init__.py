@@ -12,6 +12,7 @@ explicit (:class:`Services`). A run goes::
 
 from qhybrid_usecases._callbacks import deliver_due
 from qhybrid_usecases._dispatch import DispatchReport, Launcher, claim_more, dispatch_once
+from qhybrid_usecases._drawing import PlotDrawer
 from qhybrid_usecases._evaluate import PromotedExperiment, evaluate_jobs, resolve_model
 from qhybrid_usecases._gates import baseline_gate, ideal_gate, run_on_backend, statistical_gate
 from qhybrid_usecases._hardware import hardware_gate, mitigation_arms
@@ -75,6 +76,7 @@ __all__ = [
     "JobWork",
     "Launcher",
     "ParquetDownload",
+    "PlotDrawer",
     "PromotedExperiment",
     "RecordedRun",
     "RunHandle",

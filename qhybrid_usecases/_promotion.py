@@ -96,7 +96,10 @@ def apply_promotion(run: RunHandle, services: Services, decision: PromotionDecis
     Raises:
         TrackingError: The registry, the manifest or the promotion log could not be written.
         DataError: The input data changed since the run recorded it.
+        Exception: What drawing or logging a plot raised: no decision is applied before the
+            evidence is complete.
     """
+    services.drawer.wait()
     spec = run.spec
     tracker = services.tracker
     tags = tracker.get_run(run.mlflow_run_id).tags

@@ -62,28 +62,39 @@ def counts_sha256(counts: dict[str, int]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _write_artifacts(run: RunHandle, workload: Workload, trial: TrialResult,
-                     steps: Sequence[StepOutcome]) -> list[CircuitRecord]:
-    """Circuits (OpenQASM 3, QPY and a diagram), the histogram, the convergence plot and, for
-    a promotion, the ideal and hardware distributions side by side, into the scratch folder."""
+def _write_artifacts(run: RunHandle, services: Services, workload: Workload,
+                     trial: TrialResult, steps: Sequence[StepOutcome]) -> list[CircuitRecord]:
+    """Circuits (OpenQASM 3 and QPY) into the scratch folder; their diagrams, the histogram,
+    the convergence plot and, for a promotion, the ideal and hardware distributions side by
+    side handed to the run's plot thread, logged under ``experiment/`` like the scratch
+    folder (``circuits/<role>.png``, ``plots/*.png``)."""
     folder = scratch(run)
     title = f"{run.spec.name} {run.spec.version}"
     circuits = []
+    diagrams = {}
     for role, circuit in (("ansatz", workload.ansatz),
                           ("final", bind(workload, workload.measured, trial.parameters))):
         circuits.append(write_circuit(circuit, folder / "circuits", role))
-        circuit_png(str(circuit.draw(output="text", fold=_DIAGRAM_WIDTH)),
-                    folder / "circuits" / f"{role}.png", title=f"{title}: {role} circuit")
-    histogram_png(trial.counts, folder / "plots" / "histogram.png", title=title)
-    if trial.history:
-        convergence_png([workload.sign * v for v in trial.history],
-                        folder / "plots" / "convergence.png", title=title,
-                        ylabel=workload.family.axis_label)
-    for step in steps:
-        if step.gate is not None and step.gate.gate == "hardware" and step.trial is not None:
-            distributions_png(trial.counts, step.trial.counts,
-                              folder / "plots" / "ideal_vs_hardware.png", title=title,
-                              hardware_label=step.trial.backend)
+        diagrams[role] = str(circuit.draw(output="text", fold=_DIAGRAM_WIDTH))
+    history = [workload.sign * v for v in trial.history]
+    hardware = [step.trial for step in steps if step.gate is not None
+                and step.gate.gate == "hardware" and step.trial is not None]
+
+    def draw(out: Path) -> None:
+        for role, diagram in diagrams.items():
+            circuit_png(diagram, out / "circuits" / f"{role}.png",
+                        title=f"{title}: {role} circuit")
+        histogram_png(trial.counts, out / "plots" / "histogram.png", title=title)
+        if history:
+            convergence_png(history, out / "plots" / "convergence.png", title=title,
+                            ylabel=workload.family.axis_label)
+        for other in hardware:
+            distributions_png(trial.counts, other.counts, out / "plots" / "ideal_vs_hardware.png",
+                              title=title, hardware_label=other.backend)
+
+    run_id = run.mlflow_run_id
+    services.drawer.submit(
+        draw, lambda out: services.tracker.log_artifacts(run_id, out, "experiment"))
     return circuits
 
 
@@ -156,7 +167,7 @@ def record_evidence(
     spec = run.spec
     tracker = services.tracker
     workload = run.workload(services)
-    circuits = _write_artifacts(run, workload, trial, steps)
+    circuits = _write_artifacts(run, services, workload, trial, steps)
     counts = _ideal_counts(run, services, workload, trial)
     backends: dict[str, dict[str, object]] = {}
     for step in steps:
@@ -224,11 +235,12 @@ def finish_run(
     steps: Sequence[StepOutcome], decision: PromotionDecision | None = None,
     registered_version: str | None = None,
 ) -> RunReport:
-    """Record the registered version (a promotion's), end the parent run FINISHED, drop the
-    scratch folder, and report.
+    """Record the registered version (a promotion's), wait for the run's plots, end the
+    parent run FINISHED, drop the scratch folder, and report.
 
     Raises:
         TrackingError: MLflow could not be written.
+        Exception: What drawing or logging a plot raised.
     """
     spec = run.spec
     workload = run.workload(services)
@@ -239,6 +251,7 @@ def finish_run(
         if registered_version is not None:
             tracker.log_metrics(run.mlflow_run_id,
                                 {"promotion.registered_version": float(registered_version)})
+    services.drawer.wait()  # every plot logged before the run is FINISHED
     tracker.end_run(run.mlflow_run_id, "FINISHED")
     shutil.rmtree(Path(run.scratch), ignore_errors=True)
     return RunReport(

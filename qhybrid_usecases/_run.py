@@ -199,10 +199,11 @@ def gate_run(run: RunHandle, services: Services, result: GateResult,
 
 
 def log_plots(services: Services, run_id: str, draw: Callable[[Path], object]) -> None:
-    """Let ``draw`` write PNG files into a fresh folder, and log them under ``plots/``."""
-    with tempfile.TemporaryDirectory(prefix="qhybrid-plots-") as folder:
-        draw(Path(folder))
-        services.tracker.log_artifacts(run_id, Path(folder), "plots")
+    """Let ``draw`` write PNG files into a fresh folder, and log them under ``plots/`` of
+    MLflow run ``run_id``: in the run's plot thread (``services.drawer``), which the run waits
+    for before it applies a promotion or ends."""
+    services.drawer.submit(
+        draw, lambda folder: services.tracker.log_artifacts(run_id, folder, "plots"))
 
 
 def record_trial(run_id: str, services: Services, workload: Workload, trial: TrialResult) -> None:
@@ -298,6 +299,8 @@ def fail_run(run: RunHandle, services: Services, exc: BaseException) -> list[Lea
             services, run.flow_run_id, run.mlflow_run_id, reason=reason,
             transpiler_seed=run.spec.seeds.transpiler)
     finally:
+        # The plots handed over so far are logged (their errors only logged), leases first.
+        services.drawer.settle()
         record = services.log.record()
         tracker = services.tracker
         tracker.set_tags(run.mlflow_run_id, {

@@ -17,6 +17,7 @@ from backends import (
     open_executor,
 )
 from qhybrid.core import MitigationSpec, NoiseSpec, Settings, provider_job_tags
+from qhybrid_usecases._drawing import PlotDrawer
 from registry import Tracker
 
 
@@ -31,6 +32,8 @@ class Services:
         log: What the execution plane did for this run (thread-safe, accumulates).
         runner: How each provider submission is run: a single attempt here, a Prefect task
             with retries inside a flow.
+        drawer: Draws and logs the run's plots in a worker thread (waited for before a
+            promotion is applied and before the run ends).
     """
 
     settings: Settings
@@ -38,6 +41,7 @@ class Services:
     store: StateStore
     log: ExecutionLog = field(default_factory=ExecutionLog)
     runner: Runner = attempt_once
+    drawer: PlotDrawer = field(default_factory=PlotDrawer)
 
     @classmethod
     def open(cls, settings: Settings, *, runner: Runner = attempt_once) -> Services:

@@ -218,6 +218,7 @@ def finish_sweep(run: RunHandle, services: Services, outcome: SweepOutcome) -> S
     tracker.log_artifacts(run.mlflow_run_id, folder, "sweep")
     if len(outcome.swept) in (1, 2):
         log_plots(services, run.mlflow_run_id, lambda out: _draw(run, outcome, out))
+    services.drawer.wait()
     tracker.end_run(run.mlflow_run_id)
     shutil.rmtree(run.scratch, ignore_errors=True)
     spec = run.spec

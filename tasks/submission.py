@@ -18,6 +18,7 @@ from uuid import UUID
 from prefect import State, Task, get_client, task
 from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import TaskRun
+from prefect.exceptions import ObjectNotFound
 from prefect.tasks import exponential_backoff
 from prefect.utilities.annotations import quote
 
@@ -59,13 +60,24 @@ def prefect_runner(settings: Settings) -> Runner:
             raise_if_cancelled(submitter.flow_run_id)
         name = submitter.backend.name
         if name not in by_backend:
-            # The tag lets the Prefect UI filter by backend, and Prefect's tag concurrency
-            # limits (`prefect concurrency-limit create backend:ibm:... 2`) cap a backend.
-            by_backend[name] = configured.with_options(tags={f"backend:{name}"})
+            tag = f"backend:{name}"
+            by_backend[name] = configured.with_options(
+                task_run_name=f"submit-job {tag}",
+                tags={tag} if has_concurrency_limit(tag) else set())
         # quote(): Prefect need not walk circuits and arrays looking for futures.
         return by_backend[name](quote(submitter), quote(submission), key, return_state=False)
 
     return run
+
+
+def has_concurrency_limit(tag: str) -> bool:
+    """Whether the Prefect server holds a tag concurrency limit for ``tag``."""
+    with get_client(sync_client=True) as client:
+        try:
+            client.read_concurrency_limit_by_tag(tag)
+        except ObjectNotFound:
+            return False
+    return True
 
 
 def raise_if_cancelled(flow_run_id: str) -> None:

@@ -197,3 +197,34 @@ def test_a_failing_promotion_flow_ends_every_run(prefect_server, configure,
     statuses = sorted((r.info.run_name, r.info.status) for r in runs)
     assert statuses == [("gate:ideal", "FINISHED"), ("gate:statistical", "FINISHED"),
                         ("promotion:qaoa-maxcut-small@0.1.0", "FAILED")]
+
+
+def test_a_plot_that_fails_stops_the_promotion_before_it_is_applied(
+        settings: Settings, qaoa: ExperimentSpec, monkeypatch) -> None:
+    # Plots are drawn in the run's plot thread; the run waits for them before applying a
+    # decision, so a plot that cannot be written fails the promotion as it did in the step.
+    def full_disk(*args: object, **kwargs: object) -> Path:
+        raise OSError("no space left on device")
+
+    monkeypatch.setattr("qhybrid_usecases._records.histogram_png", full_disk)
+    services = Services.open(settings)
+    run, steps = _gates(qaoa, services)
+    ideal, hardware = steps[0], steps[2]
+    assert ideal.trial is not None and hardware.trial is not None
+    gates = [s.gate for s in steps if s.gate is not None]
+    decision = usecases.decide_promotion(run, services, gates, hardware.trial)
+    assert decision.promote, decision.reasons
+    usecases.record_evidence(run, services, ideal.trial, steps, decision)
+    with pytest.raises(OSError, match="no space left"):
+        usecases.apply_promotion(run, services, decision)
+    tracker = services.tracker
+    assert "qhybrid.registered_version" not in tracker.get_run(run.mlflow_run_id).tags
+    assert not settings.promotion_log_path.exists()
+
+    usecases.fail_run(run, services, OSError("no space left on device"))
+    _assert_every_run_ended(tracker)
+    assert tracker.get_run(run.mlflow_run_id).status == "FAILED"
+    # The gates' plots, handed over before, are logged all the same.
+    by_gate = {c.tags["qhybrid.gate"]: c for c in tracker.child_runs(run.mlflow_run_id)}
+    _png(Path((by_gate["ideal"].artifact_uri or "").removeprefix("file://")) / "plots"
+         / "convergence.png")

@@ -1,0 +1,74 @@
+"""Plots drawn and logged off a run's critical path, in one worker thread.
+
+Drawing a run's PNGs with matplotlib takes about as long as its quantum work on a small
+experiment; none of the run's next steps reads them. So each step hands its plots (drawn into
+a folder of their own, then logged to MLflow) to a :class:`PlotDrawer` and goes on; the run
+waits for them before anything that must come after the complete evidence: applying a
+promotion, ending the MLflow run, failing it. The figures are built with matplotlib's
+object-oriented API (:mod:`registry` never uses ``pyplot``), so drawing in a thread is safe.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+
+log = logging.getLogger("qhybrid.run")
+
+
+class PlotDrawer:
+    """One worker thread that draws and logs plots in the order they were handed over.
+
+    Thread-safe. The thread starts with the first plot and stops at :meth:`wait`, so a
+    long-lived process keeps no idle thread between runs.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None
+        self._pending: list[Future[None]] = []
+
+    def submit(self, draw: Callable[[Path], object], log_folder: Callable[[Path], None]) -> None:
+        """Let ``draw`` write files into a new temporary folder, then ``log_folder`` it,
+        in the worker thread."""
+
+        def job() -> None:
+            with tempfile.TemporaryDirectory(prefix="qhybrid-plots-") as folder:
+                draw(Path(folder))
+                log_folder(Path(folder))
+
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=1,
+                                                 thread_name_prefix="qhybrid-plots")
+            self._pending.append(self._pool.submit(job))
+
+    def wait(self) -> None:
+        """Block until every plot handed over so far is drawn and logged.
+
+        Raises:
+            Exception: The first error a plot raised (the others are logged), as the step
+                that drew it would have raised it.
+        """
+        with self._lock:
+            pending, self._pending = self._pending, []
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)
+        errors = [error for error in (future.exception() for future in pending)
+                  if error is not None]
+        for error in errors[1:]:
+            log.error("a plot could not be drawn or logged: %r", error)
+        if errors:
+            raise errors[0]
+
+    def settle(self) -> None:
+        """:meth:`wait`, logging instead of raising: for a run that is failing already."""
+        try:
+            self.wait()
+        except Exception as exc:  # noqa: BLE001 - the run's own failure is the one to raise
+            log.error("a plot could not be drawn or logged: %r", exc)
