@@ -56,12 +56,13 @@ from qhybrid_usecases._sweep import (
     finish_sweep,
     sweep_points,
 )
-from qhybrid_usecases._sweep_points import ChunkSize, choose_chunk_size
+from qhybrid_usecases._sweep_points import ChunkSize, DeviceState, choose_chunk_size, device_state
 
 __all__ = [
     "ABANDONED_REASON",
     "AbandonedRun",
     "ChunkSize",
+    "DeviceState",
     "DispatchReport",
     "Inputs",
     "JobWork",
@@ -87,6 +88,7 @@ __all__ = [
     "decide_promotion",
     "default_output",
     "deliver_due",
+    "device_state",
     "dispatch_once",
     "evaluate_jobs",
     "experiments",
