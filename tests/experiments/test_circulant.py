@@ -9,10 +9,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from qiskit import qasm3
 
 from backends import open_executor
-from qhybrid.core import QaoaMaxcutFamily, Settings
-from qhybrid.experiments import build_workload, circulant_graph, load_instance
+from qhybrid.core import QaoaMaxcutFamily, Settings, load_spec
+from qhybrid.experiments import build_workload, circulant_graph, load_instance, qaoa_circuit
 from tests.experiments.test_qaoa import farhi_cut_fraction
 
 
@@ -49,3 +50,24 @@ def test_qaoa_p1_on_c12_matches_the_triangle_free_closed_form() -> None:
     value = aer.estimate(workload.ansatz, workload.observable,
                          workload.circuit_points(np.array([[gamma, beta]])), seed=1)[0]
     assert value == pytest.approx(18 * farhi_cut_fraction(gamma, beta), abs=1e-9)
+
+
+def test_the_qaoa_circuit_file_gives_the_family_s_expected_cut(repo: Path) -> None:
+    graph = circulant_graph(12, (1, 6))
+    family = build_workload(QaoaMaxcutFamily(reps=2), graph)
+    spec = load_spec(repo / "specs" / "qaoa-c12-sweep.yaml")
+    path = repo / "data" / "qaoa_c12_1_6_p2.qasm"
+    assert path.read_text() == qasm3.dumps(qaoa_circuit(graph, 2))  # the stage's output
+    circuit = build_workload(spec.family, load_instance(path))
+    assert circuit.parameter_names == ("beta_0", "beta_1", "gamma_0", "gamma_1")
+    assert circuit.observables["expected_cut"].simplify() == \
+        family.observables["expected_cut"].simplify()
+    rng = np.random.default_rng(5)
+    gammas, betas = rng.uniform(0, np.pi, (8, 2)), rng.uniform(0, np.pi / 2, (8, 2))
+    aer = open_executor("aer", Settings(), transpiler_seed=0)
+    expected = aer.estimate(family.ansatz, family.observables["expected_cut"],
+                            family.circuit_points(np.hstack([gammas, betas])), seed=1)
+    got = aer.estimate(circuit.ansatz, circuit.observables["expected_cut"],
+                       circuit.circuit_points(np.hstack([betas, gammas])), seed=1)
+    np.testing.assert_allclose(got, expected, atol=1e-10)
+    assert np.ptp(got) > 1  # the points differ enough for a wrong circuit to show
