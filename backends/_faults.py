@@ -57,7 +57,7 @@ class FaultyBackend(BackendWrapper):
         """The wrapped backend's description, with the fault plan."""
         return {**self.inner.describe(), "faults": self.plan.model_dump()}
 
-    def queue_depth(self) -> int:
+    def queue_depth(self) -> int | None:
         """The plan's queue, if it sets one; else the wrapped device's."""
         return self.plan.queue or super().queue_depth()
 

@@ -251,13 +251,12 @@ class IbmBackend:
                                     optimization_level=1, seed=transpiler_seed)
 
     def queue_depth(self) -> int:
-        """Jobs queued ahead on the device (a fake device runs locally: 0).
+        """Jobs queued ahead on the device, its ``status().pending_jobs`` (a fake device in
+        local mode reports 0).
 
         Raises:
             TransportError: IBM could not be asked (mapped like every runtime error).
         """
-        if not self.remote:
-            return 0
         try:
             return int(self._device.status().pending_jobs)
         except _RUNTIME_ERRORS as exc:

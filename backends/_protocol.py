@@ -248,8 +248,9 @@ class SupportsModes(Protocol):
 class ReportsQueue(Protocol):
     """A device with a queue of jobs ahead of a new one (IBM devices)."""
 
-    def queue_depth(self) -> int:
-        """Jobs queued ahead on the device now (0 for a local simulator of it).
+    def queue_depth(self) -> int | None:
+        """Jobs queued ahead on the device now; None for a local simulator, which has no queue
+        (a fake IBM device in local mode reports its status: 0).
 
         Raises:
             TransportError: The provider could not be asked.

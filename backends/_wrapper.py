@@ -71,9 +71,9 @@ class DescribedWrapper:
         if isinstance(self.inner, SupportsModes):
             self.inner.close_mode(cancel=cancel)
 
-    def queue_depth(self) -> int:
-        """The wrapped device's queue (0 when it has none)."""
-        return self.inner.queue_depth() if isinstance(self.inner, ReportsQueue) else 0
+    def queue_depth(self) -> int | None:
+        """The wrapped device's queue (None when it has none: a local simulator)."""
+        return self.inner.queue_depth() if isinstance(self.inner, ReportsQueue) else None
 
 
 class BackendWrapper(DescribedWrapper):

@@ -777,6 +777,43 @@ def data_maxcut(
     write_instance(graph, out_path)
 
 
+@data_app.command("circulant", cls=_Command)
+def data_circulant(
+    out_path: Annotated[Path, typer.Option("--out", help="Output JSON file.")],
+    nodes: Annotated[int, typer.Option(min=3, max=24)] = 12,
+    offsets: Annotated[str, typer.Option(
+        help="Comma-separated offsets k in 1..nodes/2: node i joins i+k mod nodes.")] = "1,6",
+) -> None:
+    """A circulant graph C_n(offsets), e.g. C_12(1,6): 3-regular, 18 edges."""
+    from qhybrid.experiments import circulant_graph, write_instance
+
+    try:
+        graph = circulant_graph(nodes, tuple(int(k) for k in offsets.split(",")))
+    except ValueError as exc:
+        err.print(f"[bold red]error[/]: --offsets: {exc}")
+        raise typer.Exit(2) from exc
+    write_instance(graph, out_path)
+
+
+@data_app.command("qaoa-circuit", cls=_Command)
+def data_qaoa_circuit(
+    graph_path: Annotated[Path, typer.Option("--graph", help="A graph instance (JSON).")],
+    out_path: Annotated[Path, typer.Option("--out", help="Output OpenQASM 3 file (.qasm).")],
+    reps: Annotated[int, typer.Option(min=1, max=8, help="QAOA depth p.")] = 1,
+) -> None:
+    """A graph's QAOA circuit as OpenQASM 3 (a circuit for `kind: circuit` specs)."""
+    from qhybrid.experiments import GraphInstance, load_instance, qaoa_circuit, write_qasm3
+
+    try:
+        graph = load_instance(graph_path, field="--graph")
+    except QhybridError as exc:
+        raise _fail(exc, as_json=False) from exc
+    if not isinstance(graph, GraphInstance):
+        err.print(f"[bold red]error[/]: --graph: {graph_path} is not a graph instance")
+        raise typer.Exit(2)
+    write_qasm3(qaoa_circuit(graph, reps), out_path)
+
+
 @data_app.command("h2", cls=_Command)
 def data_h2(out_path: Annotated[Path, typer.Option("--out", help="Output JSON file.")]) -> None:
     """The H2 (STO-3G, 0.735 Angstrom) two-qubit Hamiltonian."""

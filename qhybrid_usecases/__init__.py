@@ -64,13 +64,14 @@ from qhybrid_usecases._sweep_jobs import (
     sweep_job_output,
     sweep_job_parquet,
 )
-from qhybrid_usecases._sweep_points import ChunkSize, choose_chunk_size
+from qhybrid_usecases._sweep_points import ChunkSize, DeviceState, choose_chunk_size, device_state
 
 __all__ = [
     "ABANDONED_REASON",
     "PARQUET_MEDIA_TYPE",
     "AbandonedRun",
     "ChunkSize",
+    "DeviceState",
     "DispatchReport",
     "Inputs",
     "JobWork",
@@ -98,6 +99,7 @@ __all__ = [
     "decide_promotion",
     "default_output",
     "deliver_due",
+    "device_state",
     "dispatch_once",
     "evaluate_jobs",
     "experiments",

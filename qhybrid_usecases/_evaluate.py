@@ -177,7 +177,7 @@ def route(services: Services, requested: str, policy: SlaPolicy, *,
     if policy.on_long_queue == "wait" or parse_backend_name(requested).kind != "ibm":
         return Route(requested)
     device = services.backend(requested, transpiler_seed=transpiler_seed)
-    depth = device.queue_depth() if isinstance(device, ReportsQueue) else 0
+    depth = (device.queue_depth() if isinstance(device, ReportsQueue) else None) or 0
     if depth <= policy.max_hardware_queue:
         return Route(requested)
     why = (f"{requested} has {depth} jobs queued, more than this class waits behind "

@@ -37,7 +37,7 @@ from qhybrid.core import (
 from qhybrid.experiments import Workload, derive_seed, is_exact
 from qhybrid_usecases._run import RunHandle, log_plots, report_progress, run_executor
 from qhybrid_usecases._services import Services
-from qhybrid_usecases._sweep_points import ChunkSize, choose_chunk_size, point_source
+from qhybrid_usecases._sweep_points import ChunkSize, choose_chunk_size, device_state, point_source
 from registry import sweep_png
 
 log = logging.getLogger("qhybrid.sweep")
@@ -101,7 +101,9 @@ def sweep_points(run: RunHandle, services: Services, output: Path | None = None,
     chunk = choose_chunk_size(
         spec.sweep.chunk_size, num_qubits=workload.ansatz.num_qubits, observables=len(names),
         max_rows=executor.submitter.backend.limits.max_rows,
-        memory_bytes=services.settings.sweep_memory_bytes, count=source.count)
+        memory_bytes=services.settings.sweep_memory_bytes, count=source.count,
+        device=device_state(executor, list(workload.observables.values()), workload.ansatz,
+                            max_qpu_seconds=spec.sweep.max_qpu_seconds))
     exact = is_exact(executor)
     schema = _schema(source.names, names)
     path = output or default_output(run, services)

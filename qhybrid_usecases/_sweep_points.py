@@ -7,14 +7,17 @@ the chunk whatever the point count.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from qiskit.circuit import QuantumCircuit
+from qiskit.quantum_info import SparsePauliOp
 
+from backends import BackendExecutor, Pub, ReportsQueue, Submission
 from qhybrid.core import (
     ExperimentSpec,
     FilePointsSpec,
@@ -170,23 +173,136 @@ class ChunkSize:
     reason: str
 
 
+@dataclass(frozen=True)
+class DeviceState:
+    """What a backend tells, before a sweep, that bears on its chunk size.
+
+    Attributes:
+        remote: Jobs run at a remote provider: no local statevector, so no memory limit.
+        queue_depth: Jobs queued ahead on the device; None for a local simulator.
+        breaker: The backend's circuit breaker: closed, open or half-open.
+        qpu_seconds_per_point: The backend's estimate for one point of every observable
+            (0 on a simulator).
+        qpu_seconds_left: What the sweep may still spend (``sweep.max_qpu_seconds`` less what
+            the run has spent); None for no limit.
+    """
+
+    remote: bool = False
+    queue_depth: int | None = None
+    breaker: str = "closed"
+    qpu_seconds_per_point: float = 0.0
+    qpu_seconds_left: float | None = None
+
+
+LOCAL = DeviceState()
+"""A local simulator with a closed breaker and no QPU budget."""
+
+BREAKER_CHUNK = 16
+"""Points per chunk while the backend's breaker is open or half-open: the submission that
+probes a sick backend risks little work."""
+
+QUEUE_WAITS = 16
+"""Chunks go one after another and each waits behind the device's queue: with jobs queued
+ahead, the small chunk of a tripped breaker grows so that the sweep queues at most this often."""
+
+
+def device_state(executor: BackendExecutor, observables: Sequence[SparsePauliOp],
+                 circuit: QuantumCircuit, *, max_qpu_seconds: float | None) -> DeviceState:
+    """Ask ``executor``'s backend what :func:`choose_chunk_size` needs (its queue, breaker,
+    and the QPU time of one point), before anything of the sweep is submitted.
+
+    Raises:
+        TransportError: The device's queue could not be read.
+    """
+    submitter = executor.submitter
+    backend = submitter.backend
+    one = np.zeros((1, circuit.num_parameters))
+    per_point = backend.estimate_qpu_seconds(Submission(
+        "estimate", tuple(Pub(circuit, one, o) for o in observables), seed=0,
+        precision=executor.precision, mitigation=executor.mitigation))
+    return DeviceState(
+        remote=backend.remote,
+        queue_depth=backend.queue_depth() if isinstance(backend, ReportsQueue) else None,
+        breaker=submitter.breaker.state, qpu_seconds_per_point=per_point,
+        qpu_seconds_left=(None if max_qpu_seconds is None
+                          else max_qpu_seconds - submitter.log.qpu_seconds))
+
+
 def choose_chunk_size(given: int | None, *, num_qubits: int, observables: int, max_rows: int,
-                      memory_bytes: int, count: int) -> ChunkSize:
-    """``given``, or the largest chunk the backend takes in one job and memory holds.
+                      memory_bytes: int, count: int, device: DeviceState = LOCAL) -> ChunkSize:
+    """``given``, or the largest chunk the backend takes in one job, memory holds and the QPU
+    budget pays for; small while the backend's breaker is not closed.
 
     One chunk is one submission of ``observables`` PUBs over the chunk's points, so it holds
-    ``observables * size`` rows (the backend splits beyond ``max_rows``); a simulator keeps up
-    to one statevector (``2^num_qubits * 16`` bytes) per point of a PUB.
+    ``observables * size`` rows (the backend splits beyond ``max_rows``); a local simulator
+    keeps up to one statevector (``2^num_qubits * 16`` bytes) per point of a PUB. A chunk never
+    costs more QPU time than is left, and a sweep whose points cost more than is left is
+    refused before anything is submitted. With the breaker open or half-open a chunk holds
+    :data:`BREAKER_CHUNK` points, or ``count / QUEUE_WAITS`` with jobs queued ahead.
+
+    The reason names every limit that binds and every input, with its number.
+
+    Raises:
+        SpecError: The QPU budget left does not pay for the sweep (``sweep.max_qpu_seconds``).
     """
+    budget = _budget(device, count)
     if given is not None:
-        return ChunkSize(min(given, count), f"given (sweep.chunk_size = {given})")
+        return ChunkSize(min(given, count), f"given (sweep.chunk_size = {given}); {budget}")
     by_rows = max(1, max_rows // observables)
+    limits = {"the backend's row limit": by_rows,
+              "the largest chunk": MAX_CHUNK, "the point count": count}
     per_point = 2**num_qubits * STATEVECTOR_BYTES_PER_AMPLITUDE
     by_memory = max(1, memory_bytes // per_point)
-    size = max(1, min(by_rows, by_memory, MAX_CHUNK, count))
-    binding = min((by_rows, "the backend's row limit"), (by_memory, "the memory budget"),
-                  (MAX_CHUNK, "the largest chunk"), (count, "the point count"))[1]
+    if not device.remote:
+        limits["the memory budget"] = by_memory
+    affordable = _affordable(device)
+    if affordable is not None:
+        limits["the QPU budget left"] = affordable
+    size = max(1, min(limits.values()))
+    bound = [name for name, value in limits.items() if value == size]
+    if device.breaker != "closed":
+        small = BREAKER_CHUNK
+        why = [f"the {device.breaker} breaker"]
+        if device.queue_depth:
+            by_queue = -(-count // QUEUE_WAITS)
+            if by_queue > small:
+                small, why = by_queue, [*why, "the queue depth"]
+        if small < size:
+            size, bound = small, why
+    memory = (f"memory budget {memory_bytes} B / (2^{num_qubits} * 16 B) = {by_memory}"
+              + (" (not applied: remote)" if device.remote else "")
+              + " (QHYBRID_SWEEP_MEMORY_BYTES)")
+    queue = "none (local)" if device.queue_depth is None else f"{device.queue_depth} jobs"
     return ChunkSize(size, (
-        f"chosen: {binding} binds; backend limit {max_rows} rows / {observables} observables "
-        f"= {by_rows}; memory budget {memory_bytes} B / (2^{num_qubits} * 16 B) = {by_memory} "
-        f"(QHYBRID_SWEEP_MEMORY_BYTES); at most {MAX_CHUNK}; {count} points"))
+        f"chosen: {' and '.join(bound)} {'bind' if len(bound) > 1 else 'binds'}; backend "
+        f"limit {max_rows} rows / {observables} observables = "
+        f"{by_rows}; {memory}; {budget}; breaker {device.breaker} "
+        f"(small chunk {BREAKER_CHUNK}); queue {queue}; at most {MAX_CHUNK}; {count} points"))
+
+
+def _budget(device: DeviceState, count: int) -> str:
+    """The QPU budget's part of the reason; refuses a sweep it cannot pay for."""
+    per_point, left = device.qpu_seconds_per_point, device.qpu_seconds_left
+    if left is None:
+        return f"QPU {per_point:.6g} s per point, no budget (sweep.max_qpu_seconds)"
+    need = per_point * count
+    if need > left:
+        what = ("no QPU budget left" if left < per_point
+                else f"the QPU budget left pays for {_affordable(device)} of {count} points")
+        raise SpecError(
+            f"{what}: the sweep needs {need:.6g} s ({count} points * {per_point:.6g} s, the "
+            f"backend's estimate) and {max(left, 0):.6g} s are left; nothing was submitted "
+            "(raise sweep.max_qpu_seconds or sweep fewer points)", field="sweep.max_qpu_seconds")
+    affordable = _affordable(device)
+    by_budget = "unbounded" if affordable is None else str(affordable)
+    return (f"QPU budget left {left:.6g} s / {per_point:.6g} s per point = {by_budget} "
+            f"(sweep.max_qpu_seconds)")
+
+
+def _affordable(device: DeviceState) -> int | None:
+    """Points the QPU budget left pays for; None when it is no limit (none set, no QPU time
+    per point, or more points than any sweep has)."""
+    left, per_point = device.qpu_seconds_left, device.qpu_seconds_per_point
+    if left is None or per_point <= 0 or left / per_point > MAX_CHUNK * 1_000:
+        return None
+    return max(0, int(left // per_point))

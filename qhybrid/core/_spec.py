@@ -604,7 +604,8 @@ class SweepSpec(_Model):
     """A parameter sweep: every named observable at every point, streamed to Parquet.
 
     ``chunk_size`` points go to the backend as one submission; left out, it is chosen from the
-    backend's limits and the statevector's size (``QHYBRID_SWEEP_MEMORY_BYTES``).
+    backend's limits, the statevector's size (``QHYBRID_SWEEP_MEMORY_BYTES``), the device's
+    queue, its circuit breaker and the QPU budget left (docs/sweeps.md).
     """
 
     points: SweepPointsSpec
@@ -612,6 +613,10 @@ class SweepSpec(_Model):
                                    description="Points per submission; default: chosen.")
     canary: int = Field(default=64, ge=1, le=10_000,
                         description="Points of the first chunk, run and checked alone.")
+    max_qpu_seconds: float | None = Field(
+        default=None, gt=0, allow_inf_nan=False,
+        description="QPU seconds the sweep may use, by the backend's estimate: a sweep that "
+        "costs more is refused before anything is submitted; default: no limit.")
 
 
 class ExperimentSpec(_Model):

@@ -15,6 +15,7 @@ from qhybrid.experiments._baselines import (
 from qhybrid.experiments._circuit import USER_CIRCUIT, UserCircuit
 from qhybrid.experiments._circuit_data import ghz_circuit, write_qasm3
 from qhybrid.experiments._circuit_file import CIRCUIT_SUFFIXES, CircuitInstance, load_circuit
+from qhybrid.experiments._circulant import circulant_graph, cut_terms, qaoa_circuit
 from qhybrid.experiments._datagen import h2_hamiltonian, random_regular_graph, write_instance
 from qhybrid.experiments._executor import Counts, Executor, is_exact
 from qhybrid.experiments._family import (
@@ -88,8 +89,10 @@ __all__ = [
     "bind",
     "brute_force_maxcut",
     "build_workload",
+    "circulant_graph",
     "confidence_interval",
     "counts_to_bits",
+    "cut_terms",
     "cut_values",
     "decide",
     "derive_seed",
@@ -115,6 +118,7 @@ __all__ = [
     "optimise_and_measure",
     "optimum_projector",
     "parse_instance",
+    "qaoa_circuit",
     "qasm3_sha256",
     "random_regular_graph",
     "register",

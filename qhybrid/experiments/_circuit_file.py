@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import io
 import struct
 from pathlib import Path
@@ -70,8 +71,15 @@ class CircuitInstance(BaseModel):
         return self._circuit.copy()
 
 
+@functools.lru_cache(maxsize=4)
 def _parse(fmt: str, source: str) -> QuantumCircuit:
-    """The circuit of ``source``; every reader failure becomes a ValueError with the reason."""
+    """The circuit of ``source``; every reader failure becomes a ValueError with the reason.
+
+    Cached by the text itself: a run reads its circuit file when it starts (the pin check)
+    and again at each later step (after checking its md5), and parsing OpenQASM 3 costs more
+    than a sweep's own work per 1,000 points. The circuit is shared, never handed out:
+    :meth:`CircuitInstance.circuit` returns copies.
+    """
     if fmt == "qasm3":
         try:
             return qasm3.loads(source)
