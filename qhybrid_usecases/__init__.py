@@ -56,13 +56,23 @@ from qhybrid_usecases._sweep import (
     finish_sweep,
     sweep_points,
 )
+from qhybrid_usecases._sweep_chunk import (
+    ChunkValues,
+    EvaluateChunks,
+    SweepChunk,
+    evaluate_chunk,
+    evaluate_sweep_chunk,
+    in_process,
+)
 from qhybrid_usecases._sweep_points import ChunkSize, choose_chunk_size
 
 __all__ = [
     "ABANDONED_REASON",
     "AbandonedRun",
     "ChunkSize",
+    "ChunkValues",
     "DispatchReport",
+    "EvaluateChunks",
     "Inputs",
     "JobWork",
     "Launcher",
@@ -72,6 +82,7 @@ __all__ = [
     "RunKind",
     "Services",
     "StepOutcome",
+    "SweepChunk",
     "SweepOutcome",
     "TrialOutcome",
     "accept_job",
@@ -88,7 +99,9 @@ __all__ = [
     "default_output",
     "deliver_due",
     "dispatch_once",
+    "evaluate_chunk",
     "evaluate_jobs",
+    "evaluate_sweep_chunk",
     "experiments",
     "fail_job",
     "fail_run",
@@ -98,6 +111,7 @@ __all__ = [
     "finish_sweep",
     "hardware_gate",
     "ideal_gate",
+    "in_process",
     "interrupted",
     "job_page",
     "job_result",
