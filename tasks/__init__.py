@@ -1,6 +1,6 @@
 """Prefect tasks: thin wrappers around the use cases (retries, artifacts, names, tags)."""
 
-from tasks.cluster import dask_task_runner, on_cluster, sweep_chunk, sweep_on_cluster
+from tasks.cluster import dask_task_runner, in_order, on_cluster, sweep_chunk, sweep_on_cluster
 from tasks.gates import (
     apply_promotion,
     baseline_gate,
@@ -32,6 +32,7 @@ __all__ = [
     "guard_records",
     "hardware_gate",
     "ideal_gate",
+    "in_order",
     "mark_crashed",
     "on_cluster",
     "open_records",

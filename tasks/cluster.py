@@ -18,8 +18,9 @@ rows in point order as chunks come back; at most ``QHYBRID_SWEEP_CHUNKS_IN_FLIGH
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import TypeVar, cast
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
@@ -38,6 +39,11 @@ from qhybrid_usecases import (
 )
 from tasks.settings import flow_services
 
+_T = TypeVar("_T")
+_F = TypeVar("_F")
+_R = TypeVar("_R")
+_END = object()
+
 
 @task(name="sweep-chunk", cache_policy=NO_CACHE, persist_result=False)
 def sweep_chunk(run: RunHandle, chunk: SweepChunk, backend: str) -> ChunkValues:
@@ -55,33 +61,48 @@ def dask_task_runner(settings: Settings) -> DaskTaskRunner:
         "dashboard_address": None})
 
 
-def on_cluster(runner: DaskTaskRunner, run: RunHandle, settings: Settings) -> EvaluateChunks:
-    """Chunks of ``run``'s sweep evaluated by ``runner``'s workers (started), yielded in order.
+def in_order(submit: Callable[[_T], _F], items: Iterable[_T], window: int, *,
+             result: Callable[[_F], _R], cancel: Callable[[_F], object]) -> Iterator[_R]:
+    """``result(submit(item))`` for each item, in the items' order, with at most ``window``
+    submitted and not yet handed on: the next item is taken only when one was handed on.
 
-    A chunk is taken from the sweep (its points generated) only when fewer than the window
-    are in flight; an error of a chunk is raised when its turn comes, and the chunks still in
-    flight are then cancelled.
+    An error of an item is raised when its turn comes; the work still pending is then
+    cancelled (and so it is if the consumer stops early).
     """
+    pending: deque[_F] = deque()
+    source = iter(items)
+    try:
+        while True:
+            while len(pending) < window and (item := next(source, _END)) is not _END:
+                pending.append(submit(cast(_T, item)))
+            if not pending:
+                return
+            yield result(pending.popleft())
+    finally:
+        for future in pending:
+            cancel(future)
+
+
+def on_cluster(runner: DaskTaskRunner, run: RunHandle, settings: Settings) -> EvaluateChunks:
+    """Chunks of ``run``'s sweep evaluated by ``runner``'s workers (started), yielded in
+    order with at most the window in flight (:func:`in_order`)."""
     backend = run.options.backend or run.spec.gates.ideal.backend
+
+    def submit(chunk: SweepChunk) -> PrefectDaskFuture[ChunkValues]:
+        # Not quote()d as elsewhere: Dask would take the annotation for a tuple.
+        return runner.submit(sweep_chunk, {"run": run, "chunk": chunk, "backend": backend})
+
+    def result(future: PrefectDaskFuture[ChunkValues]) -> ChunkValues:
+        return future.result()
+
+    def cancel(future: PrefectDaskFuture[ChunkValues]) -> None:
+        future.wrapped_future.cancel()
 
     def evaluate(chunks: Iterable[SweepChunk]) -> Iterator[ChunkValues]:
         window = settings.sweep_chunks_in_flight or 2 * (
             settings.dask_workers if not settings.dask_address
             else max(1, sum(runner.client.nthreads().values())))
-        pending: deque[PrefectDaskFuture[ChunkValues]] = deque()
-        source = iter(chunks)
-        try:
-            while True:
-                while len(pending) < window and (chunk := next(source, None)) is not None:
-                    # Not quote()d as elsewhere: Dask would take the annotation for a tuple.
-                    pending.append(runner.submit(sweep_chunk, {
-                        "run": run, "chunk": chunk, "backend": backend}))
-                if not pending:
-                    return
-                yield pending.popleft().result()
-        finally:
-            for future in pending:  # a chunk failed, or the sweep stopped
-                future.wrapped_future.cancel()
+        return in_order(submit, chunks, window, result=result, cancel=cancel)
 
     return evaluate
 
