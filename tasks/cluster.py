@@ -56,9 +56,11 @@ def dask_task_runner(settings: Settings) -> DaskTaskRunner:
     local cluster of ``dask_workers`` processes of one thread each (started on first use)."""
     if settings.dask_address:
         return DaskTaskRunner(address=settings.dask_address)
+    # The workers share the flow's terminal: their console shows warnings and errors only
+    # (every log line still goes to the Prefect API, as the flow's own do).
     return DaskTaskRunner(cluster_kwargs={
         "n_workers": settings.dask_workers, "threads_per_worker": 1, "processes": True,
-        "dashboard_address": None})
+        "dashboard_address": None, "env": {"PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "WARNING"}})
 
 
 def in_order(submit: Callable[[_T], _F], items: Iterable[_T], window: int, *,
