@@ -79,3 +79,27 @@ def test_a_failure_is_raised_with_its_class_and_the_work_not_started_is_cancelle
     finally:
         release.set()
         pool.shutdown(wait=True)
+
+
+def test_a_command_overrides_settings_for_the_flows_it_runs_without_the_environment(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    from qhybrid.core import InvalidInputError
+    from tasks import read_settings, settings_overrides
+
+    monkeypatch.setenv("QHYBRID_DASK_WORKERS", "3")
+    with settings_overrides({"QHYBRID_SWEEP_RUNNER": "dask"}):
+        inside = read_settings()
+        with settings_overrides({"QHYBRID_DASK_WORKERS": "5"}):
+            nested = read_settings()
+        with settings_overrides({"QHYBRID_DASK_WORKERS": "0"}), \
+                pytest.raises(InvalidInputError) as bad:
+            read_settings()
+    after = read_settings()
+
+    assert (inside.sweep_runner, inside.dask_workers) == ("dask", 3)
+    assert (nested.sweep_runner, nested.dask_workers) == ("dask", 5)
+    assert bad.value.field == "QHYBRID_DASK_WORKERS"
+    assert (after.sweep_runner, after.dask_workers) == ("serial", 3)
+    assert "QHYBRID_SWEEP_RUNNER" not in os.environ
