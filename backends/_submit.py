@@ -17,7 +17,7 @@ from __future__ import annotations
 import threading
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
@@ -98,6 +98,24 @@ class ExecutionLog:
             self.provider_submissions += 1
             self.job_ids.append(job_id)
             self.qpu_seconds += qpu_seconds
+
+    def merge(self, record: ExecutionRecord, keys: Iterable[str]) -> None:
+        """Add what another log counted, e.g. a worker's that evaluated one chunk of a sweep
+        in another process: its ``record`` and the idempotency keys it attempted."""
+        with self._lock:
+            self.provider_submissions += record.provider_submissions
+            self.job_ids.extend(record.job_ids)
+            self.keys.update(keys)
+            self.reattachments += record.reattachments
+            self.retries_by_class.update(record.retries_by_class)
+            self.failures_by_class.update(record.failures_by_class)
+            self.breaker_trips += record.breaker_trips
+            self.fallbacks.extend(record.fallbacks)
+            self.leases_opened += record.leases_opened
+            self.leases_closed += record.leases_closed
+            self.qpu_seconds += record.qpu_seconds_estimate
+            if record.mitigation is not None:
+                self.mitigation = record.mitigation
 
     def record(self) -> ExecutionRecord:
         """The contract written into reports and manifests."""

@@ -6,7 +6,7 @@ from prefect import State, flow
 from prefect.runtime import flow_run
 
 from qhybrid.core import ExperimentSpec, RunOptions, SweepReport
-from tasks import flow_services, guard_records, open_records
+from tasks import flow_services, guard_records, open_records, sweep_on_cluster
 from tasks.records import tag_flow_run
 from tasks.sweep import finish_sweep, sweep_points, sweep_tags
 
@@ -19,7 +19,9 @@ def sweep_experiment(spec: ExperimentSpec, options: RunOptions | None = None,
     ``options.backend`` (default: the spec's ideal backend), write them to ``output`` (a
     Parquet file; default ``sweeps/``), and record the sweep in MLflow.
 
-    Settings and secrets are read where the flow runs (``QHYBRID_*``), never passed in.
+    Settings and secrets are read where the flow runs (``QHYBRID_*``), never passed in;
+    among them where the chunks are evaluated (``QHYBRID_SWEEP_RUNNER``: here, or on a Dask
+    cluster).
     """
     options = options or RunOptions()
     tag_flow_run(flow_run.get_id(), sweep_tags(spec, options))
@@ -28,7 +30,11 @@ def sweep_experiment(spec: ExperimentSpec, options: RunOptions | None = None,
     run = open_records(spec, options, "run", flow_run.get_id(), services)
 
     def work() -> SweepReport:
-        return finish_sweep(run, services, sweep_points(run, services, output))
+        # QHYBRID_SWEEP_RUNNER=dask: the chunks on a Dask cluster, one task run each.
+        outcome = (sweep_on_cluster(run, services, output)
+                   if services.settings.sweep_runner == "dask"
+                   else sweep_points(run, services, output))
+        return finish_sweep(run, services, outcome)
 
     # Cancelled, failed, timed out or stopped: leases released, the MLflow run ended.
     return guard_records(run, services, work)

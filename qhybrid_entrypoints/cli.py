@@ -17,7 +17,7 @@ import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
-from typing import Annotated, TypeVar
+from typing import Annotated, Literal, TypeVar
 
 import typer
 from pydantic import BaseModel
@@ -516,14 +516,26 @@ def sweep(
     output: Annotated[Path | None, typer.Option(
         "--out", metavar="FILE",
         help="The Parquet file to write; default sweeps/<name>-<version>-<run>.parquet.")] = None,
+    runner: Annotated[Literal["serial", "dask"] | None, typer.Option(
+        "--runner",
+        help="serial: chunk after chunk in this process; dask: in parallel on a Dask cluster "
+        "(QHYBRID_DASK_ADDRESS, or a local one). Default QHYBRID_SWEEP_RUNNER (serial).",
+    )] = None,
+    workers: Annotated[int | None, typer.Option(
+        "--workers", min=1, max=1024, metavar="N",
+        help="Worker processes of the local Dask cluster; default QHYBRID_DASK_WORKERS (2).",
+    )] = None,
     as_json: JsonFlag = False,
     allow_unpinned_data: AllowUnpinned = False,
     verbose: Verbose = False,
 ) -> None:
     """Every named observable at every point of the spec's sweep section, to Parquet
     (docs/sweeps.md)."""
+    # The options are settings (the flow reads them where it runs), given for this command.
+    overrides = {**({"QHYBRID_SWEEP_RUNNER": runner} if runner else {}),
+                 **({"QHYBRID_DASK_WORKERS": str(workers)} if workers else {})}
     try:
-        settings = _settings()
+        settings = load_settings({**os.environ, **overrides})
         spec = load_spec(spec_path)
         options = _options(backend, allow_unpinned_data)
         if spec.sweep is None:
@@ -536,11 +548,16 @@ def sweep(
         _preflight(spec, settings, options, "sweep")
         _console_logs(verbose)
         from flows import sweep_experiment
+        from tasks import settings_overrides
 
         target = options.backend or spec.gates.ideal.backend
         where = str(output.resolve()) if output is not None else None
-        report = _run_flow(f"sweeping {spec.name} on {target}", 1,
-                           lambda: sweep_experiment(spec, options, where), settings,
+
+        def call() -> object:
+            with settings_overrides(overrides):
+                return sweep_experiment(spec, options, where)
+
+        report = _run_flow(f"sweeping {spec.name} on {target}", 1, call, settings,
                            SweepReport, points=True)
     except QhybridError as exc:
         raise _fail(exc, as_json) from exc

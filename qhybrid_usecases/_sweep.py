@@ -4,7 +4,9 @@ Each chunk of points is one estimator submission through the run's executor (one
 named observable over the chunk's points), so it is an idempotent submission of the execution
 plane like any other: retried when transient, re-attached after a crash. The first chunk (the
 canary, ``sweep.canary`` points) runs alone and is checked before anything else is submitted.
-Rows go to a Parquet file one row group per chunk; memory is bounded by the chunk.
+Rows go to a Parquet file one row group per chunk, in point order; memory is bounded by the
+chunks being evaluated at once (one, unless they are evaluated in parallel elsewhere:
+:mod:`qhybrid_usecases._sweep_chunk`).
 
 Columns of the Parquet file, one row per point:
     ``point`` (int64, the point's index), each parameter by name (float64, family order),
@@ -24,9 +26,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from qiskit.quantum_info import SparsePauliOp
 
-from backends import BackendExecutor
 from qhybrid.core import (
     GridPointsSpec,
     PostProcessingError,
@@ -34,9 +34,10 @@ from qhybrid.core import (
     SpecError,
     SweepReport,
 )
-from qhybrid.experiments import Workload, derive_seed, is_exact
+from qhybrid.experiments import derive_seed, is_exact
 from qhybrid_usecases._run import RunHandle, log_plots, report_progress, run_executor
 from qhybrid_usecases._services import Services
+from qhybrid_usecases._sweep_chunk import ChunkValues, EvaluateChunks, SweepChunk, in_process
 from qhybrid_usecases._sweep_points import ChunkSize, choose_chunk_size, device_state, point_source
 from registry import sweep_png
 
@@ -73,14 +74,22 @@ def default_output(run: RunHandle, services: Services) -> Path:
 
 
 def sweep_points(run: RunHandle, services: Services, output: Path | None = None, *,
-                 progress: Progress | None = None) -> SweepOutcome:
+                 progress: Progress | None = None,
+                 evaluate: EvaluateChunks | None = None) -> SweepOutcome:
     """Evaluate every named observable at every point of ``run.spec.sweep``, canary first.
+
+    The chunks, their points and their seeds are decided here, and their rows written here in
+    point order, one row group per chunk, whoever evaluates them: by default this process, one
+    chunk after the other; ``evaluate`` may hand them to workers elsewhere (a Dask cluster),
+    which is told the canary alone first.
 
     Args:
         run: An open run whose spec has a sweep section.
         services: Its collaborators.
         output: The Parquet file to write (default :func:`default_output`).
         progress: Told the points done after each chunk.
+        evaluate: How the chunks are evaluated; default :func:`in_process`, through the
+            sweep's executor.
 
     Raises:
         SpecError: No sweep section, or points that do not fit the family.
@@ -112,28 +121,39 @@ def sweep_points(run: RunHandle, services: Services, output: Path | None = None,
     canary = min(spec.sweep.canary, chunk.size, source.count)
     spans = [(0, canary)] + [(a, min(a + chunk.size, source.count))
                              for a in range(canary, source.count, chunk.size)]
+    chunks = (SweepChunk(index, first, source.chunk(first, stop),
+                         derive_seed(spec.seeds.simulator, index))
+              for index, (first, stop) in enumerate(spans))
+    evaluate_chunks = evaluate or in_process(executor, workload)
     report_progress(run, services, "running", f"sweep of {source.count} points")
     with pq.ParquetWriter(path, schema) as writer:
-        for index, (first, stop) in enumerate(spans):
-            points = source.chunk(first, stop)
-            try:
-                values, stderrs = _evaluate(executor, workload, points, seed=derive_seed(
-                    spec.seeds.simulator, index), exact=exact)
-            except QhybridError as exc:
-                if index == 0:  # same class, so the exit code and retry policy stay its own
-                    raise type(exc)(
-                        f"sweep canary failed, nothing more submitted: {exc.message}",
-                        field=exc.field, provider_status=exc.provider_status,
-                        detail=exc.detail) from exc
-                raise
-            if index == 0:
-                check_canary(values, stderrs, bounds, points)
-            writer.write_table(_table(schema, first, points, values, stderrs, index,
-                                      executor.name), row_group_size=stop - first)
-            log.info("sweep chunk %d/%d: %d of %d points", index + 1, len(spans), stop,
-                     source.count, extra={"sweep_done": stop, "sweep_total": source.count})
+        def write(done: ChunkValues) -> None:
+            first, stop = spans[done.chunk.index]
+            if done.execution is not None:
+                services.log.merge(done.execution, done.keys)
+            writer.write_table(_table(schema, done), row_group_size=stop - first)
+            log.info("sweep chunk %d/%d: %d of %d points", done.chunk.index + 1, len(spans),
+                     stop, source.count, extra={"sweep_done": stop, "sweep_total": source.count})
             if progress is not None:
                 progress(stop, source.count)
+
+        # The canary alone: nothing else is generated or submitted until it passed.
+        canary_chunk = next(chunks)
+        try:
+            first_values = next(evaluate_chunks([canary_chunk]))
+        except QhybridError as exc:  # same class, so the exit code and retry policy stay its own
+            raise type(exc)(
+                f"sweep canary failed, nothing more submitted: {exc.message}",
+                field=exc.field, provider_status=exc.provider_status,
+                detail=exc.detail) from exc
+        check_canary(first_values.values, first_values.stderrs, bounds,
+                     first_values.chunk.points)
+        write(first_values)
+        for index, done in enumerate(evaluate_chunks(chunks), start=1):
+            if done.chunk.index != index:  # rows must go out in point order
+                raise PostProcessingError(f"sweep chunk {done.chunk.index} came back in the "
+                                          f"place of chunk {index}")
+            write(done)
     return SweepOutcome(
         output=str(path), backend=executor.name, parameters=source.names, swept=source.swept,
         grid_shape=source.grid_shape, observables=names, points=source.count, chunks=len(spans),
@@ -148,20 +168,6 @@ def _schema(parameters: tuple[str, ...], observables: tuple[str, ...]) -> pa.Sch
                       *(pa.field(p, pa.float64(), nullable=False) for p in parameters),
                       *values, pa.field("chunk", pa.int32(), nullable=False),
                       pa.field("backend", pa.string(), nullable=False)])
-
-
-def _evaluate(executor: BackendExecutor, workload: Workload, points: np.ndarray, *, seed: int,
-              exact: bool) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """Every named observable at ``points`` in one submission; stderr 0 when exact."""
-    ops: list[SparsePauliOp] = list(workload.observables.values())
-    evs, stds, _metadata = executor.estimate_observables(
-        workload.ansatz, ops, workload.circuit_points(points), seed=seed)
-    values, stderrs = {}, {}
-    for name, ev, std in zip(workload.observables, evs, stds, strict=True):
-        values[name] = np.asarray(ev, dtype=float).reshape(-1)
-        stderrs[name] = (np.zeros(len(points)) if exact
-                         else np.asarray(std, dtype=float).reshape(-1))
-    return values, stderrs
 
 
 def check_canary(values: dict[str, np.ndarray], stderrs: dict[str, np.ndarray],
@@ -189,15 +195,16 @@ def check_canary(values: dict[str, np.ndarray], stderrs: dict[str, np.ndarray],
                 f"point {int(out[0])} lies outside its spectral bound +-{bounds[name]:g}")
 
 
-def _table(schema: pa.Schema, first: int, points: np.ndarray, values: dict[str, np.ndarray],
-           stderrs: dict[str, np.ndarray], chunk: int, backend: str) -> pa.Table:
-    rows = len(points)
-    columns: list[pa.Array] = [pa.array(np.arange(first, first + rows), pa.int64())]
+def _table(schema: pa.Schema, done: ChunkValues) -> pa.Table:
+    points, rows = done.chunk.points, len(done.chunk.points)
+    columns: list[pa.Array] = [pa.array(np.arange(done.chunk.first, done.chunk.stop),
+                                        pa.int64())]
     columns += [pa.array(points[:, i], pa.float64()) for i in range(points.shape[1])]
-    for name in values:
-        columns += [pa.array(values[name], pa.float64()), pa.array(stderrs[name], pa.float64())]
-    columns += [pa.array(np.full(rows, chunk, dtype=np.int32), pa.int32()),
-                pa.array([backend] * rows, pa.string())]
+    for name in done.values:
+        columns += [pa.array(done.values[name], pa.float64()),
+                    pa.array(done.stderrs[name], pa.float64())]
+    columns += [pa.array(np.full(rows, done.chunk.index, dtype=np.int32), pa.int32()),
+                pa.array([done.backend] * rows, pa.string())]
     return pa.Table.from_arrays(columns, schema=schema)
 
 

@@ -1,9 +1,18 @@
 """Settings where a flow runs: read from the environment there, with secrets from Prefect
-blocks, so that they never travel as flow parameters."""
+blocks, so that they never travel as flow parameters.
+
+A command that runs a flow in its own process may override settings for it (``qhybrid sweep
+--runner dask``) with :func:`settings_overrides`: the flow reads them as if they were in the
+environment, and nothing is written to the environment.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator, Mapping
+from contextvars import ContextVar
+from types import MappingProxyType
 
 from prefect.blocks.system import Secret
 from pydantic import SecretStr
@@ -35,14 +44,30 @@ def resolve_ibm_token(settings: Settings) -> Settings:
     return settings.model_copy(update={"ibm_token": SecretStr(str(value))})
 
 
+_OVERRIDES: ContextVar[Mapping[str, str]] = ContextVar(
+    "qhybrid_settings_overrides", default=MappingProxyType({}))
+
+
+@contextlib.contextmanager
+def settings_overrides(variables: Mapping[str, str]) -> Iterator[None]:
+    """Within the block, :func:`read_settings` in this thread (and the flows it runs here)
+    reads ``variables`` (``QHYBRID_*`` names) over the environment's."""
+    token = _OVERRIDES.set({**_OVERRIDES.get(), **variables})
+    try:
+        yield
+    finally:
+        _OVERRIDES.reset(token)
+
+
 def read_settings() -> Settings:
-    """The ``QHYBRID_*`` settings of this process, with the IBM token resolved.
+    """The ``QHYBRID_*`` settings of this process (with any :func:`settings_overrides`), with
+    the IBM token resolved.
 
     Raises:
         InvalidInputError: An unknown ``QHYBRID_*`` variable or an invalid value, naming it.
         BackendNameError: The named Secret block does not exist.
     """
-    return resolve_ibm_token(load_settings(os.environ))
+    return resolve_ibm_token(load_settings({**os.environ, **_OVERRIDES.get()}))
 
 
 def flow_services(runner: Runner | None = None, *, sla: str | None = None) -> Services:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -107,6 +108,23 @@ class Settings(BaseSettings):
         default=256 * 1024 * 1024, ge=1024 * 1024, le=1024**4,
         description="Memory a sweep's chunk may take on a simulator: 2^qubits * 16 bytes (one "
         "statevector) per point of the chunk.")
+    sweep_runner: Literal["serial", "dask"] = Field(
+        default="serial",
+        description="Where a sweep evaluates its chunks: serial, one after the other in the "
+        "flow's process; dask, in parallel on a Dask cluster (dask_address, or a local one of "
+        "dask_workers processes).")
+    dask_address: str = Field(
+        default="",
+        description="The scheduler of a running Dask cluster (e.g. tcp://10.0.0.5:8786) for "
+        "sweep_runner=dask; empty starts a local cluster for each sweep.")
+    dask_workers: int = Field(
+        default=2, ge=1, le=1024,
+        description="Worker processes (one thread each) of the local Dask cluster a sweep "
+        "starts when dask_address is empty.")
+    sweep_chunks_in_flight: int = Field(
+        default=0, ge=0, le=10_000,
+        description="Chunks a Dask sweep has submitted and not yet written, at most (memory "
+        "stays bounded by them); 0 means twice the cluster's worker threads.")
     faults: str = Field(
         default="",
         description="Faults to inject on purpose, e.g. transport=0.3,execution=0.02,seed=7.",

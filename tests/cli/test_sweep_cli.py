@@ -105,3 +105,43 @@ def test_a_failed_canary_exits_4_and_ends_the_run_failed(
     assert run.info.status == "FAILED" and run.data.tags["qhybrid.kind"] == "sweep"
     assert run.data.tags["qhybrid.execution"].startswith("1 provider submissions")
     assert pq.read_table(tmp_path / "failed.parquet").num_rows == 0
+
+
+@pytest.mark.slow
+def test_runner_dask_evaluates_the_chunks_on_two_worker_processes(
+        prefect_server, qhybrid_env: dict[str, str], tmp_path: Path) -> None:
+    from uuid import UUID
+
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    sweep = {"points": {"kind": "grid", "grid": {"gamma[0]": {**AXIS, "num": 4},
+                                                 "beta[0]": {**AXIS, "num": 5}}},
+             "chunk_size": 8, "canary": 4}
+    out = tmp_path / "landscape.parquet"
+    result = CliRunner().invoke(app, ["sweep", str(_spec(tmp_path, sweep)), "--json",
+                                      "--out", str(out), "--runner", "dask", "--workers", "2"])
+    assert result.exit_code == 0, result.output
+
+    report = SweepReport.model_validate_json(result.stdout)
+    assert (report.points, report.chunks) == (20, 3)
+    table = pq.read_table(out)
+    assert table.column("point").to_pylist() == list(range(20))
+    gammas, betas = np.meshgrid(np.linspace(0, 1, 4), np.linspace(0, 1, 5), indexing="ij")
+    assert table.column("gamma[0]").to_pylist() == gammas.ravel().tolist()
+    assert table.column("beta[0]").to_pylist() == betas.ravel().tolist()
+    assert report.prefect_flow_run_id is not None
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(
+            id=FlowRunFilterId(any_=[UUID(report.prefect_flow_run_id)])))
+    assert sorted(r.name.rsplit("-", 1)[0] for r in runs if r.name.startswith("sweep-")) == [
+        "sweep-chunk"] * 3  # one task run per chunk on the workers, no sweep-points task
+
+
+@pytest.mark.parametrize(("option", "value"), [("--runner", "threads"), ("--workers", "0")])
+def test_a_bad_runner_option_exits_2(qhybrid_env: dict[str, str], tmp_path: Path, option: str,
+                                     value: str) -> None:
+    sweep = {"points": {"kind": "random", "count": 5}}
+    result = CliRunner().invoke(app, ["sweep", str(_spec(tmp_path, sweep)), option, value])
+    assert result.exit_code == 2, result.output
+    assert f"Invalid value for '{option}'" in result.output  # the option exists, refuses it
