@@ -72,6 +72,13 @@ from qhybrid_usecases._sweep_jobs import (
     sweep_job_output,
     sweep_job_parquet,
 )
+from qhybrid_usecases._sweep_plan import (
+    drop_plan,
+    keep_plan,
+    plan_path,
+    resumed_chunk,
+    sweep_identity,
+)
 from qhybrid_usecases._sweep_points import ChunkSize, DeviceState, choose_chunk_size, device_state
 
 __all__ = [
@@ -112,6 +119,7 @@ __all__ = [
     "deliver_due",
     "device_state",
     "dispatch_once",
+    "drop_plan",
     "evaluate_chunk",
     "evaluate_jobs",
     "evaluate_sweep_chunk",
@@ -132,21 +140,25 @@ __all__ = [
     "job_result_data",
     "job_status",
     "job_store",
+    "keep_plan",
     "leases",
     "load_inputs",
     "mitigation_arms",
     "open_run",
+    "plan_path",
     "preflight",
     "reap_abandoned",
     "record_evidence",
     "release_flow_run_leases",
     "replay",
     "resolve_model",
+    "resumed_chunk",
     "run_on_backend",
     "service_metrics",
     "show",
     "state_store",
     "statistical_gate",
+    "sweep_identity",
     "sweep_job_output",
     "sweep_job_parquet",
     "sweep_points",

@@ -38,6 +38,7 @@ from qhybrid.experiments import derive_seed, is_exact
 from qhybrid_usecases._run import RunHandle, log_plots, report_progress, run_executor
 from qhybrid_usecases._services import Services
 from qhybrid_usecases._sweep_chunk import ChunkValues, EvaluateChunks, SweepChunk, in_process
+from qhybrid_usecases._sweep_plan import drop_plan, keep_plan, resumed_chunk, sweep_identity
 from qhybrid_usecases._sweep_points import ChunkSize, choose_chunk_size, device_state, point_source
 from registry import sweep_png
 
@@ -107,16 +108,21 @@ def sweep_points(run: RunHandle, services: Services, output: Path | None = None,
     executor = run_executor(run, services, run.options.backend or spec.gates.ideal.backend,
                             field="--backend")
     names = tuple(workload.observables)
-    chunk = choose_chunk_size(
+    path = output or default_output(run, services)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    identity = sweep_identity(spec.sha256(), executor.submitter.backend.fingerprint, run.pins,
+                              source.count)
+    chunk = choose_chunk_size(  # also refuses a sweep over budget, resumed or not
         spec.sweep.chunk_size, num_qubits=workload.ansatz.num_qubits, observables=len(names),
         max_rows=executor.submitter.backend.limits.max_rows,
         memory_bytes=services.settings.sweep_memory_bytes, count=source.count,
         device=device_state(executor, list(workload.observables.values()), workload.ansatz,
                             max_qpu_seconds=spec.sweep.max_qpu_seconds))
+    # An interrupted attempt's cut, whatever the device says now: its chunks re-attach.
+    chunk = resumed_chunk(path, identity) or chunk
+    keep_plan(path, identity, chunk)
     exact = is_exact(executor)
     schema = _schema(source.names, names)
-    path = output or default_output(run, services)
-    path.parent.mkdir(parents=True, exist_ok=True)
     bounds = {n: float(np.abs(op.coeffs).sum()) for n, op in workload.observables.items()}
     canary = min(spec.sweep.canary, chunk.size, source.count)
     spans = [(0, canary)] + [(a, min(a + chunk.size, source.count))
@@ -154,6 +160,7 @@ def sweep_points(run: RunHandle, services: Services, output: Path | None = None,
                 raise PostProcessingError(f"sweep chunk {done.chunk.index} came back in the "
                                           f"place of chunk {index}")
             write(done)
+    drop_plan(path)
     return SweepOutcome(
         output=str(path), backend=executor.name, parameters=source.names, swept=source.swept,
         grid_shape=source.grid_shape, observables=names, points=source.count, chunks=len(spans),

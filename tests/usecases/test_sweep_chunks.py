@@ -164,3 +164,51 @@ def test_a_sweep_behind_a_tripped_breaker_runs_in_small_chunks(
     assert outcome.chunk.size == BREAKER_CHUNK and outcome.chunks == 3  # 16, 16, 8
     assert "the open breaker binds" in outcome.chunk.reason
     assert services.store.breaker("aer")[0] == "closed"  # the probe closed it
+
+
+class _Stop(Exception):
+    """Stops a sweep from its progress hook, as a kill would between two chunks."""
+
+
+def test_a_resumed_sweep_keeps_the_cut_of_the_attempt_it_resumes(
+        settings: Settings, tmp_path: Path) -> None:
+    out = tmp_path / "resumed.parquet"
+    first = Services.open(settings)
+    first.store.set_breaker("aer", "open", 5, time.time() - 3600, 1, "down")
+    run = usecases.open_run(_spec("aer", 40), RunOptions(), first, kind="run",
+                            flow_run_id=None)
+
+    def stop_after_two_chunks(done: int, total: int) -> None:
+        if done >= 2 * BREAKER_CHUNK:
+            raise _Stop
+
+    with pytest.raises(_Stop):
+        usecases.sweep_points(run, first, out, progress=stop_after_two_chunks)
+    assert first.log.record().provider_submissions == 2
+    assert usecases.plan_path(out).exists()
+    # The probe closed the breaker: a sweep deciding afresh would now cut 40 points otherwise.
+    assert first.store.breaker("aer")[0] == "closed"
+    fresh = usecases.sweep_points(
+        usecases.open_run(_spec("aer", 40), RunOptions(), first, kind="run", flow_run_id=None),
+        Services.open(settings), tmp_path / "elsewhere.parquet")
+    assert fresh.chunk.size != BREAKER_CHUNK
+
+    again = Services.open(settings)
+    resumed = usecases.sweep_points(
+        usecases.open_run(_spec("aer", 40), RunOptions(), again, kind="run", flow_run_id=None),
+        again, out)
+    assert resumed.chunk.size == BREAKER_CHUNK and resumed.chunks == 3
+    assert "kept from an interrupted attempt" in resumed.chunk.reason
+    record = again.log.record()
+    assert (record.reattachments, record.provider_submissions) == (2, 1)
+    assert not usecases.plan_path(out).exists()  # the sweep ended: its plan is gone
+
+
+def test_a_plan_of_another_sweep_is_not_taken(tmp_path: Path) -> None:
+    out = tmp_path / "sweep.parquet"
+    usecases.keep_plan(out, "a" * 64, usecases.ChunkSize(16, "the open breaker binds"))
+    assert usecases.resumed_chunk(out, "b" * 64) is None
+    kept = usecases.resumed_chunk(out, "a" * 64)
+    assert kept is not None and kept.size == 16
+    usecases.plan_path(out).write_text("{not json")
+    assert usecases.resumed_chunk(out, "a" * 64) is None
