@@ -17,6 +17,7 @@ import qhybrid_usecases as usecases
 from qhybrid.core import (
     ExecutionError,
     ExperimentSpec,
+    PromotionDecision,
     RunCancelledError,
     RunOptions,
     Settings,
@@ -61,6 +62,17 @@ def _gates(spec: ExperimentSpec, services: Services) -> tuple[RunHandle, list[St
     return run, [ideal, statistical, hardware, baseline]
 
 
+def _decided(spec: ExperimentSpec, services: Services
+             ) -> tuple[RunHandle, list[StepOutcome], PromotionDecision]:
+    """Every gate of ``spec`` passed and a decision to promote, nothing recorded yet."""
+    run, steps = _gates(spec, services)
+    assert steps[0].trial is not None and steps[2].trial is not None
+    gates = [s.gate for s in steps if s.gate is not None]
+    decision = usecases.decide_promotion(run, services, gates, steps[2].trial)
+    assert decision.promote, decision.reasons
+    return run, steps, decision
+
+
 @pytest.fixture
 def qaoa(repo: Path) -> ExperimentSpec:
     return load_spec(repo / "specs" / "qaoa-maxcut-small.yaml")
@@ -69,12 +81,9 @@ def qaoa(repo: Path) -> ExperimentSpec:
 def test_a_promotion_ends_every_run_and_sets_its_evidence_side_by_side(
         settings: Settings, qaoa: ExperimentSpec, repo: Path) -> None:
     services = Services.open(settings)
-    run, steps = _gates(qaoa, services)
+    run, steps, decision = _decided(qaoa, services)
     ideal, hardware = steps[0], steps[2]
     assert ideal.trial is not None and hardware.trial is not None
-    gates = [s.gate for s in steps if s.gate is not None]
-    decision = usecases.decide_promotion(run, services, gates, hardware.trial)
-    assert decision.promote, decision.reasons
     recorded = usecases.record_evidence(run, services, ideal.trial, steps, decision)
     version = usecases.apply_promotion(run, services, decision)
     report = usecases.finish_run(run, services, recorded, ideal.trial, steps, decision, version)
@@ -87,7 +96,7 @@ def test_a_promotion_ends_every_run_and_sets_its_evidence_side_by_side(
     # The compare view: each gate's verdict and metrics, the score, the decision, the version.
     parent = tracker.get_run(run.mlflow_run_id)
     objective = run.workload(services).objective
-    for gate in gates:
+    for gate in (s.gate for s in steps if s.gate is not None):
         assert parent.metrics[f"gate.{gate.gate}.passed"] == 1.0
         assert parent.params[f"gate.{gate.gate}.verdict"] == "pass"
         assert parent.params[f"gate.{gate.gate}.backend"] == gate.backend
@@ -208,12 +217,9 @@ def test_a_plot_that_fails_stops_the_promotion_before_it_is_applied(
 
     monkeypatch.setattr("qhybrid_usecases._records.histogram_png", full_disk)
     services = Services.open(settings)
-    run, steps = _gates(qaoa, services)
+    run, steps, decision = _decided(qaoa, services)
     ideal, hardware = steps[0], steps[2]
     assert ideal.trial is not None and hardware.trial is not None
-    gates = [s.gate for s in steps if s.gate is not None]
-    decision = usecases.decide_promotion(run, services, gates, hardware.trial)
-    assert decision.promote, decision.reasons
     usecases.record_evidence(run, services, ideal.trial, steps, decision)
     with pytest.raises(OSError, match="no space left"):
         usecases.apply_promotion(run, services, decision)
