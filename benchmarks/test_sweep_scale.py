@@ -1,10 +1,12 @@
 """Sweeps at scale: QAOA p=2 on the circulant graph C12(1,6) (12 qubits), exact expected cut
 on ideal Aer (``specs/qaoa-c12-sweep.yaml``, random points), side by side with raw Aer.
 
-* ``sweep-c12-1000``: 1,000 points four ways: the sweep inside a running flow
-  (``flows.sweep.sweep_experiment`` under the session's Prefect harness), raw
-  ``qiskit_aer.primitives.EstimatorV2`` with one PUB, one Prefect task per point (a ``@task``
-  called per point in a flow, the naive way) and one estimator call per point.
+* ``sweep-c12-1000``: 1,000 points five ways: the sweep's work inside a running flow (the
+  ``sweep-points`` task, timed from within a flow whose records are open), the whole sweep
+  flow (``flows.sweep.sweep_experiment`` under the session's Prefect harness: flow run,
+  records, sweep, ``finish-sweep``), raw ``qiskit_aer.primitives.EstimatorV2`` with one PUB,
+  one Prefect task per point (a ``@task`` called per point in a flow, the naive way) and one
+  estimator call per point.
 * ``sweep-cli-10000``: the whole ``qhybrid sweep`` command (a subprocess, against the running
   Prefect server of the harness) against a raw Aer script (a subprocess too) for the same
   10,000 points.
@@ -41,7 +43,7 @@ from qiskit_aer.primitives import EstimatorV2 as AerEstimatorV2
 
 from qhybrid.core import ExperimentSpec, RandomPointsSpec, RunOptions, Settings, load_spec
 from qhybrid.experiments import Workload, build_workload, load_instance
-from qhybrid_usecases import Services
+from qhybrid_usecases import RunHandle, Services, SweepOutcome
 
 SPEC = Path(__file__).resolve().parents[1] / "specs" / "qaoa-c12-sweep.yaml"
 SMOKE_POINTS = 100
@@ -159,7 +161,7 @@ def test_c12_raw_estimator_one_pub(benchmark, load_noted, workload, points, refe
 
 
 @pytest.mark.benchmark(group=GROUP)
-def test_c12_sweep_in_flow(benchmark, load_noted, prefect_harness, fresh_records, count,
+def test_c12_whole_sweep_flow(benchmark, load_noted, prefect_harness, fresh_records, count,
                            reference, tmp_path):
     from flows.sweep import sweep_experiment
 
@@ -181,6 +183,49 @@ def test_c12_sweep_in_flow(benchmark, load_noted, prefect_harness, fresh_records
                              "sweep_seconds": report.seconds}
     table = pq.read_table(outputs[-1])
     _check(table.column("expected_cut").to_numpy(), reference)
+
+
+@pytest.mark.benchmark(group=GROUP)
+def test_c12_sweep_points_in_running_flow(benchmark, load_noted, prefect_harness, fresh_records,
+                                          count, reference, tmp_path):
+    """The sweep's own work inside a flow that is already running: the ``sweep-points`` task
+    that ``flows.sweep.sweep_experiment`` calls, timed from within a running flow. Each round
+    opens fresh records the way the flow does (``flow_services``, ``open-records``) and ends
+    them with ``finish-sweep``, both untimed."""
+    from prefect.runtime import flow_run
+
+    from flows.sweep import sweep_experiment
+    from tasks import flow_services, open_records
+    from tasks.sweep import finish_sweep, sweep_points
+
+    assert sweep_experiment.name == "sweep-experiment"  # the flow whose task this times
+    spec = c12_spec(count)
+    outcomes: list[SweepOutcome] = []
+
+    def setup():
+        fresh_records()
+        services = flow_services()
+        run = open_records(spec, RunOptions(), "run", flow_run.get_id(), services)
+        return (run, services, str(tmp_path / f"sweep-{len(outcomes)}.parquet")), {}
+
+    def sweep(run: RunHandle, services: Services, output: str) -> None:
+        outcomes.append(sweep_points(run, services, output))
+
+    def finish(run: RunHandle, services: Services, output: str) -> None:
+        finish_sweep(run, services, outcomes[-1])
+
+    @flow(name="sweep-points-benchmark", persist_result=False)
+    def running_flow() -> None:
+        benchmark.pedantic(sweep, setup=setup, teardown=finish, rounds=3, iterations=1,
+                           warmup_rounds=1)
+
+    running_flow()
+    outcome = outcomes[-1]
+    benchmark.extra_info |= {"points": outcome.points, "chunks": outcome.chunks,
+                             "chunk_size": outcome.chunk.size,
+                             "chunk_size_reason": outcome.chunk.reason,
+                             "sweep_seconds": [o.seconds for o in outcomes]}
+    _check(pq.read_table(outcome.output).column("expected_cut").to_numpy(), reference)
 
 
 @pytest.mark.benchmark(group=GROUP)

@@ -1,0 +1,50 @@
+"""The ISA cache: each circuit transpiled once, as ``transpile(circuit, backend)`` would."""
+
+from __future__ import annotations
+
+import pytest
+from qiskit import transpile
+from qiskit.circuit import QuantumCircuit
+from qiskit.circuit.library import efficient_su2, qaoa_ansatz
+from qiskit.providers import BackendV2
+from qiskit.quantum_info import SparsePauliOp
+from qiskit_aer import AerSimulator
+from qiskit_ibm_runtime.fake_provider import FakeManilaV2
+
+from backends._isa import IsaCache
+
+
+def circuits() -> list[QuantumCircuit]:
+    ring = SparsePauliOp.from_sparse_list([("ZZ", [i, (i + 1) % 5], 1.0) for i in range(5)], 5)
+    return [efficient_su2(5, reps=2), qaoa_ansatz(ring, reps=2).decompose(reps=2)]
+
+
+class CountingAer(AerSimulator):
+    """Aer's simulator, counting the reads of its ``target`` (a new Target on each read)."""
+
+    reads = 0
+
+    @property
+    def target(self):  # type: ignore[override]
+        CountingAer.reads += 1
+        return super().target
+
+
+@pytest.mark.parametrize(("device", "level"), [(AerSimulator(), 0), (AerSimulator(), 1),
+                                               (FakeManilaV2(), 1), (FakeManilaV2(), 2)])
+def test_isa_equals_transpiling_for_the_backend(device: BackendV2, level: int) -> None:
+    cache = IsaCache("b", device, num_qubits=device.num_qubits, optimization_level=level, seed=7)
+    for circuit in circuits():
+        expected = transpile(circuit, device, optimization_level=level, seed_transpiler=7)
+        isa = cache(circuit)
+        assert isa == expected
+        assert isa.layout == expected.layout
+        assert cache(circuit) is isa  # transpiled once
+
+
+def test_the_backends_target_is_read_once_for_every_circuit() -> None:
+    CountingAer.reads = 0
+    cache = IsaCache("aer", CountingAer(), num_qubits=None, optimization_level=0, seed=7)
+    for circuit in circuits():
+        cache(circuit)
+    assert CountingAer.reads == 1
