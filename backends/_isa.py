@@ -31,8 +31,10 @@ class IsaCache:
         self.optimization_level, self.seed = optimization_level, seed
         # Read once: AerSimulator builds a new Target on every read of ``.target``, and
         # ``transpile(circuit, backend)`` reads it over a hundred times (about 0.1 s for a
-        # 12-qubit circuit); transpiling against the Target gives the same circuit.
-        self._compile_for: Target | None = None
+        # 12-qubit circuit); transpiling against the Target gives the same circuit. Only for
+        # a backend that picks no transpiler plugins of its own: IBM's choose their
+        # translation stage, which the Target alone would lose.
+        self._compile_for: Target | BackendV2 | None = None
         # Keyed by id(); the circuit is kept alive with its ISA so the id cannot be reused.
         self._isa: dict[int, tuple[QuantumCircuit, QuantumCircuit]] = {}
 
@@ -49,9 +51,16 @@ class IsaCache:
         check_width(self.backend, circuit, self.num_qubits)
         try:
             if self._compile_for is None:
-                self._compile_for = self.target.target
-            isa = transpile(circuit, target=self._compile_for,
-                            optimization_level=self.optimization_level, seed_transpiler=self.seed)
+                self._compile_for = (self.target if _picks_plugins(self.target)
+                                     else self.target.target)
+            if isinstance(self._compile_for, Target):
+                isa = transpile(circuit, target=self._compile_for,
+                                optimization_level=self.optimization_level,
+                                seed_transpiler=self.seed)
+            else:
+                isa = transpile(circuit, self._compile_for,
+                                optimization_level=self.optimization_level,
+                                seed_transpiler=self.seed)
         except TranspilerError as exc:
             raise SubmissionError(f"{self.backend}: cannot transpile: {exc}") from exc
         self._isa[id(circuit)] = (circuit, isa)
@@ -63,3 +72,9 @@ def counts_by_row(result: SamplerPubResult) -> list[dict[str, int]]:
     data = next(iter(result.data.values()))
     rows = int(np.prod(data.shape)) if data.shape else 1
     return [dict(sorted(data.get_counts(i if data.shape else None).items())) for i in range(rows)]
+
+
+def _picks_plugins(backend: BackendV2) -> bool:
+    """Whether ``transpile(circuit, backend)`` asks the backend for its own stage plugins."""
+    return any(hasattr(backend, name) for name in ("get_translation_stage_plugin",
+                                                    "get_scheduling_stage_plugin"))

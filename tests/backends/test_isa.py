@@ -48,3 +48,24 @@ def test_the_backends_target_is_read_once_for_every_circuit() -> None:
     for circuit in circuits():
         cache(circuit)
     assert CountingAer.reads == 1
+
+
+class PluginManila(FakeManilaV2):
+    """A device that picks its own translation stage, as IBM's backends do."""
+
+    asked = 0
+
+    def get_translation_stage_plugin(self) -> str:
+        PluginManila.asked += 1
+        return "default"
+
+
+def test_a_backend_with_stage_plugins_is_asked_for_them() -> None:
+    # Its Target alone would lose the plugin it picks: such a backend is transpiled for itself.
+    PluginManila.asked = 0
+    device = PluginManila()
+    cache = IsaCache("ibm", device, num_qubits=device.num_qubits, optimization_level=1, seed=7)
+    circuit = circuits()[0]
+    assert cache(circuit) == transpile(circuit, FakeManilaV2(), optimization_level=1,
+                                       seed_transpiler=7)
+    assert PluginManila.asked >= 1
