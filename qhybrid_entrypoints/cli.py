@@ -40,6 +40,7 @@ from qhybrid.core import (
     ErrorReport,
     ExecutionRecord,
     ExperimentSpec,
+    InvalidInputError,
     QhybridError,
     RunCancelledError,
     RunOptions,
@@ -789,8 +790,7 @@ def data_maxcut(
         graph = random_regular_graph(nodes, degree, seed, triangle_free=triangle_free,
                                      weighted=weighted)
     except ValueError as exc:
-        err.print(f"[bold red]error[/]: {exc}")
-        raise typer.Exit(2) from exc
+        raise _fail(InvalidInputError(str(exc)), as_json=False) from exc
     write_instance(graph, out_path)
 
 
@@ -807,8 +807,8 @@ def data_circulant(
     try:
         graph = circulant_graph(nodes, tuple(int(k) for k in offsets.split(",")))
     except ValueError as exc:
-        err.print(f"[bold red]error[/]: --offsets: {exc}")
-        raise typer.Exit(2) from exc
+        raise _fail(InvalidInputError(str(exc), field="--offsets"),
+                    as_json=False) from exc
     write_instance(graph, out_path)
 
 
@@ -826,8 +826,8 @@ def data_qaoa_circuit(
     except QhybridError as exc:
         raise _fail(exc, as_json=False) from exc
     if not isinstance(graph, GraphInstance):
-        err.print(f"[bold red]error[/]: --graph: {graph_path} is not a graph instance")
-        raise typer.Exit(2)
+        raise _fail(InvalidInputError(f"{graph_path} is not a graph instance",
+                                      field="--graph"), as_json=False)
     write_qasm3(qaoa_circuit(graph, reps), out_path)
 
 

@@ -227,3 +227,18 @@ def test_a_sample_through_the_real_cli_exits_2_writes_nothing(index: int, tmp_pa
     assert error["field"] and error["field"].split(".")[0] in (dotted.split(".")[0], "SPEC")
     for written in ("mlflow.db", "promotion-log.jsonl", "manifests", "state.db"):
         assert not (tmp_path / written).exists(), written
+
+
+@pytest.mark.parametrize(("args", "named"), [
+    (["circulant", "--offsets", "1,9"], "--offsets"),
+    (["circulant", "--offsets", "1,x"], "--offsets"),
+    (["qaoa-circuit", "--graph", str(Path(__file__).parents[1] / "data" / "h2_sto3g_0735.json")],
+     "--graph"),
+])
+def test_bad_data_generator_options_exit_2_naming_them_and_write_nothing(
+        args: list[str], named: str, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["data", *args, "--out", str(out)])
+    assert result.exit_code == 2, result.output
+    assert f"{named}:" in result.stderr
+    assert not out.exists()
