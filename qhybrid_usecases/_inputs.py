@@ -48,12 +48,10 @@ def load_inputs(spec: ExperimentSpec, settings: Settings, *, allow_unpinned_data
         DataError: Missing or unpinned data (unless allowed), or data of the wrong shape.
         SpecError: Data that does not fit the family, or fixed parameters of the wrong length.
     """
-    pins: dict[str, DataPin] = {}
-    for field, path in spec.input_paths().items():
-        # Every input file (the dataset, a file of observables or of sweep points): pinned by
-        # dvc.lock, and recorded on the run.
-        pins |= pin_inputs([path], settings.project_root, allow_unpinned=allow_unpinned_data,
-                           field=field)
+    # Every input file (the dataset, a file of observables or of sweep points): pinned by
+    # dvc.lock, and recorded on the run.
+    pins = pin_inputs(spec.input_paths(), settings.project_root,
+                      allow_unpinned=allow_unpinned_data)
     overrides = tuple(_override(pin) for pin in pins.values() if not pin.matches)
     workload = build_spec_workload(spec, settings.project_root)
     if spec.parameters is not None:

@@ -7,6 +7,7 @@ templating): which stage produces a file, and what dvc.lock pins for it.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -98,17 +99,18 @@ def restore_advice(path: str, stage: str | None) -> str:
 
 
 def pin_inputs(
-    paths: list[str], project_root: Path, *, allow_unpinned: bool = False,
+    paths: list[str] | Mapping[str, str], project_root: Path, *, allow_unpinned: bool = False,
     field: str = "dataset.path",
 ) -> dict[str, DataPin]:
-    """Check each input against dvc.lock.
+    """Check each input against dvc.lock (read once, however many inputs).
 
     Args:
-        paths: Input paths relative to ``project_root``.
+        paths: Input paths relative to ``project_root``; or field -> path, naming each input's
+            own field in errors.
         project_root: The folder holding dvc.yaml and dvc.lock.
         allow_unpinned: Accept files that differ from (or are absent in) dvc.lock. The caller
             must record that it did.
-        field: The field to name in errors.
+        field: The field to name in errors (of a list of paths).
 
     Returns:
         The pin of every input.
@@ -122,12 +124,14 @@ def pin_inputs(
     if not (project_root / "dvc.lock").is_file():
         raise DataError(f"{project_root / 'dvc.lock'} is missing; run `dvc repro` to pin the data",
                         field="dvc.lock")
-    for rel in paths:
+    inputs = (list(paths.items()) if isinstance(paths, Mapping)
+              else [(field, rel) for rel in paths])
+    for field, rel in inputs:
         regular_file(project_root / rel, field=field, what="dataset", error=DataError,
                      missing="; run `dvc repro` or `dvc pull` first")
     outs = _locked_outs(project_root)
     pins: dict[str, DataPin] = {}
-    for rel in paths:
+    for field, rel in inputs:
         full = project_root / rel
         locked, stage = outs.get(full.resolve(), outs.get(full.absolute(), (None, None)))
         pin = DataPin(path=rel, md5=file_md5(full), locked_md5=locked, stage=stage)

@@ -42,6 +42,25 @@ def test_tampered_data_is_refused_unless_allowed(project_copy: Path) -> None:
     assert not pins[DATA].matches and pins[DATA].md5 == file_md5(target)
 
 
+def test_several_inputs_are_pinned_in_one_read_of_the_pipeline_each_named_by_its_field(
+        project_copy: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import registry._dvc as dvc
+
+    reads = []
+    real = dvc._locked_outs
+    monkeypatch.setattr(dvc, "_locked_outs", lambda root: reads.append(root) or real(root))
+    observables = "data/ghz_3_observables.json"
+    inputs = {"dataset.path": DATA, "family.observables_path": observables}
+    pins = pin_inputs(inputs, project_copy)
+    assert pins[DATA].matches and pins[observables].matches
+    assert len(reads) == 1
+    target = project_copy / observables
+    target.write_text(target.read_text().replace("1.0", "2.0"))
+    with pytest.raises(DataError, match=r"dvc\.lock pins") as info:
+        pin_inputs(inputs, project_copy)
+    assert info.value.field == "family.observables_path"
+
+
 def test_missing_data_and_missing_lock(project_copy: Path) -> None:
     (project_copy / DATA).unlink()
     with pytest.raises(DataError, match="does not exist"):
