@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
-from prefect import State, flow, tags
+from prefect import Flow, flow, tags
 from prefect.runtime import flow_run
 
 from flows.promotion import promote_experiment
 from flows.run import run_experiment
 from flows.sweep import sweep_experiment
-from qhybrid.core import QhybridError, RunCancelledError, RunReport, SweepReport
+from qhybrid.core import QhybridError, RunCancelledError, RunReport, Settings, SweepReport
 from qhybrid_usecases import JobWork, job_store, sweep_job_output
 from tasks import flow_services, read_settings
 from tasks.jobs import (
@@ -23,8 +24,8 @@ from tasks.jobs import (
     publish_jobs,
 )
 
-CHILD_FLOWS = {"run": run_experiment.name, "promote": promote_experiment.name,
-               "sweep": sweep_experiment.name}
+CHILD_FLOWS: dict[str, Flow[..., Any]] = {
+    "run": run_experiment, "promote": promote_experiment, "sweep": sweep_experiment}
 """The flow each kind of job but ``evaluate`` runs as, a child flow run of its own."""
 DRAIN_SECONDS = 30.0
 """How long a serve-jobs flow run keeps taking its class's queued evaluations."""
@@ -61,16 +62,16 @@ def serve_jobs(job_ids: list[str]) -> None:
     for work in (w for w in works if w.kind != "evaluate"):
         child = CHILD_FLOWS[work.kind]
         try:
-            jobs.transition(work.job_id, "running", sub_status=f"{child} flow")
+            jobs.transition(work.job_id, "running", sub_status=f"{child.name} flow")
             with tags(f"job:{work.job_id}", f"trace:{work.trace_id}", f"sla:{work.sla}",
                       f"kind:{work.kind}"):
-                report = _child_flow(work, str(sweep_job_output(settings, work.job_id)))
+                report = _child_flow(child, work, settings)
             if isinstance(report, SweepReport):
                 finish_sweep_job(jobs, work, report)
             elif isinstance(report, RunReport):
                 finish_job(jobs, work, report)
             else:
-                raise RunCancelledError(f"{child} ended without a report: {report}")
+                raise RunCancelledError(f"{child.name} ended without a report: {report}")
         except QhybridError as exc:
             fail_job(jobs, work.job_id, exc)
         except Exception as exc:  # a bug: the job fails with its class, and so does the flow run
@@ -81,16 +82,16 @@ def serve_jobs(job_ids: list[str]) -> None:
     publish_jobs(jobs, served)
 
 
-def _child_flow(work: JobWork, sweep_output: str) -> RunReport | SweepReport | State:
-    """The job's child flow run, named after the job: a run, a promotion, or a sweep writing
-    its Parquet file to ``sweep_output``.
+def _child_flow(child: Flow[..., Any], work: JobWork,
+                settings: Settings) -> object:
+    """The job's child flow run, named after the job; a sweep writes its Parquet file where
+    the job's result is served from (:func:`qhybrid_usecases.sweep_job_output`).
 
     The child tags itself with its experiment, version and backend (tasks.records).
     """
     assert work.spec is not None and work.options is not None
-    name = f"{work.kind} {work.spec.name} {work.spec.version} job {work.job_id[:8]}"
+    named = child.with_options(
+        flow_run_name=f"{work.kind} {work.spec.name} {work.spec.version} job {work.job_id[:8]}")
     if work.kind == "sweep":
-        return sweep_experiment.with_options(flow_run_name=name)(
-            work.spec, work.options, sweep_output)
-    child = run_experiment if work.kind == "run" else promote_experiment
-    return child.with_options(flow_run_name=name)(work.spec, work.options)
+        return named(work.spec, work.options, str(sweep_job_output(settings, work.job_id)))
+    return named(work.spec, work.options)
