@@ -29,7 +29,15 @@ from qhybrid.core import (
 
 _LOCK = threading.Lock()
 _GENERATORS: dict[FaultPlan, np.random.Generator] = {}
-_SUBMITTED: list[str] = []  # the first job ids this process submitted (for ``crash``)
+_SUBMITTED: list[str] = []  # the first job ids this process submitted (``crash``, ...)
+
+
+class _SignalInFinalizer:
+    """Sends SIGTERM when collected: its handler runs inside ``__del__``, where Python prints
+    whatever the handler raises and drops it."""
+
+    def __del__(self) -> None:
+        signal.raise_signal(signal.SIGTERM)  # the handler runs before this returns
 
 
 def _draw(plan: FaultPlan) -> float:
@@ -83,7 +91,7 @@ class FaultyBackend(BackendWrapper):
             if x < edge:
                 self._inject(kind, cls, what)
         job_id = self.backend.submit(submission, tag=tag)
-        if len(_SUBMITTED) < self.plan.crash:  # only the first ``crash`` ids are ever needed
+        if len(_SUBMITTED) < max(self.plan.crash, self.plan.dropped_sigterm):  # all ever needed
             with _LOCK:
                 _SUBMITTED.append(job_id)
         if x < edge + self.plan.execution:
@@ -98,11 +106,16 @@ class FaultyBackend(BackendWrapper):
     def result(self, job_id: str) -> SubmissionResult:
         """The result, unless waiting for it times out, the job is doomed, or the plan says to
         crash the process now."""
-        crash = self.plan.crash
-        if crash and len(_SUBMITTED) >= crash and _SUBMITTED[crash - 1] == job_id:
+        if self._nth(self.plan.crash, job_id):
             os.kill(os.getpid(), signal.SIGKILL)  # a crash: no cleanup, nothing flushed
+        if self._nth(self.plan.dropped_sigterm, job_id):
+            _SignalInFinalizer()  # collected at once
         if _draw(self.plan) < self.plan.timeout:
             self._inject("timeout", TransportError, f"timeout waiting for job {job_id}")
         if job_id in self._doomed:
             self._inject("execution", ExecutionError, f"failure of job {job_id}")
         return self.backend.result(job_id)
+
+    @staticmethod
+    def _nth(n: int, job_id: str) -> bool:
+        return bool(n) and len(_SUBMITTED) >= n and _SUBMITTED[n - 1] == job_id

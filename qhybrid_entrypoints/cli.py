@@ -327,6 +327,7 @@ def _run_flow(title: str, steps: int, call: Callable[[], object], settings: Sett
 
     from qhybrid_entrypoints._prefect_server import configured_api_url, prefect_server
     from qhybrid_entrypoints._serve import running_service
+    from tasks.stops import keeping_stops, stopped
 
     service = None if configured_api_url() else running_service(settings)
     where = ("" if configured_api_url() or service else
@@ -352,7 +353,10 @@ def _run_flow(title: str, steps: int, call: Callable[[], object], settings: Sett
             interrupts = _Interrupts()
             previous_int = signal.signal(signal.SIGINT, interrupts)
             try:
-                report = call()
+                with keeping_stops():  # a SIGTERM Prefect loses still stops the flow
+                    report = call()
+                    if stopped():  # noted after the flow's last submission: it ended anyway
+                        raise SystemExit(EXIT_TERMINATED)
                 if not isinstance(report, expect):
                     raise RunCancelledError(f"the flow run ended without a report: {report}")
             except CancelledRun as exc:

@@ -17,6 +17,7 @@ from tasks.gates import (
 )
 from tasks.recovery import mark_crashed
 from tasks.settings import flow_services, read_settings, resolve_ibm_token, settings_overrides
+from tasks.stops import keeping_stops, raise_if_stopped, stopped
 from tasks.submission import prefect_runner, raise_if_cancelled, retry_if_transient, submit_job
 from tasks.sweep import finish_sweep, sweep_points, sweep_tags
 
@@ -33,11 +34,13 @@ __all__ = [
     "hardware_gate",
     "ideal_gate",
     "in_order",
+    "keeping_stops",
     "mark_crashed",
     "on_cluster",
     "open_records",
     "prefect_runner",
     "raise_if_cancelled",
+    "raise_if_stopped",
     "read_settings",
     "record_evidence",
     "resolve_ibm_token",
@@ -45,6 +48,7 @@ __all__ = [
     "run_on_backend",
     "settings_overrides",
     "statistical_gate",
+    "stopped",
     "submit_job",
     "sweep_chunk",
     "sweep_on_cluster",

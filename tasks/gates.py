@@ -9,6 +9,7 @@ re-attached through the idempotency ledger.
 from __future__ import annotations
 
 import logging
+import signal
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
@@ -16,6 +17,7 @@ from prefect import State, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.context import FlowRunContext, TaskRunContext
+from prefect.exceptions import TerminationSignal
 from prefect.logging import get_run_logger
 from prefect.states import Cancelled
 
@@ -32,6 +34,7 @@ from qhybrid.core import (
 from qhybrid_usecases import RecordedRun, RunHandle, Services, StepOutcome, TrialOutcome
 from tasks._markdown import decision_markdown, gate_markdown
 from tasks.records import execution_rows
+from tasks.stops import remembering_stops, stopped
 
 _Outcome = TypeVar("_Outcome", bound=StepOutcome)
 _T = TypeVar("_T")
@@ -156,11 +159,13 @@ def guard_records(run: RunHandle, services: Services, body: Callable[[], _T]) ->
         What ``body`` returns, or a Cancelled state when someone cancelled the flow run.
 
     Raises:
-        BaseException: What ``body`` raised (a failure, a timeout, SIGTERM); a Ctrl-C that
-            Prefect replaced is raised again as KeyboardInterrupt (the run crashed).
+        BaseException: What ``body`` raised (a failure, a timeout, SIGTERM); a Ctrl-C or a
+            SIGTERM that Prefect replaced or dropped is raised again as KeyboardInterrupt or
+            TerminationSignal, so the flow run ends crashed (:mod:`tasks.stops`).
     """
     try:
-        return body()
+        with remembering_stops():
+            return body()
     except RunCancelledError as exc:
         fail_records(run, services, exc)
         return Cancelled(message=exc.message)
@@ -168,6 +173,8 @@ def guard_records(run: RunHandle, services: Services, body: Callable[[], _T]) ->
         fail_records(run, services, exc)
         if usecases.interrupted(exc) and not isinstance(exc, KeyboardInterrupt):
             raise KeyboardInterrupt from exc
+        if (usecases.terminated(exc) or stopped()) and not isinstance(exc, TerminationSignal):
+            raise TerminationSignal(signal=signal.SIGTERM) from exc
         raise
 
 

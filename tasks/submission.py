@@ -8,6 +8,8 @@ Validation, submission and execution errors fail at once.
 A flow called in-process does not notice a cancellation set through Prefect's API (only
 workers and runners act on it), so the runner checks the flow run's state before each
 submission, at most once per ``settings.cancel_poll_seconds``, and stops the run cooperatively.
+It also stops before a submission once a SIGTERM reached the process, even one Prefect lost
+(:mod:`tasks.stops`).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from prefect.utilities.annotations import quote
 
 from backends import Runner, Submission, SubmissionResult, Submitter
 from qhybrid.core import RunCancelledError, Settings, is_transient
+from tasks.stops import raise_if_stopped
 
 
 def retry_if_transient(task: Task[..., object], task_run: TaskRun, state: State) -> bool:
@@ -54,6 +57,7 @@ def prefect_runner(settings: Settings) -> Runner:
     by_backend: dict[str, Task[[Submitter, Submission, str], SubmissionResult]] = {}
 
     def run(submitter: Submitter, submission: Submission, key: str) -> SubmissionResult:
+        raise_if_stopped()  # a SIGTERM Prefect lost: nothing more is submitted
         if (submitter.flow_run_id
                 and time.monotonic() - last_check[0] >= settings.cancel_poll_seconds):
             last_check[0] = time.monotonic()

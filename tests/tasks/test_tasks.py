@@ -4,10 +4,12 @@ what only Prefect shows (artifacts), with settings read where the flow runs."""
 from __future__ import annotations
 
 import json
+import signal
 from pathlib import Path
 
 import numpy as np
 import pytest
+from prefect.exceptions import TerminationSignal
 
 import tasks
 from backends import attempt_once
@@ -103,3 +105,56 @@ def test_a_gate_task_publishes_its_verdict(prefect_server, settings: Settings, r
     assert "gate `ideal` PASS" in str(artifact.data)
     tasks.fail_records(run, services, KeyboardInterrupt())
     assert services.tracker.get_run(run.mlflow_run_id).status == "KILLED"
+
+
+def _raise_replaced_sigterm() -> None:
+    """What Prefect raises when SIGTERM lands while it creates a task run."""
+    try:
+        raise TerminationSignal(signal=signal.SIGTERM)
+    except TerminationSignal:
+        raise ValueError("Task run is not set")  # noqa: B904 - Prefect's own, unchained
+
+
+def test_a_sigterm_prefect_replaced_leaves_the_guard_as_a_sigterm(
+        settings: Settings, repo: Path) -> None:
+    spec = load_spec(repo / "specs" / "vqe-h2.yaml")
+    services = Services.open(settings)
+    run = tasks.open_records.fn(spec, RunOptions(), "promotion", None, services)
+    with pytest.raises(TerminationSignal):  # the flow run ends CRASHED, not FAILED
+        tasks.guard_records(run, services, _raise_replaced_sigterm)
+    parent = services.tracker.get_run(run.mlflow_run_id)
+    assert parent.status == "KILLED" and parent.tags["qhybrid.failure"] == "flow terminated"
+
+
+class _SignalInFinalizer:
+    def __del__(self) -> None:
+        signal.raise_signal(signal.SIGTERM)  # what its handler raises here, Python drops
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # the drop
+def test_a_sigterm_dropped_in_a_finalizer_stops_an_armed_flow_at_its_next_submission(
+        settings: Settings, repo: Path) -> None:
+    spec = load_spec(repo / "specs" / "vqe-h2.yaml")
+    services = Services.open(settings)
+    run = tasks.open_records.fn(spec, RunOptions(), "promotion", None, services)
+    submitted = []
+
+    def body() -> None:
+        _SignalInFinalizer()  # collected at once; the signal's error is dropped
+        tasks.raise_if_stopped()  # where each submission starts
+        submitted.append("after the stop")
+
+    def bridge(signum: int, _frame: object) -> None:  # as Prefect's, during a flow run
+        raise TerminationSignal(signal=signum)
+
+    previous = signal.signal(signal.SIGTERM, bridge)
+    try:
+        with tasks.keeping_stops(), pytest.raises(TerminationSignal):
+            tasks.guard_records(run, services, body)
+        assert signal.getsignal(signal.SIGTERM) is bridge  # the guard's handler is gone
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert submitted == []
+    assert not tasks.stopped()  # and so is the note, once the command's block ends
+    parent = services.tracker.get_run(run.mlflow_run_id)
+    assert parent.status == "KILLED" and parent.tags["qhybrid.failure"] == "flow terminated"
