@@ -4,14 +4,19 @@ circuit breakers, leases and fault injection.
 
 No qiskit-ibm-runtime or Aer type leaves this package; its exceptions are mapped into qhybrid's
 tree.
+
+qiskit-ibm-runtime (with mthree, 1.5 s to import) is imported when an IBM backend or a
+mitigation arm first needs it: ``IbmBackend``, ``map_runtime_error`` and ``mitigation_options``
+are loaded on first access, so an Aer run never pays for it.
 """
+
+from typing import TYPE_CHECKING
 
 from backends._aer import AerBackend
 from backends._breaker import CircuitBreaker
 from backends._devices import calibration_snapshot, check_width, fake_device
 from backends._factory import memory_store, open_backend, open_engine, open_executor
 from backends._faults import FaultyBackend
-from backends._ibm import IbmBackend, map_runtime_error, mitigation_options
 from backends._jobs import LocalJobs
 from backends._leases import release_leases
 from backends._mitigation import DEFAULT_PRECISION
@@ -33,6 +38,20 @@ from backends._protocol import (
 from backends._store import BreakerRow, LeaseRow, LedgerRow, StateStore
 from backends._submit import BackendExecutor, ExecutionLog, Runner, Submitter, attempt_once
 from backends._wrapper import BackendWrapper, DescribedWrapper
+
+if TYPE_CHECKING:
+    from backends._ibm import IbmBackend, map_runtime_error, mitigation_options
+
+_FROM_IBM = ("IbmBackend", "map_runtime_error", "mitigation_options")
+
+
+def __getattr__(name: str) -> object:
+    if name in _FROM_IBM:
+        from backends import _ibm
+
+        return getattr(_ibm, name)
+    raise AttributeError(f"module 'backends' has no attribute {name!r}")
+
 
 __all__ = [
     "DEFAULT_PRECISION",

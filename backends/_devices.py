@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import functools
 import math
+from typing import TYPE_CHECKING
 
 from qiskit.circuit import QuantumCircuit
 from qiskit.transpiler import Target
-from qiskit_ibm_runtime import fake_provider
 
 from qhybrid.core import BackendNameError
+
+if TYPE_CHECKING:  # qiskit-ibm-runtime is imported when a fake device is asked for (0.6 s)
+    from qiskit_ibm_runtime.fake_provider.fake_backend import FakeBackendV2
 
 
 def _class_name(device: str) -> str:
@@ -17,12 +20,14 @@ def _class_name(device: str) -> str:
 
 
 @functools.cache
-def fake_device(device: str, *, field: str = "backend") -> fake_provider.fake_backend.FakeBackendV2:
+def fake_device(device: str, *, field: str = "backend") -> FakeBackendV2:
     """The fake backend named ``fake_<name>``, e.g. ``fake_manila``.
 
     Raises:
         BackendNameError: No such fake device ships with qiskit-ibm-runtime.
     """
+    from qiskit_ibm_runtime import fake_provider
+
     cls = getattr(fake_provider, _class_name(device), None)
     # Only a device class: the module also holds providers (FakeProviderForBackendV2).
     if (not device.startswith("fake_") or not isinstance(cls, type)

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from backends._aer import AerBackend
 from backends._devices import fake_device
 from backends._faults import FaultyBackend
-from backends._ibm import IbmBackend
 from backends._jobs import LocalJobs
 from backends._protocol import Backend
 from backends._store import StateStore
 from backends._submit import BackendExecutor, ExecutionLog, Runner, Submitter, attempt_once
 from qhybrid.core import MitigationSpec, NoiseSpec, Settings, SpecError, parse_backend_name
+
+if TYPE_CHECKING:  # qiskit-ibm-runtime is imported when an IBM backend is opened
+    from backends._ibm import IbmBackend
 
 
 def open_engine(
@@ -39,6 +43,8 @@ def open_engine(
         raise SpecError(f"{noise_field}: {text} brings its own noise; a noise section applies "
                         "only to Aer backends", field=noise_field)
     if name.kind == "ibm":
+        from backends._ibm import IbmBackend
+
         return IbmBackend(
             name,
             transpiler_seed=transpiler_seed,
@@ -66,8 +72,11 @@ def open_backend(
     engine = open_engine(text, settings, transpiler_seed=transpiler_seed, field=field,
                          noise=noise)
     # Only IBM devices are remote; Aer and IBM's local testing mode run as local jobs.
-    backend: Backend = (engine if isinstance(engine, IbmBackend) and engine.remote
-                        else LocalJobs(engine, store or memory_store()))
+    backend: Backend
+    if not isinstance(engine, AerBackend) and engine.remote:
+        backend = engine
+    else:
+        backend = LocalJobs(engine, store or memory_store())
     plan = settings.fault_plan
     return FaultyBackend(backend, plan) if plan.applies_to(backend.name) else backend
 

@@ -7,8 +7,9 @@ from qiskit import transpile
 from qiskit.circuit import QuantumCircuit
 from qiskit.primitives import SamplerPubResult
 from qiskit.providers import BackendV2
-from qiskit.transpiler import Target
+from qiskit.transpiler import PassManager, Target
 from qiskit.transpiler.exceptions import TranspilerError
+from qiskit.transpiler.passes import GatesInBasis
 
 from backends._devices import check_width
 from qhybrid.core import SubmissionError
@@ -35,6 +36,7 @@ class IsaCache:
         # a backend that picks no transpiler plugins of its own: IBM's choose their
         # translation stage, which the Target alone would lose.
         self._compile_for: Target | BackendV2 | None = None
+        self._coupling: bool | None = None  # whether the Target has a coupling map
         # Keyed by id(); the circuit is kept alive with its ISA so the id cannot be reused.
         self._isa: dict[int, tuple[QuantumCircuit, QuantumCircuit]] = {}
 
@@ -53,7 +55,9 @@ class IsaCache:
             if self._compile_for is None:
                 self._compile_for = (self.target if _picks_plugins(self.target)
                                      else self.target.target)
-            if isinstance(self._compile_for, Target):
+            if isinstance(self._compile_for, Target) and self._native(circuit):
+                isa = circuit.copy()  # what the transpiler would return: the same circuit
+            elif isinstance(self._compile_for, Target):
                 isa = transpile(circuit, target=self._compile_for,
                                 optimization_level=self.optimization_level,
                                 seed_transpiler=self.seed)
@@ -65,6 +69,27 @@ class IsaCache:
             raise SubmissionError(f"{self.backend}: cannot transpile: {exc}") from exc
         self._isa[id(circuit)] = (circuit, isa)
         return isa
+
+
+    def _native(self, circuit: QuantumCircuit) -> bool:
+        """Whether ``circuit`` already is what the target runs, so that the preset pass manager
+        at level 0 would return it unchanged: every operation in the target, a target without
+        a coupling map (no layout, no routing), nothing to optimise.
+
+        Building the preset pass manager loads every installed transpiler plugin (about a
+        second, most of it importing qiskit-ibm-runtime), which an Aer run of a circuit
+        written in standard gates never needs.
+        """
+        target = self._compile_for
+        if self.optimization_level != 0 or not isinstance(target, Target):
+            return False
+        if self._coupling is None:
+            self._coupling = target.build_coupling_map() is not None
+        if self._coupling:
+            return False
+        check = PassManager([GatesInBasis(target=target)])
+        check.run(circuit)
+        return bool(check.property_set["all_gates_in_basis"])
 
 
 def counts_by_row(result: SamplerPubResult) -> list[dict[str, int]]:

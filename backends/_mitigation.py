@@ -16,20 +16,20 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
-import mthree
 import numpy as np
 from qiskit.circuit import ClassicalRegister, QuantumCircuit
 from qiskit.primitives import PrimitiveResult
 from qiskit_aer import AerSimulator
 from qiskit_aer.primitives import SamplerV2
-from qiskit_ibm_runtime.exceptions import IBMInputValueError, IBMRuntimeError
-from qiskit_ibm_runtime.executor_estimator import Estimator
 
-from backends._ibm import _applied, mitigation_options
 from backends._isa import counts_by_row
 from backends._protocol import Pub, Submission, SubmissionResult
 from qhybrid.core import ExecutionError, MitigationSpec, SubmissionError
+
+if TYPE_CHECKING:  # mthree and qiskit-ibm-runtime (1.5 s) are imported by the arms that use them
+    import mthree
 
 Prepare = Callable[[QuantumCircuit], QuantumCircuit]
 
@@ -72,6 +72,11 @@ def _runtime_estimates(
     submission: Submission, simulator: AerSimulator, prepare: Prepare,
     mitigation: MitigationSpec | None, *, name: str,
 ) -> SubmissionResult:
+    from qiskit_ibm_runtime.exceptions import IBMInputValueError, IBMRuntimeError
+    from qiskit_ibm_runtime.executor_estimator import Estimator
+
+    from backends._ibm import _applied, mitigation_options
+
     options: dict[str, object] = {
         "simulator": {"seed_simulator": submission.seed},
         "default_precision": submission.precision or DEFAULT_PRECISION,
@@ -109,6 +114,8 @@ def _readout_mthree(
     submission: Submission, simulator: AerSimulator, prepare: Prepare, *, name: str,
     sampler_options: dict[str, object],
 ) -> SubmissionResult:
+    import mthree
+
     shots = shots_for(submission.precision)
     sampler = SamplerV2(seed=submission.seed, options={"backend_options": sampler_options})
     # Calibrations on the same simulator, seeded: a replay corrects with the same matrices.

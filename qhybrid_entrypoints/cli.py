@@ -304,6 +304,25 @@ def _service_prefect(api_url: str) -> Iterator[None]:
         yield
 
 
+@contextlib.contextmanager
+def _no_heartbeats() -> Iterator[None]:
+    """Flows this command runs in its own process send no Prefect heartbeats, unless
+    ``PREFECT_FLOWS_HEARTBEAT_FREQUENCY`` asks for them.
+
+    Prefect ends each flow run by joining its heartbeat thread, which sleeps in one-second
+    steps: up to a second per command. A CLI run whose process is killed is ended by the next
+    command on the host instead (the reaper), with its leases; a worker's runs keep theirs.
+    """
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+
+    if {"PREFECT_FLOWS_HEARTBEAT_FREQUENCY", "PREFECT_RUNNER_HEARTBEAT_FREQUENCY"} & set(
+            os.environ):
+        yield
+        return
+    with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+        yield
+
+
 class _PointProgress(logging.Handler):
     """Moves a rich progress bar to the points a sweep has done (its ``qhybrid.sweep`` log)."""
 
@@ -334,7 +353,7 @@ def _run_flow(title: str, steps: int, call: Callable[[], object], settings: Sett
              " (a Prefect flow; its local server starts first)")
     err.print(f"[bold]{title}[/]{where}")
     with (_service_prefect(service.prefect_api) if service else contextlib.nullcontext(),
-          prefect_server(note=lambda text: err.print(text))):
+          prefect_server(note=lambda text: err.print(text)), _no_heartbeats()):
         _filter_console()
         _recover(settings)
         columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),

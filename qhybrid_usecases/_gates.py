@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 
+import registry
 from backends import BackendExecutor
 from qhybrid.core import TrialResult
 from qhybrid.experiments import (
@@ -28,7 +29,6 @@ from qhybrid_usecases._run import (
     run_executor,
 )
 from qhybrid_usecases._services import Services
-from registry import convergence_png, repeats_png
 
 
 def _trial(run: RunHandle, workload: Workload, executor: BackendExecutor, *,
@@ -71,7 +71,7 @@ def ideal_gate(run: RunHandle, services: Services) -> TrialOutcome:
         record_trial(run_id, services, workload, trial)
         if trial.history:
             history = [workload.sign * v for v in trial.history]
-            log_plots(services, run_id, lambda folder: convergence_png(
+            log_plots(services, run_id, lambda folder: registry.convergence_png(
                 history, folder / "convergence.png", title=f"{spec.name} {spec.version}: ideal",
                 ylabel=workload.family.axis_label))
     return TrialOutcome(gate=result.model_copy(update={"mlflow_run_id": run_id}), trial=trial,
@@ -102,7 +102,7 @@ def statistical_gate(run: RunHandle, services: Services) -> StepOutcome:
                        for k in ("mean", "ci_low", "ci_high"))
     with gate_run(run, services, result, {"qhybrid.repeat_seeds": json.dumps(seeds)}) as run_id:
         services.tracker.log_series(run_id, "repeat_objective", values)
-        log_plots(services, run_id, lambda folder: repeats_png(
+        log_plots(services, run_id, lambda folder: registry.repeats_png(
             values, (mean, low, high), folder / "repeats.png",
             threshold=policy.threshold, confidence=policy.confidence,
             title=f"{spec.name} {spec.version}: statistical ({policy.repeats} repeats)",

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 from qiskit.quantum_info import SparsePauliOp
 
+import registry
 from backends import DEFAULT_PRECISION, BackendExecutor, Pub, Submission
 from qhybrid.core import (
     BackendRejectedError,
@@ -37,7 +38,6 @@ from qhybrid_usecases._run import (
     run_executor,
 )
 from qhybrid_usecases._services import Services
-from registry import arms_png, distributions_png
 
 # Failures that mean "this backend cannot take work now": a fallback may take over.
 _FALLBACK_ON = (TransportError, BackendRejectedError, BreakerOpenError)
@@ -104,16 +104,17 @@ def hardware_gate(run: RunHandle, services: Services, ideal: TrialResult) -> Tri
 def _plots(folder: Path, title: str, workload: Workload, ideal: TrialResult,
            hardware: TrialResult, backend: str, mitigation: MitigationRecord | None) -> None:
     """Ideal vs hardware counts side by side; the mitigated and unmitigated arms, if any."""
-    distributions_png(ideal.counts, hardware.counts, folder / "ideal_vs_hardware.png",
-                      title=title, hardware_label=backend)
+    registry.distributions_png(ideal.counts, hardware.counts,
+                               folder / "ideal_vs_hardware.png", title=title,
+                               hardware_label=backend)
     if mitigation is not None:
-        arms_png(mitigation.ideal_value,
-                 {"unmitigated": mitigation.unmitigated_values,
-                  "mitigated": mitigation.mitigated_values},
-                 folder / "mitigation.png",
-                 title=f"{title}: {', '.join(mitigation.techniques)} ({mitigation.repeats} "
-                       "repeats per arm)",
-                 ylabel="expectation value of the objective's observable")
+        registry.arms_png(mitigation.ideal_value,
+                          {"unmitigated": mitigation.unmitigated_values,
+                           "mitigated": mitigation.mitigated_values},
+                          folder / "mitigation.png",
+                          title=f"{title}: {', '.join(mitigation.techniques)} "
+                          f"({mitigation.repeats} repeats per arm)",
+                          ylabel="expectation value of the objective's observable")
 
 
 def _dropped(policy: HardwareGateSpec) -> tuple[str, ...]:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
+import registry
 from qhybrid.core import (
     CircuitRecord,
     DataPinRecord,
@@ -33,11 +34,7 @@ from qhybrid_usecases._run import (
 )
 from qhybrid_usecases._services import Services
 from registry import (
-    circuit_png,
-    convergence_png,
-    distributions_png,
     git_commit,
-    histogram_png,
     package_versions,
     share_manifest,
     write_manifest,
@@ -82,15 +79,16 @@ def _write_artifacts(run: RunHandle, services: Services, workload: Workload,
 
     def draw(out: Path) -> None:
         for role, diagram in diagrams.items():
-            circuit_png(diagram, out / "circuits" / f"{role}.png",
-                        title=f"{title}: {role} circuit")
-        histogram_png(trial.counts, out / "plots" / "histogram.png", title=title)
+            registry.circuit_png(diagram, out / "circuits" / f"{role}.png",
+                                 title=f"{title}: {role} circuit")
+        registry.histogram_png(trial.counts, out / "plots" / "histogram.png", title=title)
         if history:
-            convergence_png(history, out / "plots" / "convergence.png", title=title,
-                            ylabel=workload.family.axis_label)
+            registry.convergence_png(history, out / "plots" / "convergence.png", title=title,
+                                     ylabel=workload.family.axis_label)
         for other in hardware:
-            distributions_png(trial.counts, other.counts, out / "plots" / "ideal_vs_hardware.png",
-                              title=title, hardware_label=other.backend)
+            registry.distributions_png(trial.counts, other.counts,
+                                       out / "plots" / "ideal_vs_hardware.png", title=title,
+                                       hardware_label=other.backend)
 
     run_id = run.mlflow_run_id
     services.drawer.submit(

@@ -27,6 +27,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+import registry
 from qhybrid.core import (
     GridPointsSpec,
     PostProcessingError,
@@ -40,7 +41,6 @@ from qhybrid_usecases._services import Services
 from qhybrid_usecases._sweep_chunk import ChunkValues, EvaluateChunks, SweepChunk, in_process
 from qhybrid_usecases._sweep_plan import drop_plan, keep_plan, resumed_chunk, sweep_identity
 from qhybrid_usecases._sweep_points import ChunkSize, choose_chunk_size, device_state, point_source
-from registry import sweep_png
 
 log = logging.getLogger("qhybrid.sweep")
 
@@ -255,7 +255,9 @@ def _draw(run: RunHandle, outcome: SweepOutcome, folder: Path) -> None:
                                               GridPointsSpec)
                                    and len(outcome.swept) == 2) else None
     for name in outcome.observables:
-        sweep_png(axes, table.column(name).to_numpy().tolist(), folder / f"sweep-{name}.png",
-                  title=f"{run.spec.name} {run.spec.version}: {name} on {outcome.backend}",
-                  label=name, grid_shape=(shape[0], shape[1]) if shape else None)
+        registry.sweep_png(axes, table.column(name).to_numpy().tolist(),
+                           folder / f"sweep-{name}.png",
+                           title=f"{run.spec.name} {run.spec.version}: {name} on "
+                           f"{outcome.backend}",
+                           label=name, grid_shape=(shape[0], shape[1]) if shape else None)
 

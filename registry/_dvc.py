@@ -7,6 +7,7 @@ templating): which stage produces a file, and what dvc.lock pins for it.
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,8 +60,36 @@ def check_project_root(project_root: Path) -> None:
         )
 
 
+_PIPELINE_FILES = ("dvc.yaml", "dvc.lock", "params.yaml")
+_READ: dict[tuple[Path, tuple[tuple[int, int, int] | None, ...]],
+            dict[Path, tuple[str | None, str]]] = {}
+_READ_LOCK = threading.Lock()
+
+
 def _locked_outs(project_root: Path) -> dict[Path, tuple[str | None, str]]:
-    """Each stage output's absolute path, with what dvc.lock pins for it and its stage."""
+    """Each stage output's absolute path, with what dvc.lock pins for it and its stage.
+
+    Read by DVC once per state of the pipeline's files (dvc.yaml, dvc.lock, params.yaml: their
+    inode, size and modification time) in this process: a command checks its inputs before
+    its flow starts, and the flow checks them again, from the same files.
+    """
+    key = (project_root.resolve(), tuple(_stat(project_root / name) for name in _PIPELINE_FILES))
+    with _READ_LOCK:
+        if key not in _READ:
+            _READ.clear()  # only the files' latest state is ever asked for again
+            _READ[key] = _read_locked_outs(project_root)
+        return _READ[key]
+
+
+def _stat(path: Path) -> tuple[int, int, int] | None:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return st.st_ino, st.st_size, st.st_mtime_ns
+
+
+def _read_locked_outs(project_root: Path) -> dict[Path, tuple[str | None, str]]:
     # DVC ships no type information.
     from dvc.exceptions import DvcException  # type: ignore[import-untyped]
     from dvc.fs import LocalFileSystem  # type: ignore[import-untyped]

@@ -20,12 +20,11 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import TypeVar, cast
+from typing import TYPE_CHECKING, TypeVar, cast
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
-from prefect_dask.task_runners import DaskTaskRunner, PrefectDaskFuture
 
 import qhybrid_usecases as usecases
 from qhybrid.core import Settings
@@ -38,6 +37,9 @@ from qhybrid_usecases import (
     SweepOutcome,
 )
 from tasks.settings import flow_services
+
+if TYPE_CHECKING:  # Dask is imported by the sweeps that use it, not by every command
+    from prefect_dask.task_runners import DaskTaskRunner, PrefectDaskFuture
 
 _T = TypeVar("_T")
 _F = TypeVar("_F")
@@ -54,6 +56,8 @@ def sweep_chunk(run: RunHandle, chunk: SweepChunk, backend: str) -> ChunkValues:
 def dask_task_runner(settings: Settings) -> DaskTaskRunner:
     """A task runner on the cluster ``settings`` name: ``dask_address``'s scheduler, or else a
     local cluster of ``dask_workers`` processes of one thread each (started on first use)."""
+    from prefect_dask.task_runners import DaskTaskRunner
+
     if settings.dask_address:
         return DaskTaskRunner(address=settings.dask_address)
     # The workers share the flow's terminal: their console shows warnings and errors only

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import networkx as nx
 import numpy as np
-from networkx.algorithms.approximation import one_exchange
 from qiskit.quantum_info import SparsePauliOp
-from scipy.sparse.linalg import eigsh
 
 from qhybrid.experiments._problems import GraphInstance, PauliSumInstance
 
@@ -50,6 +47,9 @@ def brute_force_maxcut(graph: GraphInstance) -> tuple[float, np.ndarray]:
 
 def one_exchange_maxcut(graph: GraphInstance, seed: int) -> float:
     """The one-exchange local search of networkx: a fast heuristic, no optimality guarantee."""
+    import networkx as nx  # 0.2 s, for the baseline gate only
+    from networkx.algorithms.approximation import one_exchange
+
     g: nx.Graph[int] = nx.Graph()
     g.add_nodes_from(range(graph.num_nodes))
     g.add_weighted_edges_from(graph.edges)
@@ -83,6 +83,8 @@ def spectrum_bounds(observable: SparsePauliOp) -> tuple[float, float]:
     if n <= _DENSE_MAX_QUBITS:
         values = np.linalg.eigvalsh(observable.to_matrix())
         return float(values[0]), float(values[-1])
+    from scipy.sparse.linalg import eigsh  # for wide observables only
+
     matrix = observable.to_matrix(sparse=True)
     low = eigsh(matrix, k=1, which="SA", return_eigenvectors=False)[0]
     high = eigsh(matrix, k=1, which="LA", return_eigenvectors=False)[0]

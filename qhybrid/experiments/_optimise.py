@@ -11,7 +11,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.optimize import minimize
 
 from qhybrid.core import OptimiserSpec
 
@@ -96,6 +95,8 @@ def optimise(
     def remember(xk: np.ndarray, *_: object) -> None:
         # Every iterate was just evaluated by ``fun``; the cache saves a second batch.
         result.history.append(fun(xk)[0])
+
+    from scipy.optimize import minimize  # 0.2 s, for the commands that optimise
 
     outcome = minimize(
         fun,

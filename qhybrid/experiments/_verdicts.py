@@ -14,7 +14,6 @@ from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
-from scipy import stats
 
 from qhybrid.core import (
     BaselineGateSpec,
@@ -75,6 +74,8 @@ def confidence_interval(values: Sequence[float], confidence: float) -> tuple[flo
     Returns:
         (mean, low, high). With zero spread the interval collapses onto the mean.
     """
+    from scipy import stats  # 0.1 s, for the gates that judge repeats
+
     data = np.asarray(values, dtype=float)
     mean = float(data.mean())
     sem = float(stats.sem(data)) if len(data) > 1 else 0.0

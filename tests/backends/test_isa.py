@@ -69,3 +69,28 @@ def test_a_backend_with_stage_plugins_is_asked_for_them() -> None:
     assert cache(circuit) == transpile(circuit, FakeManilaV2(), optimization_level=1,
                                        seed_transpiler=7)
     assert PluginManila.asked >= 1
+
+
+def test_a_circuit_aer_runs_as_written_skips_the_transpiler(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import backends._isa as isa_module
+
+    calls = []
+    real = isa_module.transpile
+    monkeypatch.setattr(isa_module, "transpile",
+                        lambda *a, **k: calls.append(a[0].name) or real(*a, **k))
+    custom = QuantumCircuit(2, name="custom")
+    inner = QuantumCircuit(2, name="pair")
+    inner.h(0)
+    inner.cx(0, 1)
+    custom.append(inner.to_gate(), [0, 1])  # a gate Aer does not know: the transpiler's work
+    native = circuits()[1]
+    for level in (0, 1):
+        cache = IsaCache("aer", AerSimulator(), num_qubits=None, optimization_level=level, seed=7)
+        for circuit in (native, custom):
+            expected = transpile(circuit, AerSimulator(), optimization_level=level,
+                                 seed_transpiler=7)
+            assert cache(circuit) == expected
+    # Level 0 runs the native circuit as written; level 1 may optimise it; the custom gate
+    # is always translated.
+    assert calls == ["custom", native.name, "custom"]

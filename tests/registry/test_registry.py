@@ -61,6 +61,28 @@ def test_several_inputs_are_pinned_in_one_read_of_the_pipeline_each_named_by_its
     assert info.value.field == "family.observables_path"
 
 
+def test_the_pipeline_is_read_again_only_when_its_files_change(
+        project_copy: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import registry._dvc as dvc
+
+    reads = []
+    real = dvc._read_locked_outs
+    monkeypatch.setattr(dvc, "_read_locked_outs", lambda root: reads.append(root) or real(root))
+    pin_inputs([DATA], project_copy)
+    pin_inputs([DATA], project_copy)  # the flow's check after the command's
+    assert len(reads) == 1
+    lock = project_copy / "dvc.lock"
+    text = lock.read_text()
+    locked = file_md5(project_copy / DATA)
+    lock.write_text(text.replace(locked, "abcdef0123456789" * 2))  # now it pins another file
+    with pytest.raises(DataError, match=r"dvc\.lock pins"):
+        pin_inputs([DATA], project_copy)
+    assert len(reads) == 2
+    lock.write_text(text)
+    assert pin_inputs([DATA], project_copy)[DATA].matches
+    assert len(reads) == 3
+
+
 def test_missing_data_and_missing_lock(project_copy: Path) -> None:
     (project_copy / DATA).unlink()
     with pytest.raises(DataError, match="does not exist"):
