@@ -41,8 +41,13 @@ def test_each_package_is_imported_from_this_repository(name: str) -> None:
 def _public_names(init: Path) -> set[str]:
     """What the package's __init__ imports, and the dunder values it defines (__version__)."""
     names: set[str] = set()
-    for node in ast.parse(init.read_text()).body:
-        if isinstance(node, ast.ImportFrom) and node.module and node.module != "__future__":
+    body = ast.parse(init.read_text()).body
+    # Names loaded on first use (a module __getattr__) are imported for type checkers only.
+    lazy = [inner for node in body if isinstance(node, ast.If)
+            and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING"
+            for inner in node.body]
+    for node in [*body, *lazy]:
+        if isinstance(node, ast.ImportFrom) and node.module not in (None, "__future__", "typing"):
             names |= {alias.asname or alias.name for alias in node.names
                       if not (alias.asname or alias.name).startswith("_")}
         elif isinstance(node, ast.Assign):

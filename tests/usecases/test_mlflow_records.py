@@ -215,7 +215,7 @@ def test_a_plot_that_fails_stops_the_promotion_before_it_is_applied(
     def full_disk(*args: object, **kwargs: object) -> Path:
         raise OSError("no space left on device")
 
-    monkeypatch.setattr("qhybrid_usecases._records.histogram_png", full_disk)
+    monkeypatch.setattr("registry.histogram_png", full_disk)
     services = Services.open(settings)
     run, steps, decision = _decided(qaoa, services)
     ideal, hardware = steps[0], steps[2]
