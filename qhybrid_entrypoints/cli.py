@@ -14,6 +14,8 @@ import logging
 import os
 import signal
 import sys
+import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
@@ -929,9 +931,33 @@ def data_ghz_observables(
     write_observables(ghz_observables(qubits), out_path)
 
 
+STOPPED_EXIT_SECONDS = 10.0
+"""After a stop, how long the interpreter may take to shut down before the command exits anyway."""
+
+
+def exit_within(seconds: float, code: int) -> None:
+    """Make the process exit with ``code`` at the latest ``seconds`` from now.
+
+    A signal can land while a library starts a worker thread and before it registers the
+    thread for shutdown; the interpreter would then wait for that thread forever at exit. The
+    command's own work is done by then (records ended, servers stopped), so a daemon thread
+    ends the process if shutting down takes longer.
+    """
+    def end() -> None:
+        time.sleep(seconds)
+        os._exit(code)
+
+    threading.Thread(target=end, name="qhybrid-exit", daemon=True).start()
+
+
 def main() -> None:
     """Console-script entry point."""
-    app()
+    try:
+        app()
+    except SystemExit as exc:
+        if exc.code in (EXIT_INTERRUPTED, EXIT_TERMINATED):
+            exit_within(STOPPED_EXIT_SECONDS, exc.code)
+        raise
 
 
 if __name__ == "__main__":

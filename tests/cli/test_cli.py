@@ -519,3 +519,21 @@ def test_flows_the_cli_runs_send_no_heartbeats_unless_asked(
     monkeypatch.setenv("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", "60")  # asked for: left as set
     with _no_heartbeats():
         assert get_current_settings().flows.heartbeat_frequency is not None
+
+
+def test_a_stopped_command_exits_even_with_a_thread_no_one_can_join() -> None:
+    # What a signal landing inside a library's thread start leaves: a worker thread that the
+    # interpreter waits for, forever, at exit.
+    code = "\n".join([
+        "import threading",
+        "from qhybrid_entrypoints import cli",
+        "def stopped():",
+        "    threading.Thread(target=threading.Event().wait).start()",
+        "    raise SystemExit(143)",
+        "cli.app = stopped",
+        "cli.STOPPED_EXIT_SECONDS = 0.2",
+        "cli.main()",
+    ])
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60)  # without the bounded exit, it hangs and fails here
+    assert done.returncode == 143, done.stderr
