@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 from qiskit import transpile
 from qiskit.circuit import QuantumCircuit
+from qiskit.converters import circuit_to_dag, dag_to_circuit
 from qiskit.primitives import SamplerPubResult
 from qiskit.providers import BackendV2
 from qiskit.transpiler import PassManager, Target
@@ -56,7 +57,9 @@ class IsaCache:
                 self._compile_for = (self.target if _picks_plugins(self.target)
                                      else self.target.target)
             if isinstance(self._compile_for, Target) and self._native(circuit):
-                isa = circuit.copy()  # what the transpiler would return: the same circuit
+                # What the transpiler returns: the circuit through its DAG, whose order (not
+                # the source's) sets how Aer applies and fuses the gates, to the last bit.
+                isa = dag_to_circuit(circuit_to_dag(circuit))
             elif isinstance(self._compile_for, Target):
                 isa = transpile(circuit, target=self._compile_for,
                                 optimization_level=self.optimization_level,
@@ -73,8 +76,8 @@ class IsaCache:
 
     def _native(self, circuit: QuantumCircuit) -> bool:
         """Whether ``circuit`` already is what the target runs, so that the preset pass manager
-        at level 0 would return it unchanged: every operation in the target, a target without
-        a coupling map (no layout, no routing), nothing to optimise.
+        at level 0 would change nothing in its DAG: every operation in the target, a target
+        without a coupling map (no layout, no routing), nothing to optimise.
 
         Building the preset pass manager loads every installed transpiler plugin (about a
         second, most of it importing qiskit-ibm-runtime), which an Aer run of a circuit

@@ -19,6 +19,11 @@ def circuits() -> list[QuantumCircuit]:
     return [efficient_su2(5, reps=2), qaoa_ansatz(ring, reps=2).decompose(reps=2)]
 
 
+def _sequence(circuit: QuantumCircuit) -> list[tuple[str, tuple[int, ...], tuple[str, ...]]]:
+    return [(i.operation.name, tuple(circuit.find_bit(q).index for q in i.qubits),
+             tuple(str(p) for p in i.operation.params)) for i in circuit.data]
+
+
 class CountingAer(AerSimulator):
     """Aer's simulator, counting the reads of its ``target`` (a new Target on each read)."""
 
@@ -38,6 +43,8 @@ def test_isa_equals_transpiling_for_the_backend(device: BackendV2, level: int) -
         expected = transpile(circuit, device, optimization_level=level, seed_transpiler=7)
         isa = cache(circuit)
         assert isa == expected
+        assert _sequence(isa) == _sequence(expected)  # the order Aer applies gates in, too
+        assert isa.global_phase == expected.global_phase
         assert isa.layout == expected.layout
         assert cache(circuit) is isa  # transpiled once
 
@@ -90,7 +97,8 @@ def test_a_circuit_aer_runs_as_written_skips_the_transpiler(
         for circuit in (native, custom):
             expected = transpile(circuit, AerSimulator(), optimization_level=level,
                                  seed_transpiler=7)
-            assert cache(circuit) == expected
+            isa = cache(circuit)
+            assert isa == expected and _sequence(isa) == _sequence(expected)
     # Level 0 runs the native circuit as written; level 1 may optimise it; the custom gate
     # is always translated.
     assert calls == ["custom", native.name, "custom"]
