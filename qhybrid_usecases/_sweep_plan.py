@@ -15,9 +15,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 from pathlib import Path
 
+from qhybrid.core import write_whole
 from qhybrid_usecases._sweep_points import ChunkSize
 
 PLAN_SCHEMA_VERSION = 1
@@ -57,11 +57,9 @@ def resumed_chunk(output: Path, identity: str) -> ChunkSize | None:
 
 def keep_plan(output: Path, identity: str, chunk: ChunkSize) -> None:
     """Write the plan before the first submission, whole or not at all."""
-    path = plan_path(output)
-    partial = path.with_name(f"{path.name}.partial")
-    partial.write_text(json.dumps({"schema_version": PLAN_SCHEMA_VERSION, "identity": identity,
-                                   "chunk_size": chunk.size, "reason": chunk.reason}))
-    os.replace(partial, path)
+    write_whole(plan_path(output), json.dumps({
+        "schema_version": PLAN_SCHEMA_VERSION, "identity": identity, "chunk_size": chunk.size,
+        "reason": chunk.reason}))
 
 
 def drop_plan(output: Path) -> None:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from pydantic import ValidationError
 
-from qhybrid.core import InvalidInputError, RunManifest, TrackingError, read_input
+from qhybrid.core import InvalidInputError, RunManifest, TrackingError, read_input, write_whole
 
 
 def write_manifest(path: Path, manifest: RunManifest) -> Path:
@@ -17,10 +16,7 @@ def write_manifest(path: Path, manifest: RunManifest) -> Path:
         TrackingError: The file cannot be written.
     """
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(manifest.model_dump_json(indent=1), encoding="utf-8")
-        os.replace(tmp, path)
+        write_whole(path, manifest.model_dump_json(indent=1))
     except OSError as exc:
         raise TrackingError(f"cannot write manifest {path}: {exc}") from exc
     return path

@@ -28,6 +28,7 @@ from qhybrid.core._errors import (
     is_transient,
 )
 from qhybrid.core._faults import FaultPlan, parse_faults
+from qhybrid.core._files import write_whole
 from qhybrid.core._inputs import (
     MAX_INPUT_BYTES,
     check_path,
@@ -255,4 +256,5 @@ __all__ = [
     "regular_file",
     "spec_from_mapping",
     "url_password",
+    "write_whole",
 ]

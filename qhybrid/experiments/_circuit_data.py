@@ -13,6 +13,8 @@ from pathlib import Path
 from qiskit import qasm3
 from qiskit.circuit import QuantumCircuit
 
+from qhybrid.core import write_whole
+
 
 def ghz_circuit(qubits: int) -> QuantumCircuit:
     """The GHZ state (|0...0> + |1...1>)/sqrt(2): a Hadamard and a CNOT chain.
@@ -31,7 +33,4 @@ def ghz_circuit(qubits: int) -> QuantumCircuit:
 
 def write_qasm3(circuit: QuantumCircuit, out: Path) -> None:
     """Write the circuit as OpenQASM 3, atomically (a partial file never replaces a good one)."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(out.suffix + ".tmp")
-    tmp.write_text(qasm3.dumps(circuit), encoding="utf-8")
-    tmp.replace(out)
+    write_whole(out, qasm3.dumps(circuit))

@@ -12,6 +12,7 @@ import json
 import random
 from pathlib import Path
 
+from qhybrid.core import write_whole
 from qhybrid.experiments._problems import GraphInstance, PauliSumInstance
 
 # Parity-mapped, two-qubit-reduced H2 Hamiltonian in STO-3G at 0.735 Angstrom (Hartree), as
@@ -97,7 +98,4 @@ def h2_hamiltonian() -> PauliSumInstance:
 def write_instance(instance: GraphInstance | PauliSumInstance, out: Path) -> None:
     """Write canonical JSON, atomically (a partial file never replaces a good one)."""
     text = json.dumps(instance.model_dump(mode="json"), sort_keys=True, indent=1) + "\n"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(out.suffix + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(out)
+    write_whole(out, text)

@@ -11,6 +11,8 @@ import itertools
 import json
 from pathlib import Path
 
+from qhybrid.core import write_whole
+
 
 def ghz_observables(qubits: int) -> dict[str, list[list[str | float]]]:
     """The GHZ state's parities as named Pauli sums, labels in Qiskit order (the rightmost
@@ -40,9 +42,6 @@ def ghz_observables(qubits: int) -> dict[str, list[list[str | float]]]:
 def write_observables(observables: dict[str, list[list[str | float]]], out: Path) -> None:
     """Write named observables as JSON (one term a line; keys in their given order, so the
     same observables give the same bytes), atomically."""
-    out.parent.mkdir(parents=True, exist_ok=True)
     lines = [f"  {json.dumps(name)}: [{', '.join(json.dumps(t) for t in terms)}]"
              for name, terms in observables.items()]
-    tmp = out.with_suffix(out.suffix + ".tmp")
-    tmp.write_text("{\n" + ",\n".join(lines) + "\n}\n", encoding="utf-8")
-    tmp.replace(out)
+    write_whole(out, "{\n" + ",\n".join(lines) + "\n}\n")

@@ -11,6 +11,7 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
+from qhybrid.core import write_whole
 from qhybrid.experiments._baselines import brute_force_maxcut, exact_ground_energy
 from qhybrid.experiments._problems import GraphInstance, Instance, PauliSumInstance, load_instance
 
@@ -43,8 +44,5 @@ def write_instance_metrics(paths: Sequence[Path], out: Path) -> dict[str, dict[s
     metrics = {path.stem: instance_metrics(load_instance(path, field="INSTANCE"))
                for path in paths}
     text = json.dumps(metrics, sort_keys=True, indent=1) + "\n"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(out.suffix + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(out)
+    write_whole(out, text)
     return metrics
