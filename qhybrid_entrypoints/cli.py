@@ -50,6 +50,7 @@ from qhybrid.core import (
     Settings,
     ShowReport,
     SweepReport,
+    collect_less,
     load_settings,
     load_spec,
 )
@@ -952,6 +953,7 @@ def exit_within(seconds: float, code: int) -> None:
 
 def main() -> None:
     """Console-script entry point."""
+    collect_less()  # before a command loads Prefect, MLflow and Qiskit: no full collections
     try:
         app()
     except SystemExit as exc:

@@ -18,7 +18,7 @@ from prefect.blocks.system import Secret
 from pydantic import SecretStr
 
 from backends import Runner
-from qhybrid.core import BackendNameError, Settings, load_settings
+from qhybrid.core import BackendNameError, Settings, load_settings, settle_collector
 from qhybrid_control import class_settings
 from qhybrid_usecases import Services
 from tasks.submission import prefect_runner
@@ -80,7 +80,9 @@ def flow_services(runner: Runner | None = None, *, sla: str | None = None) -> Se
             them), or ``sla`` names no class.
         BackendNameError: The named Secret block does not exist.
     """
+    settle_collector()
     settings = read_settings()
     if sla is not None:
         settings = class_settings(settings, sla)
     return Services.open(settings, runner=runner or prefect_runner(settings))
+

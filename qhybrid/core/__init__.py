@@ -7,6 +7,7 @@ from qhybrid.core._backend_name import (
     is_trace_id,
     parse_backend_name,
 )
+from qhybrid.core._collector import YOUNG_COLLECTION_THRESHOLD, collect_less, settle_collector
 from qhybrid.core._errors import (
     BackendError,
     BackendNameError,
@@ -142,6 +143,7 @@ __all__ = [
     "MAX_SWEEP_POINTS",
     "SLA_CLASSES",
     "TERMINAL_STATUSES",
+    "YOUNG_COLLECTION_THRESHOLD",
     "AnyJobRequest",
     "BackendError",
     "BackendKind",
@@ -239,6 +241,7 @@ __all__ = [
     "check_backend_name",
     "check_environment",
     "check_path",
+    "collect_less",
     "exclusive",
     "is_trace_id",
     "is_transient",
@@ -254,6 +257,7 @@ __all__ = [
     "redact_text",
     "redact_url",
     "regular_file",
+    "settle_collector",
     "spec_from_mapping",
     "url_password",
     "write_whole",

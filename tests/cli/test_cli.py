@@ -17,6 +17,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from qhybrid.core import YOUNG_COLLECTION_THRESHOLD
 from qhybrid_entrypoints.cli import app
 from tests.conftest import record_env
 
@@ -519,6 +520,19 @@ def test_flows_the_cli_runs_send_no_heartbeats_unless_asked(
     monkeypatch.setenv("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", "60")  # asked for: left as set
     with _no_heartbeats():
         assert get_current_settings().flows.heartbeat_frequency is not None
+
+
+def test_a_command_raises_the_young_collection_threshold_before_it_loads_anything() -> None:
+    probe = ("import gc, sys\n"
+             "from qhybrid_entrypoints.cli import main\n"
+             "before = gc.get_threshold()[0]\n"
+             "sys.argv = ['qhybrid', '--help']\n"
+             "try:\n    main()\nexcept SystemExit:\n    pass\n"
+             "print(before, gc.get_threshold()[0], file=sys.stderr)\n")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          check=False, cwd=Path(__file__).parents[2])
+    before, after = map(int, done.stderr.split()[-2:])
+    assert before < YOUNG_COLLECTION_THRESHOLD == after
 
 
 def test_a_stopped_command_exits_even_with_a_thread_no_one_can_join() -> None:

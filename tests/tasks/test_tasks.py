@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +16,7 @@ from prefect.exceptions import TerminationSignal
 import tasks
 from backends import attempt_once
 from qhybrid.core import (
+    YOUNG_COLLECTION_THRESHOLD,
     InvalidInputError,
     RunOptions,
     Settings,
@@ -38,6 +41,35 @@ def test_flow_services_read_the_environment_where_the_flow_runs(configure, tmp_p
     assert services.store.url == f"sqlite:///{tmp_path}/elsewhere.db"
     assert services.runner is attempt_once
     assert tasks.flow_services().runner is not attempt_once  # Prefect's submit-job runner
+
+
+_COLLECTOR_PROBE = """
+import gc, json, sys
+if len(sys.argv) > 1:
+    gc.set_threshold(int(sys.argv[1]), 5, 5)
+import tasks
+from backends import attempt_once
+seen = [gc.get_threshold(), gc.get_freeze_count()]
+tasks.flow_services(runner=attempt_once)
+seen += [gc.get_threshold(), gc.get_freeze_count()]
+kept = [[i] for i in range(1000)]  # new objects: a second freeze would take them too
+tasks.flow_services(runner=attempt_once)
+seen += [gc.get_threshold(), gc.get_freeze_count()]
+print(json.dumps(seen))
+"""
+
+
+@pytest.mark.parametrize("chosen", [None, 700, 200_000])
+def test_the_first_flow_of_a_process_settles_the_collector_once(chosen: int | None) -> None:
+    args = [sys.executable, "-c", _COLLECTOR_PROBE] + ([str(chosen)] if chosen else [])
+    done = subprocess.run(args, capture_output=True, text=True, check=False,
+                          cwd=Path(__file__).parents[2])
+    assert done.returncode == 0, done.stderr[-2000:]
+    before, frozen_before, first, frozen_first, second, frozen_second = json.loads(done.stdout)
+    assert frozen_before == 0 and frozen_first > 0  # what was loaded is frozen ...
+    assert frozen_second == frozen_first            # ... once: later flows freeze nothing
+    young = max(before[0], YOUNG_COLLECTION_THRESHOLD)
+    assert first == second == [young, *before[1:]]  # raised, never lowered; ratios kept
 
 
 def test_a_class_retry_policy_reaches_the_submission_runner(prefect_server, configure) -> None:
