@@ -158,9 +158,11 @@ def create_app(settings: Settings, *, cancel_flow_run: Callable[[str], None] | N
 
     @app.get("/v1/jobs/{job_id}/result", response_model=JobResult,
              responses={404: {"model": ProblemDocument}}, summary="A succeeded job's result")
-    def result(job_id: str) -> JobResult:
-        """The standard result object (404 until the job has succeeded)."""
-        return usecases.job_result(jobs, job_id)
+    def result(job_id: str, client: Annotated[str, Header(alias=CLIENT_HEADER)] = "default"
+               ) -> JobResult:
+        """The standard result object (404 until the job has succeeded); only to the client
+        that submitted the job (404 to any other)."""
+        return usecases.job_result(jobs, job_id, client=client)
 
     @app.get("/v1/jobs/{job_id}/result/data", response_class=Response,
              responses={200: {"content": {"application/json": {
@@ -168,10 +170,12 @@ def create_app(settings: Settings, *, cancel_flow_run: Callable[[str], None] | N
                  304: {"description": "Not modified (If-None-Match matched)"},
                  404: {"model": ProblemDocument}},
              summary="A large result's full document")
-    def result_data(job_id: str, if_none_match: Annotated[
+    def result_data(job_id: str, client: Annotated[str, Header(alias=CLIENT_HEADER)] = (
+            "default"), if_none_match: Annotated[
             str | None, Header(alias="If-None-Match", max_length=200)] = None) -> Response:
-        """The whole result of a job whose result object refers here (``data.href``)."""
-        body, sha256 = usecases.job_result_data(jobs, job_id)
+        """The whole result of a job whose result object refers here (``data.href``); only to
+        the client that submitted the job (404 to any other)."""
+        body, sha256 = usecases.job_result_data(jobs, job_id, client=client)
         etag = f'"{sha256}"'
         if if_none_match is not None and etag in {t.strip() for t in if_none_match.split(",")}:
             return Response(status_code=304, headers={"ETag": etag})
@@ -200,9 +204,11 @@ def create_app(settings: Settings, *, cancel_flow_run: Callable[[str], None] | N
 
     @app.delete("/v1/jobs/{job_id}", status_code=202, response_model=JobRecord,
                 responses={404: {"model": ProblemDocument}}, summary="Cancel a job")
-    def cancel(job_id: str) -> JobRecord:
-        """Cancel a job, down to its provider jobs and sessions."""
-        record = usecases.cancel_job(jobs, job_id)
+    def cancel(job_id: str, client: Annotated[str, Header(alias=CLIENT_HEADER)] = "default"
+               ) -> JobRecord:
+        """Cancel a job, down to its provider jobs and sessions; only the client that
+        submitted it can (404 to any other)."""
+        record = usecases.cancel_job(jobs, job_id, client=client)
         if (record.status not in ("succeeded", "failed", "cancelled")
                 and record.prefect_flow_run_id and record.kind != "evaluate"
                 and cancel_flow_run is not None):

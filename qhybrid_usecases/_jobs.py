@@ -312,13 +312,29 @@ def fail_job(jobs: JobStore, job_id: str, exc: BaseException) -> JobRecord:
     return jobs.transition(job_id, "failed", error=error, sub_status=error.layer)
 
 
-def cancel_job(jobs: JobStore, job_id: str) -> JobRecord:
-    """Cancel a job: at once if it has not been dispatched, else through its flow run (the
-    caller cancels that run; the flow releases its provider jobs and sessions).
+def owned_job(jobs: JobStore, job_id: str, *, client: str) -> JobRecord:
+    """The job ``job_id`` if ``client`` submitted it.
+
+    A job's results and its cancellation belong to the client that submitted it; another
+    client is answered as if the job did not exist (a job id is not a secret, a result is).
 
     Raises:
-        JobNotFoundError: No job has that id.
+        JobNotFoundError: No job has that id, or another client submitted it.
     """
+    record = jobs.get(job_id)
+    if record.client != client:
+        raise JobNotFoundError(f"no job {job_id} of client '{client}'", field="id")
+    return record
+
+
+def cancel_job(jobs: JobStore, job_id: str, *, client: str) -> JobRecord:
+    """Cancel a job of ``client``: at once if it has not been dispatched, else through its
+    flow run (the caller cancels that run; the flow releases its provider jobs and sessions).
+
+    Raises:
+        JobNotFoundError: No job has that id, or another client submitted it.
+    """
+    owned_job(jobs, job_id, client=client)
     return jobs.request_cancel(job_id)
 
 
@@ -341,13 +357,14 @@ def job_page(jobs: JobStore, where: JobFilter, *, limit: int, cursor: str | None
     return JobPage(items=tuple(items), next_cursor=next_cursor)
 
 
-def job_result(jobs: JobStore, job_id: str) -> JobResult:
-    """The result of a succeeded job.
+def job_result(jobs: JobStore, job_id: str, *, client: str) -> JobResult:
+    """The result of a succeeded job of ``client``.
 
     Raises:
-        JobNotFoundError: No job has that id, or it has no result (yet).
+        JobNotFoundError: No job has that id, another client submitted it, or it has no
+            result (yet).
     """
-    record = jobs.get(job_id)
+    record = owned_job(jobs, job_id, client=client)
     stored = jobs.result_of(job_id)
     if record.status != "succeeded" or stored is None:
         raise JobNotFoundError(f"job {job_id} has no result: it is {record.status}",
@@ -355,16 +372,17 @@ def job_result(jobs: JobStore, job_id: str) -> JobResult:
     return JobResult.model_validate(stored)
 
 
-def job_result_data(jobs: JobStore, job_id: str) -> tuple[str, str]:
-    """The full result document of a job whose result is served by reference: its JSON text
-    and SHA-256.
+def job_result_data(jobs: JobStore, job_id: str, *, client: str) -> tuple[str, str]:
+    """The full result document of a job of ``client`` whose result is served by reference:
+    its JSON text and SHA-256.
 
     Raises:
-        JobNotFoundError: No job has that id, or its result is not stored by reference.
+        JobNotFoundError: No job has that id, another client submitted it, or its result is
+            not stored by reference.
     """
+    record = owned_job(jobs, job_id, client=client)
     data = jobs.result_data(job_id)
     if data is None:
-        record = jobs.get(job_id)
         raise JobNotFoundError(f"job {job_id} has no result stored by reference: it is "
                                f"{record.status}, and its result (if any) is inline at "
                                f"/v1/jobs/{job_id}/result", field="id")

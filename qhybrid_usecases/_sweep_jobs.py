@@ -67,16 +67,13 @@ def finish_sweep_job(jobs: JobStore, work: JobWork, report: SweepReport) -> JobR
 def sweep_job_parquet(jobs: JobStore, job_id: str, *, client: str) -> ParquetDownload:
     """The Parquet file of a succeeded sweep job, for the client that submitted the job.
 
-    Another client's job is answered as if it did not exist: a job id is not a secret to
-    its owner alone, its data is.
+    Another client's job is answered as if it did not exist (:func:`owned_job`).
 
     Raises:
         JobNotFoundError: No such job for this client, not a succeeded sweep, or its file is
             no longer the one recorded (moved, removed or rewritten since).
     """
-    if jobs.get(job_id).client != client:
-        raise JobNotFoundError(f"no job {job_id} of client '{client}'", field="id")
-    result = job_result(jobs, job_id)
+    result = job_result(jobs, job_id, client=client)
     if result.parquet is None:
         raise JobNotFoundError(f"job {job_id} is a {result.kind} job: only a sweep has a "
                                "Parquet file", field="id")

@@ -41,10 +41,10 @@ def test_a_small_result_stays_in_its_job_row(jobs: JobStore) -> None:
     job_id = _accepted(jobs)
     jobs.transition(job_id, "succeeded", result=_result(job_id, 3))
 
-    assert usecases.job_result(jobs, job_id).values == (0.0, 0.125, 0.25)
-    assert usecases.job_result(jobs, job_id).data is None
+    assert usecases.job_result(jobs, job_id, client="team").values == (0.0, 0.125, 0.25)
+    assert usecases.job_result(jobs, job_id, client="team").data is None
     with pytest.raises(JobNotFoundError):
-        usecases.job_result_data(jobs, job_id)
+        usecases.job_result_data(jobs, job_id, client="team")
 
 
 def test_a_large_result_is_stored_by_reference(jobs: JobStore) -> None:
@@ -52,8 +52,8 @@ def test_a_large_result_is_stored_by_reference(jobs: JobStore) -> None:
     full = _result(job_id, 500)
     jobs.transition(job_id, "succeeded", result=full)
 
-    summary = usecases.job_result(jobs, job_id)
-    body, sha256 = usecases.job_result_data(jobs, job_id)
+    summary = usecases.job_result(jobs, job_id, client="team")
+    body, sha256 = usecases.job_result_data(jobs, job_id, client="team")
 
     assert summary.values is None and summary.backend == "aer"
     assert summary.data is not None
@@ -69,12 +69,26 @@ def test_an_ended_job_keeps_its_result_and_a_cancelled_one_stores_none(
         jobs: JobStore) -> None:
     ended = _accepted(jobs)
     jobs.transition(ended, "succeeded", result=_result(ended, 500))
-    first = usecases.job_result_data(jobs, ended)
+    first = usecases.job_result_data(jobs, ended, client="team")
     jobs.transition(ended, "succeeded", result=_result(ended, 900))  # ended: no change
     cancelled = _accepted(jobs)
     jobs.request_cancel(cancelled)
     jobs.transition(cancelled, "succeeded", result=_result(cancelled, 500))
 
-    assert usecases.job_result_data(jobs, ended) == first
+    assert usecases.job_result_data(jobs, ended, client="team") == first
     assert jobs.get(cancelled).status == "cancelled"
     assert jobs.result_data(cancelled) is None
+
+
+def test_a_result_and_a_cancellation_belong_to_the_client_that_submitted_the_job(
+        jobs: JobStore) -> None:
+    ended, queued = _accepted(jobs), _accepted(jobs)
+    jobs.transition(ended, "succeeded", result=_result(ended, 500))
+
+    for read in (usecases.job_result, usecases.job_result_data, usecases.cancel_job):
+        with pytest.raises(JobNotFoundError) as info:
+            read(jobs, ended if read is not usecases.cancel_job else queued, client="other")
+        assert info.value.field == "id" and "client 'other'" in info.value.message
+    assert jobs.get(queued).status == "queued"  # nothing cancelled for a stranger
+    usecases.cancel_job(jobs, queued, client="team")
+    assert jobs.get(queued).status == "cancelled"

@@ -379,6 +379,9 @@ def test_a_sweep_job_streams_its_parquet_file_to_its_own_client_only(
     assert download.content == content
     assert again.status_code == 304 and again.content == b""
     assert _problem(other, 404).field == "id"  # another client's job is not there for it
+    stranger = {"X-Qhybrid-Client": HOOKED}
+    _problem(service.http.get(f"/v1/jobs/{job_id}/result", headers=stranger), 404)
+    _problem(service.http.delete(f"/v1/jobs/{job_id}", headers=stranger), 404)
 
     # A run has no Parquet file; a file rewritten since the job ended is not served.
     run_id = service.submit(README).json()["id"]

@@ -55,7 +55,7 @@ def test_behind_a_long_queue_an_interactive_job_is_delivered_asynchronously(
     _serve(settings, jobs, job.id)
     done = jobs.get(job.id)
     assert (done.status, done.sla, done.downgrade) == ("succeeded", "batch-research", why)
-    result = usecases.job_result(jobs, job.id)
+    result = usecases.job_result(jobs, job.id, client=job.client)
     assert (result.backend, result.downgrade) == (DEVICE, why)
     assert [t.status for t in done.transitions] == [
         "queued", "validating", "waiting-backend", "queued", "validating", "waiting-backend",
@@ -74,7 +74,7 @@ def test_behind_a_long_queue_an_interactive_job_is_answered_from_the_simulator_p
     why = (f"answered from the simulator path (aer): {DEVICE} has 50 jobs queued, more than "
            "this class waits behind (10)")
     assert (done.status, done.sla, done.downgrade) == ("succeeded", "interactive", why)
-    result = usecases.job_result(jobs, job.id)
+    result = usecases.job_result(jobs, job.id, client=job.client)
     assert (result.backend, result.source, result.downgrade) == ("aer", "simulator", why)
 
 
@@ -106,7 +106,7 @@ def test_an_evaluation_reads_the_manifest_from_the_shared_store(champion: str,
 
     done = jobs.get(job.id)
     assert done.status == "succeeded", done.error
-    assert len(usecases.job_result(jobs, job.id).values or ()) == 1
+    assert len(usecases.job_result(jobs, job.id, client=job.client).values or ()) == 1
 
 
 def test_a_parameter_set_of_the_wrong_length_fails_its_job_naming_the_field(
