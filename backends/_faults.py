@@ -33,11 +33,14 @@ _SUBMITTED: list[str] = []  # the first job ids this process submitted (``crash`
 
 
 class _SignalInFinalizer:
-    """Sends SIGTERM when collected: its handler runs inside ``__del__``, where Python prints
-    whatever the handler raises and drops it."""
+    """Sends ``signum`` when collected: its handler runs inside ``__del__``, where Python
+    prints whatever the handler raises and drops it."""
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
 
     def __del__(self) -> None:
-        signal.raise_signal(signal.SIGTERM)  # the handler runs before this returns
+        signal.raise_signal(self.signum)  # the handler runs before this returns
 
 
 def _draw(plan: FaultPlan) -> float:
@@ -91,7 +94,8 @@ class FaultyBackend(BackendWrapper):
             if x < edge:
                 self._inject(kind, cls, what)
         job_id = self.backend.submit(submission, tag=tag)
-        if len(_SUBMITTED) < max(self.plan.crash, self.plan.dropped_sigterm):  # all ever needed
+        if len(_SUBMITTED) < max(self.plan.crash, self.plan.dropped_sigterm,
+                                 self.plan.dropped_sigint):  # all ever needed
             with _LOCK:
                 _SUBMITTED.append(job_id)
         if x < edge + self.plan.execution:
@@ -108,8 +112,10 @@ class FaultyBackend(BackendWrapper):
         crash the process now."""
         if self._nth(self.plan.crash, job_id):
             os.kill(os.getpid(), signal.SIGKILL)  # a crash: no cleanup, nothing flushed
-        if self._nth(self.plan.dropped_sigterm, job_id):
-            _SignalInFinalizer()  # collected at once
+        for signum, nth in ((signal.SIGTERM, self.plan.dropped_sigterm),
+                            (signal.SIGINT, self.plan.dropped_sigint)):
+            if self._nth(nth, job_id):
+                _SignalInFinalizer(signum)  # collected at once
         if _draw(self.plan) < self.plan.timeout:
             self._inject("timeout", TransportError, f"timeout waiting for job {job_id}")
         if job_id in self._doomed:

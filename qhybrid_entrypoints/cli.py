@@ -377,7 +377,10 @@ def _run_flow(title: str, steps: int, call: Callable[[], object], settings: Sett
             try:
                 with keeping_stops():  # a SIGTERM Prefect loses still stops the flow
                     report = call()
-                    if stopped():  # noted after the flow's last submission: it ended anyway
+                    # Noted after the flow's last submission: it ended, the command still stops.
+                    if stopped(signal.SIGINT):
+                        raise KeyboardInterrupt
+                    if stopped(signal.SIGTERM):
                         raise SystemExit(EXIT_TERMINATED)
                 if not isinstance(report, expect):
                     raise RunCancelledError(f"the flow run ended without a report: {report}")

@@ -171,7 +171,8 @@ def guard_records(run: RunHandle, services: Services, body: Callable[[], _T]) ->
         return Cancelled(message=exc.message)
     except BaseException as exc:
         fail_records(run, services, exc)
-        if usecases.interrupted(exc) and not isinstance(exc, KeyboardInterrupt):
+        if ((usecases.interrupted(exc) or stopped(signal.SIGINT))
+                and not isinstance(exc, KeyboardInterrupt)):
             raise KeyboardInterrupt from exc
         if (usecases.terminated(exc) or stopped()) and not isinstance(exc, TerminationSignal):
             raise TerminationSignal(signal=signal.SIGTERM) from exc

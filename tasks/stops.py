@@ -1,17 +1,18 @@
-"""A SIGTERM the flow must not lose.
+"""A SIGTERM or a Ctrl-C the flow must not lose.
 
 During a flow run Prefect's SIGTERM bridge raises ``TerminationSignal`` wherever the main
-thread happens to be. Two places lose it:
+thread happens to be, and a Ctrl-C raises ``KeyboardInterrupt`` there. Two places lose them:
 
 - a finalizer (``__del__``, a weakref callback): Python prints the error and drops it, and
   the flow goes on to its end as if nothing had been sent;
 - Prefect creating a task run: its crash handler fails with ``ValueError('Task run is not
   set')``, which replaces the signal, and the flow run ends FAILED instead of CRASHED.
 
-A command that runs a flow in its own main thread (the CLI) keeps the signal: it calls the
+A command that runs a flow in its own main thread (the CLI) keeps the signals: it calls the
 flow inside :func:`keeping_stops`, and the flow's guard (:func:`remembering_stops`) puts a
-handler in front of Prefect's bridge that notes the signal before passing it on. The flow
-stops at its next submission (:func:`raise_if_stopped`) and ends crashed, its records ended.
+handler in front of each signal's (Prefect's bridge, the command's Ctrl-C handler) that notes
+the signal before passing it on. The flow stops at its next submission
+(:func:`raise_if_stopped`) and ends crashed, its records ended.
 
 A worker's or runner's process is not armed: there Prefect's runner cancels a flow run
 through its own bridge, which must stay the installed handler.
@@ -29,54 +30,72 @@ from types import FrameType
 from prefect.exceptions import TerminationSignal
 
 _ARMED: ContextVar[bool] = ContextVar("qhybrid_keep_stops", default=False)
-_SEEN = threading.Event()
+_KEPT: tuple[int, ...] = (signal.SIGTERM, signal.SIGINT)
+_SEEN: dict[int, threading.Event] = {signum: threading.Event() for signum in _KEPT}
+
+
+def _forget() -> None:
+    for seen in _SEEN.values():
+        seen.clear()
 
 
 @contextlib.contextmanager
 def keeping_stops() -> Iterator[None]:
     """Arm :func:`remembering_stops` for the flows called inside the block (this thread)."""
     token = _ARMED.set(True)
-    _SEEN.clear()
+    _forget()
     try:
         yield
     finally:
         _ARMED.reset(token)
-        _SEEN.clear()
+        _forget()
+
+
+def _stop(signum: int) -> BaseException:
+    """What a signal raises in the flow: a Ctrl-C's ``KeyboardInterrupt``, Prefect's
+    ``TerminationSignal`` for SIGTERM."""
+    return KeyboardInterrupt() if signum == signal.SIGINT else TerminationSignal(signal=signum)
 
 
 @contextlib.contextmanager
 def remembering_stops() -> Iterator[None]:
-    """Inside the block, a SIGTERM is noted before Prefect's bridge sees it (when armed and
-    in the main thread; otherwise the block runs as it is)."""
+    """Inside the block, a SIGTERM or a Ctrl-C is noted before the handler in place sees it
+    (when armed and in the main thread; otherwise the block runs as it is)."""
     if not _ARMED.get() or threading.current_thread() is not threading.main_thread():
         yield
         return
-    bridge = signal.getsignal(signal.SIGTERM)
+    handlers = {signum: signal.getsignal(signum) for signum in _KEPT}
 
     def remember(signum: int, frame: FrameType | None) -> None:
-        _SEEN.set()
-        if callable(bridge):
-            bridge(signum, frame)
+        _SEEN[signum].set()
+        handler = handlers[signum]
+        if callable(handler):
+            handler(signum, frame)
         else:  # no Python handler to pass it to: stop as the flow engine would
-            raise TerminationSignal(signal=signum)
+            raise _stop(signum)
 
-    signal.signal(signal.SIGTERM, remember)
+    for signum in _KEPT:
+        signal.signal(signum, remember)
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, bridge)
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
 
 
-def stopped() -> bool:
-    """Whether a SIGTERM reached this process inside :func:`remembering_stops`."""
-    return _SEEN.is_set()
+def stopped(signum: int = signal.SIGTERM) -> bool:
+    """Whether signal ``signum`` (SIGTERM or SIGINT) reached this process inside
+    :func:`remembering_stops`."""
+    return _SEEN[signum].is_set()
 
 
 def raise_if_stopped() -> None:
-    """Stop work if a SIGTERM was noted, even one the flow engine never saw.
+    """Stop work if a SIGTERM or a Ctrl-C was noted, even one the flow engine never saw.
 
     Raises:
+        KeyboardInterrupt: A Ctrl-C (SIGINT) reached the process.
         TerminationSignal: A SIGTERM reached the process.
     """
-    if _SEEN.is_set():
-        raise TerminationSignal(signal=signal.SIGTERM)
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        if _SEEN[signum].is_set():
+            raise _stop(signum)

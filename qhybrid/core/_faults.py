@@ -28,7 +28,8 @@ class FaultPlan(BaseModel):
     ``queue=N`` makes the device report N jobs queued ahead (a long hardware queue).
     ``dropped_sigterm=N`` sends the process SIGTERM at the N-th job's result from inside a
     finalizer, where Python drops what the signal's handler raises: a stop the flow engine
-    never sees, which the command must still honour.
+    never sees, which the command must still honour; ``dropped_sigint=N`` does the same
+    with a Ctrl-C (SIGINT).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -41,6 +42,8 @@ class FaultPlan(BaseModel):
     crash: int = Field(default=0, ge=0, description="SIGKILL at the N-th job's result; 0 never.")
     dropped_sigterm: int = Field(default=0, ge=0, description="SIGTERM, raised where its error "
                                  "is dropped, at the N-th job's result; 0 never.")
+    dropped_sigint: int = Field(default=0, ge=0, description="SIGINT (Ctrl-C), raised where its "
+                                "error is dropped, at the N-th job's result; 0 never.")
     queue: int = Field(default=0, ge=0, le=1_000_000,
                        description="Report this many jobs queued ahead on the device; 0 reports "
                        "the device's own queue.")
@@ -54,7 +57,8 @@ class FaultPlan(BaseModel):
     @property
     def active(self) -> bool:
         """Whether any fault can be injected."""
-        return self.total > 0 or self.crash > 0 or self.dropped_sigterm > 0 or self.queue > 0
+        return (self.total > 0 or self.queue > 0
+                or max(self.crash, self.dropped_sigterm, self.dropped_sigint) > 0)
 
     @property
     def total(self) -> float:

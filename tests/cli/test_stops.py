@@ -91,17 +91,19 @@ def test_a_stop_at_any_gate_leaves_nothing_running(how: str, gate: str, tmp_path
 
 
 @pytest.mark.slow
-def test_a_sigterm_prefect_drops_still_stops_the_promotion(tmp_path: Path,
-                                                           qhybrid_env: dict[str, str]) -> None:
-    """SIGTERM raised inside a finalizer: the error Prefect's bridge raises there is dropped by
-    Python, so the flow engine never sees it. The command still stops at its next submission,
-    exits 143 and ends its records as for any SIGTERM."""
+@pytest.mark.parametrize(("fault", "how"), [("dropped_sigterm=3", "sigterm"),
+                                            ("dropped_sigint=3", "sigint-process")])
+def test_a_signal_prefect_drops_still_stops_the_promotion(
+        tmp_path: Path, qhybrid_env: dict[str, str], fault: str, how: str) -> None:
+    """SIGTERM or Ctrl-C raised inside a finalizer: the error its handler raises there is
+    dropped by Python, so the flow engine never sees it. The command still stops at its next
+    submission, exits 143 or 130 and ends its records as for any such signal."""
     token = uuid.uuid4().hex
-    env = {**_environment(qhybrid_env, tmp_path, token), "QHYBRID_FAULTS": "dropped_sigterm=3"}
+    env = {**_environment(qhybrid_env, tmp_path, token), "QHYBRID_FAULTS": fault}
     done = subprocess.run([sys.executable, "-m", "qhybrid_entrypoints.cli", "promote",
                            "specs/qaoa-maxcut-small.yaml"], env=env, cwd=REPO,
                           capture_output=True, text=True, timeout=600)
-    assert done.returncode == EXPECTED_EXIT["sigterm"], done.stderr
+    assert done.returncode == EXPECTED_EXIT[how], done.stderr
     assert "Exception ignored in" in done.stderr  # the signal's error was dropped, as planned
     _assert_nothing_left(token, tmp_path, qhybrid_env)
 

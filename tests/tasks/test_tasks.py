@@ -7,6 +7,7 @@ import json
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -159,34 +160,42 @@ def test_a_sigterm_prefect_replaced_leaves_the_guard_as_a_sigterm(
 
 
 class _SignalInFinalizer:
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+
     def __del__(self) -> None:
-        signal.raise_signal(signal.SIGTERM)  # what its handler raises here, Python drops
+        signal.raise_signal(self.signum)  # what its handler raises here, Python drops
+
+
+def _prefect_bridge(signum: int, _frame: object) -> None:  # as Prefect's, during a flow run
+    raise TerminationSignal(signal=signum)
 
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # the drop
-def test_a_sigterm_dropped_in_a_finalizer_stops_an_armed_flow_at_its_next_submission(
-        settings: Settings, repo: Path) -> None:
+@pytest.mark.parametrize(("signum", "handler", "raised", "reason"), [
+    (signal.SIGTERM, _prefect_bridge, TerminationSignal, "flow terminated"),
+    (signal.SIGINT, signal.default_int_handler, KeyboardInterrupt, "flow interrupted")])
+def test_a_signal_dropped_in_a_finalizer_stops_an_armed_flow_at_its_next_submission(
+        settings: Settings, repo: Path, signum: int, handler: Callable[[int, object], None],
+        raised: type[BaseException], reason: str) -> None:
     spec = load_spec(repo / "specs" / "vqe-h2.yaml")
     services = Services.open(settings)
     run = tasks.open_records.fn(spec, RunOptions(), "promotion", None, services)
     submitted = []
 
     def body() -> None:
-        _SignalInFinalizer()  # collected at once; the signal's error is dropped
+        _SignalInFinalizer(signum)  # collected at once; the signal's error is dropped
         tasks.raise_if_stopped()  # where each submission starts
         submitted.append("after the stop")
 
-    def bridge(signum: int, _frame: object) -> None:  # as Prefect's, during a flow run
-        raise TerminationSignal(signal=signum)
-
-    previous = signal.signal(signal.SIGTERM, bridge)
+    previous = signal.signal(signum, handler)
     try:
-        with tasks.keeping_stops(), pytest.raises(TerminationSignal):
+        with tasks.keeping_stops(), pytest.raises(raised):
             tasks.guard_records(run, services, body)
-        assert signal.getsignal(signal.SIGTERM) is bridge  # the guard's handler is gone
+        assert signal.getsignal(signum) is handler  # the guard's handler is gone
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        signal.signal(signum, previous)
     assert submitted == []
-    assert not tasks.stopped()  # and so is the note, once the command's block ends
+    assert not tasks.stopped(signum)  # and so is the note, once the command's block ends
     parent = services.tracker.get_run(run.mlflow_run_id)
-    assert parent.status == "KILLED" and parent.tags["qhybrid.failure"] == "flow terminated"
+    assert parent.status == "KILLED" and parent.tags["qhybrid.failure"] == reason
