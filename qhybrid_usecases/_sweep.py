@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,7 +38,13 @@ from qhybrid.core import (
 from qhybrid.experiments import derive_seed, is_exact
 from qhybrid_usecases._run import RunHandle, log_plots, report_progress, run_executor
 from qhybrid_usecases._services import Services
-from qhybrid_usecases._sweep_chunk import ChunkValues, EvaluateChunks, SweepChunk, in_process
+from qhybrid_usecases._sweep_chunk import (
+    ChunkValues,
+    EvaluateChunks,
+    SweepChunk,
+    counting_failures,
+    in_process,
+)
 from qhybrid_usecases._sweep_plan import drop_plan, keep_plan, resumed_chunk, sweep_identity
 from qhybrid_usecases._sweep_points import ChunkSize, choose_chunk_size, device_state, point_source
 
@@ -130,7 +136,11 @@ def sweep_points(run: RunHandle, services: Services, output: Path | None = None,
     chunks = (SweepChunk(index, first, source.chunk(first, stop),
                          derive_seed(spec.seeds.simulator, index))
               for index, (first, stop) in enumerate(spans))
-    evaluate_chunks = evaluate or in_process(executor, workload)
+    evaluate_with = evaluate or in_process(executor, workload)
+
+    def evaluate_chunks(todo: Iterable[SweepChunk]) -> Iterator[ChunkValues]:
+        return counting_failures(services.log, evaluate_with(todo))
+
     report_progress(run, services, "running", f"sweep of {source.count} points")
     with pq.ParquetWriter(path, schema) as writer:
         def write(done: ChunkValues) -> None:

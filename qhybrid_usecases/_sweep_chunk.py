@@ -120,8 +120,29 @@ def evaluate_sweep_chunk(run: RunHandle, services: Services, chunk: SweepChunk,
         BackendError: The submission failed.
     """
     services = replace(services, log=ExecutionLog())  # this chunk's own counts
-    workload = run.workload(services)
-    executor = run_executor(run, services, backend, field="--backend")
-    values = evaluate_chunk(executor, workload, chunk, exact=is_exact(executor))
+    try:
+        workload = run.workload(services)
+        executor = run_executor(run, services, backend, field="--backend")
+        values = evaluate_chunk(executor, workload, chunk, exact=is_exact(executor))
+    except Exception as exc:
+        # A failed chunk's submissions, retries and failure still count in the sweep's record.
+        setattr(exc, _CARRIED, (services.log.record(), tuple(sorted(services.log.keys))))
+        raise
     return replace(values, execution=services.log.record(),
                    keys=tuple(sorted(services.log.keys)))
+
+
+_CARRIED = "qhybrid_chunk_execution"
+
+
+def counting_failures(log: ExecutionLog, chunks: Iterator[ChunkValues]) -> Iterator[ChunkValues]:
+    """``chunks``, with what the execution plane did for a chunk that failed in another process
+    (:func:`evaluate_sweep_chunk`) added to ``log`` before its error goes on. Chunks that came
+    back carry their counts themselves (``ChunkValues.execution``)."""
+    try:
+        yield from chunks
+    except Exception as exc:
+        carried: tuple[ExecutionRecord, tuple[str, ...]] | None = getattr(exc, _CARRIED, None)
+        if carried is not None:
+            log.merge(*carried)
+        raise

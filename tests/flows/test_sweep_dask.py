@@ -114,6 +114,11 @@ def test_a_failed_chunk_on_a_worker_fails_the_sweep_with_its_class(
     [run] = tracker.client.search_runs([tracker.experiment_id])
     assert run.info.status == "FAILED" and run.data.tags["qhybrid.kind"] == "sweep"
     assert run.data.tags["qhybrid.failure"] == "flow failed: ExecutionError"
+    # The failed chunk's submission and failure count, though its worker never returned it.
+    execution = json.loads(Path(tracker.client.download_artifacts(
+        run.info.run_id, "execution.json", str(tmp_path))).read_text())
+    assert execution["failures_by_class"] == {"ExecutionError": 1}, execution
+    assert execution["provider_submissions"] == len(execution["job_ids"]) >= 2
     # The rows of the chunks before the failed one, in point order, canary first.
     table = pq.read_table(out)
     assert 5 <= table.num_rows < 53
