@@ -217,16 +217,28 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--records", type=Path, default=None)
+    parser.add_argument("--heartbeats", action="store_true",
+                        help="send Prefect flow heartbeats, as a worker's flow runs do")
     args = parser.parse_args()
     if not os.environ.get("PREFECT_API_URL"):
         sys.exit("set PREFECT_API_URL to a running Prefect server (prefect server start)")
     records = args.records or Path(tempfile.mkdtemp(prefix="qhybrid-profile-"))
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+
+    # As in `qhybrid promote`: the command's own flows send no heartbeats unless asked for
+    # (Prefect joins the heartbeat thread, sleeping in one-second steps, at each flow's end).
+    beats = {} if args.heartbeats else {PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}
+    with temporary_settings(updates=beats):
+        _rounds(args.rounds, records)
+
+
+def _rounds(rounds: int, records: Path) -> None:
     start = time.perf_counter()
     phases = instrument()
     print(f"imports (flows, qhybrid, Prefect, MLflow, Qiskit): "
           f"{time.perf_counter() - start:.2f} s", flush=True)
     shares = []
-    for i in range(args.rounds):
+    for i in range(rounds):
         _point_records(records / f"round-{i}")
         if i > 0:
             _create_stores()

@@ -19,7 +19,7 @@ from tasks import (
     record_evidence,
     statistical_gate,
 )
-from tasks.records import refused, run_tags, tag_flow_run
+from tasks.records import as_data, refused, run_tags, tag_flow_run
 
 
 @flow(name="promote-experiment", flow_run_name="promote {spec.name} {spec.version}",
@@ -37,16 +37,21 @@ def promote_experiment(
     services = flow_services(sla=options.sla)  # a service job: its class's retries
     run = open_records(spec, options, "promotion", flow_run.get_id(), services)
 
+    # as_data(): Prefect walks a task's arguments for upstream results (the UI's dependency
+    # arrows), into every entry of a trial's counts; trials and steps are passed as data.
+    # The gates' results reach the decision unquoted: their arrows end there.
     def work() -> RunReport | State:
         ideal = ideal_gate(run, services)
         statistical = statistical_gate(run, services)
-        hardware = hardware_gate(run, services, ideal.trial)
-        baseline = baseline_gate(run, services, hardware.trial)
+        trial = as_data(ideal.trial)
+        hardware = hardware_gate(run, services, trial)
+        baseline = baseline_gate(run, services, as_data(hardware.trial))
         steps = [ideal, statistical, hardware, baseline]
-        decision = decide_promotion(run, services, steps, hardware.trial)
-        recorded = record_evidence(run, services, ideal.trial, steps, decision)
+        decision = decide_promotion(run, services, steps, as_data(hardware.trial))
+        recorded = record_evidence(run, services, trial, as_data(steps), decision)
         version = apply_promotion(run, services, decision)
-        report = finish_run(run, services, recorded, ideal.trial, steps, decision, version)
+        report = finish_run(run, services, as_data(recorded), trial, as_data(steps), decision,
+                            version)
         return report if decision.promote else refused(report)
 
     # Cancelled, failed, timed out or stopped: leases released, the MLflow run ended.

@@ -14,7 +14,7 @@ from tasks import (
     record_evidence,
     run_on_backend,
 )
-from tasks.records import run_tags, tag_flow_run
+from tasks.records import as_data, run_tags, tag_flow_run
 
 
 @flow(name="run-experiment", flow_run_name="run {spec.name} {spec.version}", log_prints=False,
@@ -30,10 +30,13 @@ def run_experiment(spec: ExperimentSpec, options: RunOptions | None = None) -> R
     services = flow_services(sla=options.sla)  # a service job: its class's retries
     run = open_records(spec, options, "run", flow_run.get_id(), services)
 
+    # as_data(): trials and steps are data; Prefect need not walk a trial's counts for
+    # upstream results (flows/promotion.py).
     def work() -> RunReport:
         outcome = run_on_backend(run, services)
-        recorded = record_evidence(run, services, outcome.trial, [outcome])
-        return finish_run(run, services, recorded, outcome.trial, [outcome])
+        trial, steps = as_data(outcome.trial), as_data([outcome])
+        recorded = record_evidence(run, services, trial, steps)
+        return finish_run(run, services, as_data(recorded), trial, steps)
 
     # Cancelled, failed, timed out or stopped: leases released, the MLflow run ended.
     return guard_records(run, services, work)

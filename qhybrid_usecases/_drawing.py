@@ -6,6 +6,9 @@ a folder of their own, then logged to MLflow) to a :class:`PlotDrawer` and goes 
 waits for them before anything that must come after the complete evidence: applying a
 promotion, ending the MLflow run, failing it. The figures are built with matplotlib's
 object-oriented API (:mod:`registry` never uses ``pyplot``), so drawing in a thread is safe.
+
+A plot handed over under a name is kept until the wait: a later step that shows the same
+figure (the record's copy of a gate's plot) logs the kept file instead of drawing it again.
 """
 
 from __future__ import annotations
@@ -31,21 +34,34 @@ class PlotDrawer:
         self._lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
         self._pending: list[Future[None]] = []
+        self._kept: dict[tuple[str, str], bytes] = {}
 
-    def submit(self, draw: Callable[[Path], object], log_folder: Callable[[Path], None]) -> None:
+    def submit(self, draw: Callable[[Path], object], log_folder: Callable[[Path], None],
+               *, keep_as: str | None = None) -> None:
         """Let ``draw`` write files into a new temporary folder, then ``log_folder`` it,
-        in the worker thread."""
+        in the worker thread. With ``keep_as``, the files are kept under that name (and their
+        paths in the folder) for :meth:`kept` until the next :meth:`wait`."""
 
         def job() -> None:
             with tempfile.TemporaryDirectory(prefix="qhybrid-plots-") as folder:
                 draw(Path(folder))
                 log_folder(Path(folder))
+                if keep_as is not None:
+                    self._kept.update({(keep_as, path.relative_to(folder).as_posix()):
+                                       path.read_bytes()
+                                       for path in Path(folder).rglob("*") if path.is_file()})
 
         with self._lock:
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(max_workers=1,
                                                  thread_name_prefix="qhybrid-plots")
             self._pending.append(self._pool.submit(job))
+
+    def kept(self, name: str, path: str) -> bytes | None:
+        """The file at ``path`` of the plots handed over as ``name``, once drawn and logged;
+        None if there is none. Called from a later plot's ``draw`` (in the worker thread,
+        which draws in order), it sees every plot handed over before."""
+        return self._kept.get((name, path))
 
     def wait(self) -> None:
         """Block until every plot handed over so far is drawn and logged.
@@ -59,6 +75,7 @@ class PlotDrawer:
             pool, self._pool = self._pool, None
         if pool is not None:
             pool.shutdown(wait=True)
+        self._kept.clear()
         errors = [error for error in (future.exception() for future in pending)
                   if error is not None]
         for error in errors[1:]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import registry
 from backends import BackendExecutor
@@ -67,13 +68,18 @@ def ideal_gate(run: RunHandle, services: Services) -> TrialOutcome:
                            stderr=stderr_of(trial.metrics, workload.objective))
     result = result.model_copy(update={"metrics": trial.metrics,
                                        "seconds": time.perf_counter() - start})
+    title = f"{spec.name} {spec.version}: ideal"
+    history = [workload.sign * v for v in trial.history]
+
+    def plots(folder: Path) -> None:
+        registry.histogram_png(trial.counts, folder / "histogram.png", title=title)
+        if history:
+            registry.convergence_png(history, folder / "convergence.png", title=title,
+                                     ylabel=workload.family.axis_label)
+
     with gate_run(run, services, result) as run_id:
         record_trial(run_id, services, workload, trial)
-        if trial.history:
-            history = [workload.sign * v for v in trial.history]
-            log_plots(services, run_id, lambda folder: registry.convergence_png(
-                history, folder / "convergence.png", title=f"{spec.name} {spec.version}: ideal",
-                ylabel=workload.family.axis_label))
+        log_plots(services, run_id, plots)
     return TrialOutcome(gate=result.model_copy(update={"mlflow_run_id": run_id}), trial=trial,
                        backends={"ideal": executor.describe()})
 

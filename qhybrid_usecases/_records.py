@@ -74,21 +74,38 @@ def _write_artifacts(run: RunHandle, services: Services, workload: Workload,
         circuits.append(write_circuit(circuit, folder / "circuits", role))
         diagrams[role] = str(circuit.draw(output="text", fold=_DIAGRAM_WIDTH))
     history = [workload.sign * v for v in trial.history]
-    hardware = [step.trial for step in steps if step.gate is not None
-                and step.gate.gate == "hardware" and step.trial is not None]
+    hardware = [(step.gate.mlflow_run_id, step.trial) for step in steps
+                if step.gate is not None and step.gate.gate == "hardware"
+                and step.trial is not None]
+    # When this trial is the ideal gate's, that gate drew its histogram and convergence, and
+    # the hardware gate (fed the same trial) its distributions: the record logs their files,
+    # kept by the plot thread, rather than drawing the same figures again.
+    ideal_run = next((step.gate.mlflow_run_id for step in steps if step.gate is not None
+                      and step.gate.gate == "ideal" and step.trial == trial), None)
+    drawer = services.drawer
+
+    def gates_png(gate_run: str | None, path: Path) -> bool:
+        kept = drawer.kept(gate_run, path.name) if gate_run and ideal_run else None
+        if kept is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(kept)
+        return kept is not None
 
     def draw(out: Path) -> None:
         for role, diagram in diagrams.items():
             registry.circuit_png(diagram, out / "circuits" / f"{role}.png",
                                  title=f"{title}: {role} circuit")
-        registry.histogram_png(trial.counts, out / "plots" / "histogram.png", title=title)
-        if history:
-            registry.convergence_png(history, out / "plots" / "convergence.png", title=title,
+        plots = out / "plots"
+        if not gates_png(ideal_run, plots / "histogram.png"):
+            registry.histogram_png(trial.counts, plots / "histogram.png", title=title)
+        if history and not gates_png(ideal_run, plots / "convergence.png"):
+            registry.convergence_png(history, plots / "convergence.png", title=title,
                                      ylabel=workload.family.axis_label)
-        for other in hardware:
-            registry.distributions_png(trial.counts, other.counts,
-                                       out / "plots" / "ideal_vs_hardware.png", title=title,
-                                       hardware_label=other.backend)
+        for gate_run, other in hardware:
+            if not gates_png(gate_run, plots / "ideal_vs_hardware.png"):
+                registry.distributions_png(trial.counts, other.counts,
+                                           plots / "ideal_vs_hardware.png", title=title,
+                                           hardware_label=other.backend)
 
     run_id = run.mlflow_run_id
     services.drawer.submit(

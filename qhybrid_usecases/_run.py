@@ -201,9 +201,11 @@ def gate_run(run: RunHandle, services: Services, result: GateResult,
 def log_plots(services: Services, run_id: str, draw: Callable[[Path], object]) -> None:
     """Let ``draw`` write PNG files into a fresh folder, and log them under ``plots/`` of
     MLflow run ``run_id``: in the run's plot thread (``services.drawer``), which the run waits
-    for before it applies a promotion or ends."""
+    for before it applies a promotion or ends. The files stay with the drawer under
+    ``run_id`` (``services.drawer.kept(run_id, "convergence.png")``) until that wait."""
     services.drawer.submit(
-        draw, lambda folder: services.tracker.log_artifacts(run_id, folder, "plots"))
+        draw, lambda folder: services.tracker.log_artifacts(run_id, folder, "plots"),
+        keep_as=run_id)
 
 
 def record_trial(run_id: str, services: Services, workload: Workload, trial: TrialResult) -> None:

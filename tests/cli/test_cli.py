@@ -157,6 +157,22 @@ def test_promote_replay_show_and_refuse(env, tmp_path) -> None:
             (flow_run,)))
     assert submissions == {("submit-job backend:aer", "[]"),
                            ("submit-job backend:ibm:fake_manila", "[]")}, submissions
+    # The UI's dependency arrows: every step from open-records, the four gates into the
+    # decision, the decision into what follows it. Trials and step lists after the decision
+    # are passed as data (quote()d, so Prefect does not walk every entry of their counts).
+    with sqlite3.connect(tmp_path / "prefect" / "prefect.db") as db:
+        rows = db.execute("select id, name, task_inputs from task_run where flow_run_id = ? "
+                          "and name not like 'submit-job%'", (flow_run,)).fetchall()
+    step_of = {str(id_): name.rsplit("-", 1)[0] for id_, name, _inputs in rows}
+    arrows = {step_of[str(id_)]: {parameter: sorted(step_of.get(str(i["id"]), "submit-job")
+                                                    for i in upstream)
+                                  for parameter, upstream in json.loads(inputs).items()}
+              for id_, _name, inputs in rows}
+    assert all("open-records" in arrows[step]["run"] for step in arrows if step != "open-records")
+    assert {"ideal-gate", "statistical-gate", "hardware-gate", "baseline-gate"} <= set(
+        arrows["decide-promotion"]["steps"])
+    assert "decide-promotion" in arrows["record-evidence"]["decision"]
+    assert arrows["record-evidence"]["steps"] == arrows["finish-run"]["trial"] == []
     assert artifacts == 6
 
     replayed = _cli(["replay", report["manifest"], "--json"], env, tmp_path)

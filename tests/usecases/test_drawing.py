@@ -62,3 +62,21 @@ def test_wait_raises_the_first_error_and_settle_only_logs_it(caplog) -> None:
         drawer.settle()
     assert "disk full" in caplog.text
     assert _threads() == []
+
+
+def test_a_kept_plot_is_there_for_later_plots_until_the_wait() -> None:
+    drawer = PlotDrawer()
+    seen: list[bytes | None] = []
+
+    def gate(folder: Path) -> None:
+        (folder / "convergence.png").write_bytes(b"the gate's figure")
+
+    drawer.submit(gate, lambda folder: None, keep_as="gate-run")
+    drawer.submit(lambda folder: None, lambda folder: None)  # not kept
+    drawer.submit(lambda folder: seen.extend([drawer.kept("gate-run", "convergence.png"),
+                                              drawer.kept("gate-run", "other.png"),
+                                              drawer.kept("another-run", "convergence.png")]),
+                  lambda folder: None)
+    drawer.wait()
+    assert seen == [b"the gate's figure", None, None]
+    assert drawer.kept("gate-run", "convergence.png") is None  # the next run starts empty

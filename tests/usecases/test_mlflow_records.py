@@ -142,13 +142,18 @@ def test_a_promotion_ends_every_run_and_sets_its_evidence_side_by_side(
     assert (root / "circuits" / "final.qpy").is_file()
     assert (root / "circuits" / "final.qasm").is_file()
     by_gate = {c.tags["qhybrid.gate"]: c for c in tracker.child_runs(run.mlflow_run_id)}
-    wanted = {"ideal": ["convergence.png"], "statistical": ["repeats.png"],
+    wanted = {"ideal": ["convergence.png", "histogram.png"], "statistical": ["repeats.png"],
               "hardware": ["ideal_vs_hardware.png", "mitigation.png"], "baseline": []}
     for gate_name, names in wanted.items():
         folder = Path((by_gate[gate_name].artifact_uri or "").removeprefix("file://")) / "plots"
         assert sorted(p.name for p in folder.glob("*.png")) == sorted(names), gate_name
         for name in names:
             _png(folder / name)
+    # The record logs the gates' own figures of its trial, not second drawings of them.
+    for gate_name, name in (("ideal", "convergence.png"), ("ideal", "histogram.png"),
+                            ("hardware", "ideal_vs_hardware.png")):
+        folder = Path((by_gate[gate_name].artifact_uri or "").removeprefix("file://")) / "plots"
+        assert (root / "plots" / name).read_bytes() == (folder / name).read_bytes(), name
 
 
 @pytest.mark.parametrize(("stop", "status"), [
@@ -215,7 +220,8 @@ def test_a_plot_that_fails_stops_the_promotion_before_it_is_applied(
     def full_disk(*args: object, **kwargs: object) -> Path:
         raise OSError("no space left on device")
 
-    monkeypatch.setattr("registry.histogram_png", full_disk)
+    # The circuit diagrams are the record's own figures (the gates draw none of them).
+    monkeypatch.setattr("registry.circuit_png", full_disk)
     services = Services.open(settings)
     run, steps, decision = _decided(qaoa, services)
     ideal, hardware = steps[0], steps[2]
@@ -232,5 +238,6 @@ def test_a_plot_that_fails_stops_the_promotion_before_it_is_applied(
     assert tracker.get_run(run.mlflow_run_id).status == "FAILED"
     # The gates' plots, handed over before, are logged all the same.
     by_gate = {c.tags["qhybrid.gate"]: c for c in tracker.child_runs(run.mlflow_run_id)}
-    _png(Path((by_gate["ideal"].artifact_uri or "").removeprefix("file://")) / "plots"
-         / "convergence.png")
+    ideal_plots = Path((by_gate["ideal"].artifact_uri or "").removeprefix("file://")) / "plots"
+    _png(ideal_plots / "convergence.png")
+    _png(ideal_plots / "histogram.png")
