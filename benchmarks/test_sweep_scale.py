@@ -12,7 +12,7 @@ on ideal Aer (``specs/qaoa-c12-sweep.yaml``, random points), side by side with r
   10,000 points.
 * ``sweep-scale``: ``qhybrid sweep`` at 1,000, 10,000 and 100,000 points, each a subprocess
   under ``/usr/bin/time``: seconds per point and peak RSS. Only with ``BENCH_SWEEP_SCALE=1``
-  (about 10 minutes).
+  (about 4 minutes).
 * ``cli-help``: ``qhybrid --help``, cold (a new process each round), against ``python -c pass``.
 
 A smoke run (``--benchmark-disable``) sweeps 100 points instead of 1,000 and 10,000, with the
@@ -393,7 +393,7 @@ def _time_v(stderr: str) -> tuple[float, int]:
     return seconds, int(rss.group(1))
 
 
-@pytest.mark.skipif(not SCALE, reason="BENCH_SWEEP_SCALE=1 runs it (about 10 minutes)")
+@pytest.mark.skipif(not SCALE, reason="BENCH_SWEEP_SCALE=1 runs it (about 4 minutes)")
 @pytest.mark.benchmark(group=SCALE_GROUP)
 def test_cli_sweep_at_three_sizes(benchmark, load_noted, prefect_api_url, tmp_path):
     rows: dict[int, dict[str, float | int | str]] = {}

@@ -29,7 +29,6 @@ import pyarrow.parquet as pq
 
 import registry
 from qhybrid.core import (
-    GridPointsSpec,
     PostProcessingError,
     QhybridError,
     SpecError,
@@ -45,6 +44,7 @@ from qhybrid_usecases._sweep_chunk import (
     counting_failures,
     in_process,
 )
+from qhybrid_usecases._sweep_map import sweep_map
 from qhybrid_usecases._sweep_plan import drop_plan, keep_plan, resumed_chunk, sweep_identity
 from qhybrid_usecases._sweep_points import ChunkSize, choose_chunk_size, device_state, point_source
 
@@ -242,7 +242,7 @@ def finish_sweep(run: RunHandle, services: Services, outcome: SweepOutcome) -> S
     folder.mkdir(parents=True, exist_ok=True)
     shutil.copy(outcome.output, folder / Path(outcome.output).name)
     tracker.log_artifacts(run.mlflow_run_id, folder, "sweep")
-    if len(outcome.swept) in (1, 2):
+    if outcome.swept:
         log_plots(services, run.mlflow_run_id, lambda out: _draw(run, outcome, out))
     services.drawer.wait()
     tracker.end_run(run.mlflow_run_id)
@@ -259,15 +259,10 @@ def finish_sweep(run: RunHandle, services: Services, outcome: SweepOutcome) -> S
 
 
 def _draw(run: RunHandle, outcome: SweepOutcome, folder: Path) -> None:
-    table = pq.read_table(outcome.output, columns=[*outcome.swept, *outcome.observables])
-    axes = [(name, table.column(name).to_numpy().tolist()) for name in outcome.swept]
-    shape = outcome.grid_shape if (isinstance(run.spec.sweep.points if run.spec.sweep else None,
-                                              GridPointsSpec)
-                                   and len(outcome.swept) == 2) else None
+    mapped = sweep_map(Path(outcome.output), outcome.swept, outcome.observables,
+                       outcome.grid_shape)
     for name in outcome.observables:
-        registry.sweep_png(axes, table.column(name).to_numpy().tolist(),
-                           folder / f"sweep-{name}.png",
-                           title=f"{run.spec.name} {run.spec.version}: {name} on "
-                           f"{outcome.backend}",
-                           label=name, grid_shape=(shape[0], shape[1]) if shape else None)
-
+        title = f"{run.spec.name} {run.spec.version}: {name} on {outcome.backend}"
+        registry.sweep_png(mapped.axes, mapped.means[name], folder / f"sweep-{name}.png",
+                           title=f"{title}\n{mapped.note}" if mapped.note else title,
+                           label=name)

@@ -15,10 +15,11 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 from matplotlib import get_data_path
-from matplotlib.cm import ScalarMappable
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
+from numpy.typing import ArrayLike
 from PIL import Image, ImageDraw, ImageFont
 
 _IDEAL, _HARDWARE, _ACCENT = "#3b6ea8", "#a83b3b", "#4a4a4a"
@@ -148,48 +149,41 @@ def circuit_png(diagram: str, path: Path, *, title: str) -> Path:
     return path
 
 
-def sweep_png(axes: Sequence[tuple[str, Sequence[float]]], values: Sequence[float], path: Path,
-              *, title: str, label: str, grid_shape: tuple[int, int] | None = None) -> Path:
-    """A swept observable: a line over one swept parameter, a heat map over two.
+def sweep_png(axes: Sequence[tuple[str, Sequence[float] | np.ndarray]], values: ArrayLike,
+              path: Path, *, title: str, label: str) -> Path:
+    """A swept observable over cells of one or two swept parameters: a line over one, a heat
+    map over two.
 
     Args:
-        axes: ``(name, value per point)`` of each swept parameter (one or two).
-        values: The observable at each point.
+        axes: ``(name, cell centres)`` of each parameter shown (one or two).
+        values: The observable per cell, NaN where there is none (left blank): shape
+            (cells,) for one parameter, (cells of the first, cells of the second) for two.
         path: Where to write the PNG.
         title: The figure's title.
         label: What the values are (the colour bar's or the y axis's label).
-        grid_shape: With two parameters on a grid, its shape (first parameter slowest): the
-            heat map is drawn cell by cell; otherwise the points are drawn as a scatter.
 
     Raises:
-        ValueError: Not one or two swept parameters.
+        ValueError: Not one or two parameters, or values of another shape than the cells.
     """
     if len(axes) not in (1, 2):
         raise ValueError(f"a sweep plot shows one or two swept parameters, not {len(axes)}")
+    cells = np.ma.masked_invalid(np.asarray(values, dtype=float))
+    shape = tuple(len(centres) for _, centres in axes)
+    if cells.shape != shape:
+        raise ValueError(f"values of shape {cells.shape} for cells of shape {shape}")
     fig = Figure(figsize=(7, 5), dpi=100)
     ax = fig.subplots()
     if len(axes) == 1:
         (name, xs), = axes
-        order = sorted(range(len(xs)), key=lambda i: xs[i])
-        ax.plot([xs[i] for i in order], [values[i] for i in order], color=_IDEAL, marker=".")
+        ax.plot(xs, cells, color=_IDEAL, marker=".")
         ax.set_xlabel(name)
         ax.set_ylabel(label)
     else:
         (x_name, xs), (y_name, ys) = axes
-        image: ScalarMappable
-        if grid_shape is not None:
-            rows, cols = grid_shape
-            # Row-major points: the first parameter is constant along each row of the grid.
-            image = ax.pcolormesh(
-                [ys[j] for j in range(cols)], [xs[i * cols] for i in range(rows)],
-                [[values[i * cols + j] for j in range(cols)] for i in range(rows)],
-                shading="nearest", cmap="viridis")
-            ax.set_xlabel(y_name)
-            ax.set_ylabel(x_name)
-        else:
-            image = ax.scatter(xs, ys, c=values, s=8, cmap="viridis")
-            ax.set_xlabel(x_name)
-            ax.set_ylabel(y_name)
+        # pcolormesh takes rows along y: the first parameter's cells are the columns.
+        image = ax.pcolormesh(xs, ys, cells.T, shading="nearest", cmap="viridis")
+        ax.set_xlabel(x_name)
+        ax.set_ylabel(y_name)
         fig.colorbar(image, ax=ax, label=label)
     ax.set_title(title)
     return _save(fig, path)

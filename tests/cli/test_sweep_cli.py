@@ -81,6 +81,7 @@ def test_a_sweep_runs_as_a_flow_and_is_recorded(prefect_server, qhybrid_env: dic
     run = tracker.get_run(report.mlflow_run_id)
     assert run.status == "FINISHED" and run.tags["qhybrid.kind"] == "sweep"
     assert run.metrics["sweep.points"] == 20
+    assert run.tags["qhybrid.sweep.chunk_size_reason"] == report.chunk_size_reason
     artifacts = Path(qhybrid_env["QHYBRID_MLFLOW_ARTIFACT_ROOT"])
     logged = {p.relative_to(artifacts).parts[-2:] for p in artifacts.rglob("*") if p.is_file()}
     assert ("sweep", "landscape.parquet") in logged

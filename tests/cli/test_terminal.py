@@ -12,6 +12,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from qhybrid_entrypoints import cli
@@ -60,9 +61,9 @@ def test_help_shows_flags_as_flags(command: list[str]) -> None:
         assert re.search(r"--verbose\s+-v\s+Print Prefect", result.stdout), result.stdout
 
 
-def _refusal(args: list[str], env: dict[str, str], cwd: Path) -> tuple[int, dict, list[str]]:
-    """Run the command in a fresh interpreter; its exit code, its JSON error and the heavy
-    modules loaded by the time it exited."""
+def _loaded(args: list[str], env: dict[str, str], cwd: Path) -> tuple[int, str, list[str]]:
+    """Run the command in a fresh interpreter; its exit code, its stdout and the heavy modules
+    loaded by the time it exited."""
     probe = (
         "import json, sys\n"
         "from qhybrid_entrypoints.cli import app\n"
@@ -76,7 +77,46 @@ def _refusal(args: list[str], env: dict[str, str], cwd: Path) -> tuple[int, dict
     done = subprocess.run([sys.executable, "-c", probe], env=env, cwd=cwd, text=True,
                           capture_output=True, timeout=120, check=False)
     verdict = json.loads(done.stderr.strip().splitlines()[-1])
-    return verdict["code"], json.loads(done.stdout)["error"], verdict["heavy"]
+    return verdict["code"], done.stdout, verdict["heavy"]
+
+
+def _refusal(args: list[str], env: dict[str, str], cwd: Path) -> tuple[int, dict, list[str]]:
+    """Run the command in a fresh interpreter; its exit code, its JSON error and the heavy
+    modules loaded by the time it exited."""
+    code, stdout, heavy = _loaded(args, env, cwd)
+    return code, json.loads(stdout)["error"], heavy
+
+
+@pytest.mark.parametrize("args", [
+    ["--help"], ["sweep", "--help"], ["promote", "--help"],
+    ["sweep", "specs/qaoa-sweep.yaml", "--runner", "spark"],
+    ["sweep", "specs/qaoa-sweep.yaml", "--workers", "0"],
+    ["run", "specs/vqe-h2.yaml", "--shots"],
+])
+def test_help_and_argument_errors_load_nothing_heavy(qhybrid_env: dict[str, str],
+                                                     args: list[str]) -> None:
+    code, stdout, heavy = _loaded(args, {**os.environ, **qhybrid_env}, REPO)
+    assert code == (0 if "--help" in args else 2), stdout
+    assert heavy == [], f"{args}: answered only after importing {heavy}"
+
+
+@pytest.mark.parametrize(("sweep", "field"), [
+    ({"points": {"kind": "random", "count": 0}}, "sweep.points.count"),
+    ({"points": {"kind": "lattice"}}, "sweep.points"),
+    ({"points": {"kind": "random", "count": 5}, "chunk_size": 0}, "sweep.chunk_size"),
+])
+def test_a_malformed_sweep_section_is_refused_before_anything_heavy_loads(
+        qhybrid_env: dict[str, str], tmp_path: Path, sweep: dict[str, object],
+        field: str) -> None:
+    # Names of parameters are the family's: checking them builds the circuit (Qiskit), as
+    # `qhybrid run` checks its circuit's width.
+    data = yaml.safe_load((REPO / "specs" / "qaoa-sweep.yaml").read_text())
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump({**data, "sweep": sweep}, allow_unicode=True))
+    code, error, heavy = _refusal(["sweep", str(path), "--json"],
+                                  {**os.environ, **qhybrid_env}, REPO)
+    assert code == 2 and error["field"] == field, error
+    assert heavy == []
 
 
 @pytest.mark.parametrize(("case", "field"), [

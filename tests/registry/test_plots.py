@@ -87,3 +87,13 @@ def test_a_circuit_diagram_shows_its_whole_text(tmp_path: Path) -> None:
         assert 11 * 42 <= many.height - 20 <= 15 * 42
         # Ink on the page: not a blank image.
         assert many.convert("L").getextrema()[0] < 128
+
+
+def test_a_sweep_map_leaves_empty_cells_blank_and_refuses_values_of_another_shape(
+        tmp_path: Path) -> None:
+    axes = [("gamma", [0.0, 0.5, 1.0]), ("beta", [0.0, 1.0])]
+    values = [[1.0, float("nan")], [2.0, 3.0], [float("nan"), 4.0]]
+    path = sweep_png(axes, values, tmp_path / "map.png", title="t", label="v")
+    assert path.stat().st_size > 0
+    with pytest.raises(ValueError, match=r"shape \(2, 3\) for cells of shape \(3, 2\)"):
+        sweep_png(axes, [[1.0, 2.0, 3.0]] * 2, tmp_path / "bad.png", title="t", label="v")

@@ -107,6 +107,25 @@ def test_random_points_are_reproducible_from_the_seed_and_inside_the_bounds(
     assert again.drop(["chunk"]).equals(table.drop(["chunk"]))  # chunking changes nothing
 
 
+def test_a_sweep_of_four_parameters_is_recorded_with_its_plot(settings: Settings,
+                                                              tmp_path: Path) -> None:
+    # p=2: gamma[0], gamma[1], beta[0], beta[1]; the plot shows the first two, averaged over
+    # the others.
+    spec = spec_from_mapping({
+        "name": "qaoa-sweep-test", "version": "1.0.0",
+        "family": {"kind": "qaoa-maxcut", "reps": 2}, "dataset": {"path": DATASET},
+        "sweep": {"points": {"kind": "random", "count": 60, "seed": 2}}})
+    services = Services.open(settings)
+    run = usecases.open_run(spec, RunOptions(), services, kind="run", flow_run_id=None)
+    outcome = usecases.sweep_points(run, services, tmp_path / "four.parquet")
+    report = usecases.finish_sweep(run, services, outcome)
+
+    assert len(outcome.swept) == 4 and report.points == 60
+    artifacts = Path(services.tracker.artifact_uri(run.mlflow_run_id).removeprefix("file://"))
+    for name in outcome.observables:
+        assert (artifacts / "plots" / f"sweep-{name}.png").stat().st_size > 0
+
+
 @pytest.fixture
 def in_project(repo: Path) -> Iterator[Path]:
     """A folder inside the project (file points are project paths), removed afterwards."""

@@ -1,0 +1,110 @@
+"""What a sweep's plot shows, read from its Parquet file a batch at a time.
+
+Each observable's mean over cells of the first one or two swept parameters: a grid axis keeps
+its own values as cells while there are few enough of them to see; random or file points, and
+long axes, fall into equal cells over the axis's range, a few points to a cell. Further swept
+parameters are averaged over. Memory is bounded by the cells and one batch of rows, whatever
+the number of points.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+
+MAX_CELLS = {1: 400, 2: 120}
+"""Cells per axis at most: a line over one parameter, a heat map over two."""
+
+POINTS_PER_CELL = 10
+"""About how many random or file points a cell averages (so that few cells are empty)."""
+
+BATCH_ROWS = 65_536
+
+
+@dataclass(frozen=True)
+class SweepMap:
+    """Each observable's mean per cell.
+
+    Attributes:
+        axes: ``(parameter, cell centres)`` of the one or two parameters shown.
+        means: Observable -> mean per cell, NaN where no point fell; shape (cells,) for one
+            parameter, (cells of the first, cells of the second) for two.
+        note: What a value is when it is not one point's (``mean per cell``,
+            ``mean over theta[2]``), or "".
+    """
+
+    axes: tuple[tuple[str, np.ndarray], ...]
+    means: dict[str, np.ndarray]
+    note: str
+
+
+def sweep_map(path: Path, swept: Sequence[str], observables: Sequence[str],
+              grid_shape: Sequence[int] | None, *, batch_rows: int = BATCH_ROWS) -> SweepMap:
+    """The plot's cells and means for the sweep written at ``path``.
+
+    Args:
+        path: The sweep's Parquet file.
+        swept: The parameters that vary, in family order; the first two are shown.
+        observables: The observables to map.
+        grid_shape: The number of values of each swept parameter, for a grid; None otherwise.
+        batch_rows: Rows read at a time.
+
+    Raises:
+        ValueError: No swept parameter.
+    """
+    if not swept:
+        raise ValueError("a sweep with no swept parameter has nothing to plot")
+    shown = tuple(swept[:2])
+    file = pq.ParquetFile(path)
+    count = file.metadata.num_rows
+    low, high = _ranges(file, shown, batch_rows)
+    cap = MAX_CELLS[len(shown)]
+    per_axis = max(1, int((count / POINTS_PER_CELL) ** (1 / len(shown))))
+    centres, inner = [], []
+    for i in range(len(shown)):
+        values = grid_shape[i] if grid_shape is not None else None
+        if values is not None and values <= cap:
+            # A grid's own values (linspace from its lowest to its highest): one cell each.
+            centre = np.linspace(low[i], high[i], values)
+            inner.append((centre[:-1] + centre[1:]) / 2)
+        else:
+            edges = np.linspace(low[i], high[i], min(cap, per_axis) + 1)
+            centre = (edges[:-1] + edges[1:]) / 2
+            inner.append(edges[1:-1])
+        centres.append(centre)
+    shape = tuple(len(c) for c in centres)
+    cells = int(np.prod(shape))
+
+    hits = np.zeros(cells)
+    sums = {name: np.zeros(cells) for name in observables}
+    for batch in file.iter_batches(batch_size=batch_rows, columns=[*shown, *observables]):
+        index = [np.searchsorted(edges, batch.column(name).to_numpy(), side="right")
+                 for name, edges in zip(shown, inner, strict=True)]
+        flat = np.ravel_multi_index(index, shape) if len(shown) == 2 else index[0]
+        hits += np.bincount(flat, minlength=cells)
+        for name in observables:
+            sums[name] += np.bincount(flat, weights=batch.column(name).to_numpy(),
+                                      minlength=cells)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = {name: np.where(hits > 0, total / hits, np.nan).reshape(shape)
+                 for name, total in sums.items()}
+    averaged = swept[2:]
+    note = (f"mean over {', '.join(averaged)}" if averaged
+            else "" if hits.max(initial=0) <= 1 else "mean per cell")
+    return SweepMap(axes=tuple(zip(shown, centres, strict=True)), means=means, note=note)
+
+
+def _ranges(file: pq.ParquetFile, names: tuple[str, ...],
+            batch_rows: int) -> tuple[list[float], list[float]]:
+    low, high = [np.inf] * len(names), [-np.inf] * len(names)
+    for batch in file.iter_batches(batch_size=batch_rows, columns=list(names)):
+        for i, name in enumerate(names):
+            column = batch.column(name).to_numpy()
+            if column.size:
+                low[i], high[i] = min(low[i], float(column.min())), max(high[i],
+                                                                           float(column.max()))
+    return low, high
