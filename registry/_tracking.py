@@ -9,6 +9,10 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import logging
+import os
+import shutil
+import sqlite3
 import sys
 import tempfile
 import threading
@@ -18,6 +22,7 @@ from pathlib import Path
 from typing import ParamSpec, TypeVar
 
 import httpx
+from mlflow import __version__ as mlflow_version
 from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, Run, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
@@ -33,6 +38,8 @@ from qhybrid.core import (
     redact_text,
     redact_url,
 )
+
+log = logging.getLogger("qhybrid.tracking")
 
 SCORE_TAG = "qhybrid.score"
 _MAX_PARAM = 6000
@@ -109,11 +116,56 @@ def _client(tracking_uri: str) -> MlflowClient:
     # MLflow creates (migrates) a new database on first use; two first processes at once
     # would both migrate it and one would fail. Make the client (which may open its stores)
     # and touch both stores under a lock.
-    with exclusive(Path(tracking_uri.removeprefix("sqlite:///") + ".lock")):
+    database = Path(tracking_uri.removeprefix("sqlite:///"))
+    with exclusive(database.with_name(database.name + ".lock")):
+        _from_template(database)
         client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
         client.search_experiments(max_results=1)
         client.search_registered_models(max_results=1)
     return client
+
+
+def template_path() -> Path:
+    """Where this machine keeps an empty store of the installed MLflow version:
+    ``$XDG_CACHE_HOME/qhybrid`` (default ``~/.cache/qhybrid``)."""
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache) / "qhybrid" / f"mlflow-{mlflow_version}-empty.db"
+
+
+def _from_template(database: Path) -> None:
+    """Start a new SQLite store as a copy of an empty one.
+
+    MLflow builds a new database by running every one of its schema migrations, about 1.3 s
+    here; that happens once per machine and MLflow version, for the template (made through
+    MLflow itself, its default experiment then removed: MLflow adds it again on opening the
+    copy, with this store's artifact location). Anything that goes wrong leaves the new store
+    to MLflow, as before. Called under the store's lock.
+    """
+    if database.exists() and database.stat().st_size > 0:
+        return
+    try:
+        template = template_path()
+        if not template.is_file():
+            _make_template(template)
+        partial = database.with_name(database.name + ".new")
+        shutil.copyfile(template, partial)
+        os.replace(partial, database)
+    except (OSError, sqlite3.Error, SQLAlchemyError, MlflowException) as exc:
+        log.debug("a new MLflow store without the template (%s): MLflow migrates it", exc)
+
+
+def _make_template(template: Path) -> None:
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    template.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=template.parent, prefix="making-") as scratch:
+        built = Path(scratch) / template.name
+        store = SqlAlchemyStore(  # type: ignore[no-untyped-call]
+            f"sqlite:///{built}", str(Path(scratch) / "artifacts"))
+        store.engine.dispose()
+        with contextlib.closing(sqlite3.connect(built)) as connection, connection:
+            connection.execute("DELETE FROM experiments WHERE experiment_id = 0")
+        os.replace(built, template)  # whole or not at all, also for a process racing this one
 
 
 def _quoted(value: str) -> str:

@@ -1,0 +1,99 @@
+"""A new MLflow SQLite store starts as a copy of an empty one made once per machine: the same
+schema MLflow's migrations build, without running them for every store."""
+
+from __future__ import annotations
+
+import sqlite3
+from contextlib import closing
+from pathlib import Path
+
+import mlflow.store.db.utils
+import pytest
+from mlflow.tracking import MlflowClient
+
+from registry import Tracker
+from registry._tracking import template_path
+
+
+def _schema(database: Path) -> tuple[dict[str, list[str]], list[tuple[str, ...]]]:
+    """Each table's and index's definition as sorted lines (MLflow's own migrations order a
+    table's constraints differently from one new database to the next), and the schema
+    version."""
+    with closing(sqlite3.connect(database)) as connection:
+        tables = connection.execute(
+            "SELECT name, sql FROM sqlite_master WHERE sql IS NOT NULL").fetchall()
+        version = connection.execute("SELECT version_num FROM alembic_version").fetchall()
+    return ({name: sorted(line.strip().rstrip(",").strip() for line in sql.splitlines())
+             for name, sql in tables}, version)
+
+
+@pytest.fixture
+def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+@pytest.fixture
+def migrations(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The databases MLflow migrates from empty, in order."""
+    migrated: list[str] = []
+    initialize = mlflow.store.db.utils._initialize_tables
+
+    def counted(engine: object) -> None:
+        migrated.append(str(engine.url))  # type: ignore[attr-defined]
+        initialize(engine)
+
+    monkeypatch.setattr(mlflow.store.db.utils, "_initialize_tables", counted)
+    return migrated
+
+
+def _used(tracker: Tracker) -> str:
+    run = tracker.start_run("r", tags={"k": "v"})
+    tracker.log_metrics(run, {"m": 1.0})
+    version = tracker.register_version("model", run, "experiment", {"qhybrid.score": "0.5"})
+    tracker.set_alias("model", "champion", version)
+    tracker.end_run(run)
+    return run
+
+
+def test_new_stores_are_copies_of_one_migrated_once(tmp_path: Path, cache: Path,
+                                                     migrations: list[str]) -> None:
+    first = Tracker(f"sqlite:///{tmp_path}/a/mlflow.db", tmp_path / "a" / "artifacts", "t")
+    assert template_path().is_relative_to(cache) and template_path().is_file()
+    assert len(migrations) == 1 and "mlflow.db" not in migrations[0]  # the template's only
+    second = Tracker(f"sqlite:///{tmp_path}/b/mlflow.db", tmp_path / "b" / "artifacts", "t")
+    assert len(migrations) == 1
+
+    for tracker in (first, second):
+        run = _used(tracker)
+        assert tracker.get_run(run).status == "FINISHED"
+        assert tracker.version_by_alias("model", "champion") is not None
+    assert first.get_run(_used(first)).run_id not in {r.run_id for r in
+                                                       second.running({})}
+
+    # What MLflow itself builds for a new store: the same tables, indexes and schema version,
+    # and its default experiment with this store's own artifact location.
+    plain = tmp_path / "plain.db"
+    client = MlflowClient(tracking_uri=f"sqlite:///{plain}", registry_uri=f"sqlite:///{plain}")
+    client.search_registered_models(max_results=1)
+    assert len(migrations) == 2
+    assert _schema(tmp_path / "b" / "mlflow.db") == _schema(plain)
+    copied = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/b/mlflow.db")
+    assert copied.get_experiment("0").artifact_location == client.get_experiment(
+        "0").artifact_location
+    assert not list(tmp_path.glob("*/mlflow.db.new"))
+
+
+def test_a_store_is_still_made_when_the_template_cannot_be(tmp_path: Path, cache: Path,
+                                                          migrations: list[str]) -> None:
+    cache.write_text("a file where the cache folder should be")
+    tracker = Tracker(f"sqlite:///{tmp_path}/mlflow.db", tmp_path / "artifacts", "t")
+    assert tracker.get_run(_used(tracker)).status == "FINISHED"
+    assert len(migrations) == 1 and "mlflow.db" in migrations[0]  # MLflow migrated it
+
+
+def test_an_existing_store_is_never_replaced(tmp_path: Path, cache: Path) -> None:
+    tracker = Tracker(f"sqlite:///{tmp_path}/mlflow.db", tmp_path / "artifacts", "t")
+    run = _used(tracker)
+    again = Tracker(f"sqlite:///{tmp_path}/mlflow.db", tmp_path / "artifacts", "t")
+    assert again.get_run(run).status == "FINISHED"
