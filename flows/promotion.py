@@ -38,8 +38,9 @@ def promote_experiment(
     run = open_records(spec, options, "promotion", flow_run.get_id(), services)
 
     # as_data(): Prefect walks a task's arguments for upstream results (the UI's dependency
-    # arrows), into every entry of a trial's counts; trials and steps are passed as data.
-    # The gates' results reach the decision unquoted: their arrows end there.
+    # arrows), into every entry of a trial's counts; trials, steps and the recorded
+    # evidence are passed as data. The gates' results reach the decision unquoted: their
+    # arrows end there.
     def work() -> RunReport | State:
         ideal = ideal_gate(run, services)
         statistical = statistical_gate(run, services)

@@ -30,8 +30,8 @@ def run_experiment(spec: ExperimentSpec, options: RunOptions | None = None) -> R
     services = flow_services(sla=options.sla)  # a service job: its class's retries
     run = open_records(spec, options, "run", flow_run.get_id(), services)
 
-    # as_data(): trials and steps are data; Prefect need not walk a trial's counts for
-    # upstream results (flows/promotion.py).
+    # as_data(): trials, steps and the recorded evidence are data; Prefect need not walk a
+    # trial's counts for upstream results (flows/promotion.py).
     def work() -> RunReport:
         outcome = run_on_backend(run, services)
         trial, steps = as_data(outcome.trial), as_data([outcome])

@@ -75,7 +75,9 @@ class PlotDrawer:
             pool, self._pool = self._pool, None
         if pool is not None:
             pool.shutdown(wait=True)
-        self._kept.clear()
+        with self._lock:
+            if self._pool is None:  # nothing handed over meanwhile: the next plots start afresh
+                self._kept = {}
         errors = [error for error in (future.exception() for future in pending)
                   if error is not None]
         for error in errors[1:]:

@@ -19,6 +19,9 @@ import pyarrow.parquet as pq
 MAX_CELLS = {1: 400, 2: 120}
 """Cells per axis at most: a line over one parameter, a heat map over two."""
 
+MIN_CELLS = 8
+"""Cells per axis at least, for a sweep of few random or file points."""
+
 POINTS_PER_CELL = 10
 """About how many random or file points a cell averages (so that few cells are empty)."""
 
@@ -48,54 +51,67 @@ def sweep_map(path: Path, swept: Sequence[str], observables: Sequence[str],
 
     Args:
         path: The sweep's Parquet file.
-        swept: The parameters that vary, in family order; the first two are shown.
+        swept: The parameters that vary, in family order; the first two whose points do
+            vary are shown (a file's column may hold one value throughout).
         observables: The observables to map.
         grid_shape: The number of values of each swept parameter, for a grid; None otherwise.
         batch_rows: Rows read at a time.
 
     Raises:
-        ValueError: No swept parameter.
+        ValueError: No swept parameter, or no point.
     """
     if not swept:
         raise ValueError("a sweep with no swept parameter has nothing to plot")
-    shown = tuple(swept[:2])
-    file = pq.ParquetFile(path)
-    count = file.metadata.num_rows
-    low, high = _ranges(file, shown, batch_rows)
-    cap = MAX_CELLS[len(shown)]
-    per_axis = max(1, int((count / POINTS_PER_CELL) ** (1 / len(shown))))
-    centres, inner = [], []
-    for i in range(len(shown)):
-        values = grid_shape[i] if grid_shape is not None else None
-        if values is not None and values <= cap:
-            # A grid's own values (linspace from its lowest to its highest): one cell each.
-            centre = np.linspace(low[i], high[i], values)
-            inner.append((centre[:-1] + centre[1:]) / 2)
-        else:
-            edges = np.linspace(low[i], high[i], min(cap, per_axis) + 1)
-            centre = (edges[:-1] + edges[1:]) / 2
-            inner.append(edges[1:-1])
-        centres.append(centre)
-    shape = tuple(len(c) for c in centres)
-    cells = int(np.prod(shape))
+    with pq.ParquetFile(path) as file:
+        count = file.metadata.num_rows
+        if count == 0:
+            raise ValueError(f"{path}: no point to plot")
+        low, high = _ranges(file, tuple(swept), batch_rows)
+        varying = [i for i in range(len(swept)) if high[i] > low[i]]
+        shown = varying[:2] or [0]
+        values = [grid_shape[i] if grid_shape is not None else None for i in shown]
+        cap = MAX_CELLS[len(shown)]
+        # A grid axis of few enough values keeps them; the others share what is left of
+        # about one cell per POINTS_PER_CELL points (at least a few cells each).
+        kept = [v for v in values if v is not None and v <= cap]
+        binned = len(shown) - len(kept)
+        per_axis = int((count / POINTS_PER_CELL / max(1, int(np.prod(kept)))) **
+                       (1 / max(1, binned)))
+        per_axis = min(cap, max(per_axis, min(count, MIN_CELLS)))
+        centres, inner = [], []
+        for i, n in zip(shown, values, strict=True):
+            if high[i] == low[i]:
+                centre, edges = np.array([low[i]]), np.array([])  # one value: one cell
+            elif n is not None and n <= cap:
+                # A grid's own values (linspace from its lowest to its highest): one cell each.
+                centre = np.linspace(low[i], high[i], n)
+                edges = (centre[:-1] + centre[1:]) / 2
+            else:
+                bounds = np.linspace(low[i], high[i], per_axis + 1)
+                centre, edges = (bounds[:-1] + bounds[1:]) / 2, bounds[1:-1]
+            centres.append(centre)
+            inner.append(edges)
+        shape = tuple(len(c) for c in centres)
+        cells = int(np.prod(shape))
+        names = [swept[i] for i in shown]
 
-    hits = np.zeros(cells)
-    sums = {name: np.zeros(cells) for name in observables}
-    for batch in file.iter_batches(batch_size=batch_rows, columns=[*shown, *observables]):
-        index = [np.searchsorted(edges, batch.column(name).to_numpy(), side="right")
-                 for name, edges in zip(shown, inner, strict=True)]
-        flat = np.ravel_multi_index(index, shape) if len(shown) == 2 else index[0]
-        hits += np.bincount(flat, minlength=cells)
-        for name in observables:
-            sums[name] += np.bincount(flat, weights=batch.column(name).to_numpy(),
-                                      minlength=cells)
+        hits = np.zeros(cells)
+        sums = {name: np.zeros(cells) for name in observables}
+        for batch in file.iter_batches(batch_size=batch_rows, columns=[*names, *observables]):
+            index = [np.searchsorted(edges, batch.column(name).to_numpy(), side="right")
+                     for name, edges in zip(names, inner, strict=True)]
+            flat = np.ravel_multi_index(index, shape) if len(shown) == 2 else index[0]
+            hits += np.bincount(flat, minlength=cells)
+            for name in observables:
+                sums[name] += np.bincount(flat, weights=batch.column(name).to_numpy(),
+                                          minlength=cells)
     with np.errstate(invalid="ignore", divide="ignore"):
         means = {name: np.where(hits > 0, total / hits, np.nan).reshape(shape)
                  for name, total in sums.items()}
-    averaged = swept[2:]
+    averaged = [swept[i] for i in varying if i not in shown]
     note = (f"mean over {', '.join(averaged)}" if averaged
             else "" if hits.max(initial=0) <= 1 else "mean per cell")
-    return SweepMap(axes=tuple(zip(shown, centres, strict=True)), means=means, note=note)
+    return SweepMap(axes=tuple(zip(names, centres, strict=True)), means=means, note=note)
 
 
 def _ranges(file: pq.ParquetFile, names: tuple[str, ...],

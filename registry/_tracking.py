@@ -132,26 +132,60 @@ def template_path() -> Path:
     return Path(cache) / "qhybrid" / f"mlflow-{mlflow_version}-empty.db"
 
 
+_TEMPLATE_REFUSED: list[str] = []
+"""Why the template could not be used, once it could not (one warning per process)."""
+
+
 def _from_template(database: Path) -> None:
     """Start a new SQLite store as a copy of an empty one.
 
     MLflow builds a new database by running every one of its schema migrations, about 1.3 s
     here; that happens once per machine and MLflow version, for the template (made through
     MLflow itself, its default experiment then removed: MLflow adds it again on opening the
-    copy, with this store's artifact location). Anything that goes wrong leaves the new store
-    to MLflow, as before. Called under the store's lock.
+    copy, with this store's artifact location). A copy that fails SQLite's integrity check or
+    is not at MLflow's latest schema revision is discarded with its template (the next new
+    store makes it again). Whatever goes wrong leaves the new store to MLflow, as before,
+    with one warning per process. Called under the store's lock.
     """
     if database.exists() and database.stat().st_size > 0:
         return
+    partial = database.with_name(database.name + ".new")
     try:
         template = template_path()
         if not template.is_file():
             _make_template(template)
-        partial = database.with_name(database.name + ".new")
         shutil.copyfile(template, partial)
+        try:
+            problem = _unsound(partial)
+        except sqlite3.Error as exc:  # not a database at all
+            problem = str(exc)
+        if problem:
+            template.unlink(missing_ok=True)
+            raise sqlite3.DatabaseError(f"{template}: {problem}; removed")
         os.replace(partial, database)
-    except (OSError, sqlite3.Error, SQLAlchemyError, MlflowException) as exc:
-        log.debug("a new MLflow store without the template (%s): MLflow migrates it", exc)
+    except (OSError, RuntimeError, sqlite3.Error, SQLAlchemyError, MlflowException) as exc:
+        partial.unlink(missing_ok=True)
+        if not _TEMPLATE_REFUSED:
+            _TEMPLATE_REFUSED.append(str(exc))
+            log.warning("new MLflow stores are built by MLflow's migrations (about 1.3 s "
+                        "each): the empty store could not be used (%s)", exc)
+
+
+def _unsound(copy: Path) -> str | None:
+    """What is wrong with a copied empty store, if anything."""
+    from mlflow.store.db.utils import _get_latest_schema_revision
+
+    with contextlib.closing(sqlite3.connect(copy)) as connection:
+        checks = [row[0] for row in connection.execute("PRAGMA quick_check")]
+        if checks != ["ok"]:
+            return f"integrity check: {'; '.join(map(str, checks[:3]))}"
+        revisions = [row[0] for row in connection.execute(
+            "SELECT version_num FROM alembic_version")]
+    latest = _get_latest_schema_revision()  # type: ignore[no-untyped-call]
+    revision = revisions[0] if len(revisions) == 1 else revisions
+    if revision != latest:
+        return f"schema revision {revision}, MLflow's latest is {latest}"
+    return None
 
 
 def _make_template(template: Path) -> None:

@@ -88,3 +88,33 @@ def test_a_sweep_with_nothing_swept_has_no_plot(tmp_path: Path) -> None:
     path = _write(tmp_path / "one.parquet", {"x": np.array([1.0]), "v": np.array([2.0])})
     with pytest.raises(ValueError, match="no swept parameter"):
         sweep_map(path, (), ("v",), None)
+
+
+def test_a_parameter_that_does_not_vary_is_not_shown(tmp_path: Path) -> None:
+    # A file of points holds every parameter; here the first one stays put.
+    rng = np.random.default_rng(3)
+    a, b, c = np.full(2_000, 0.7), rng.uniform(0, 1, 2_000), rng.uniform(-1, 1, 2_000)
+    path = _write(tmp_path / "file.parquet", {"a": a, "b": b, "c": c, "v": b - c})
+
+    mapped = sweep_map(path, ("a", "b", "c"), ("v",), None)
+
+    assert [name for name, _ in mapped.axes] == ["b", "c"] and mapped.note == "mean per cell"
+    assert np.isfinite(mapped.means["v"]).mean() > 0.9
+
+
+def test_a_small_sweep_still_has_a_few_cells_each_way(tmp_path: Path) -> None:
+    rng = np.random.default_rng(5)
+    a, b = rng.uniform(0, 1, 30), rng.uniform(0, 1, 30)
+    path = _write(tmp_path / "small.parquet", {"a": a, "b": b, "v": a + b})
+
+    assert sweep_map(path, ("a", "b"), ("v",), None).means["v"].shape == (8, 8)
+
+
+def test_a_long_grid_axis_shares_the_cells_the_kept_axis_leaves(tmp_path: Path) -> None:
+    a, b = _grid(np.linspace(0, 1, 3), np.linspace(0, 1, 2_000))
+    path = _write(tmp_path / "long.parquet", {"a": a, "b": b, "v": a * b}, row_group=4_096)
+
+    mapped = sweep_map(path, ("a", "b"), ("v",), (3, 2_000))
+
+    assert mapped.means["v"].shape == (3, 120)  # 6,000 points / 10 per cell / 3 rows > 120
+    np.testing.assert_allclose(mapped.axes[0][1], [0, 0.5, 1])
