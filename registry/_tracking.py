@@ -48,6 +48,10 @@ _MAX_PARAM = 6000
 # stderr. One lock: redirecting sys.stdout is process-wide, and interleaved redirections from
 # two threads could leave it pointing at stderr.
 _STDOUT = threading.Lock()
+# A run's plot thread logs files while its main thread logs others, into the same folders:
+# MLflow's local artifact store checks for a folder and then creates it, and the thread that
+# loses that race fails ("File exists"). One process, one artifact upload at a time.
+_ARTIFACTS = threading.Lock()
 
 
 _P = ParamSpec("_P")
@@ -341,12 +345,14 @@ class Tracker:
     @_mapped("log artifacts")
     def log_artifacts(self, run_id: str, folder: Path, artifact_path: str | None = None) -> None:
         """Upload every file under ``folder``."""
-        self.client.log_artifacts(run_id, str(folder), artifact_path)
+        with _ARTIFACTS:
+            self.client.log_artifacts(run_id, str(folder), artifact_path)
 
     @_mapped("log an artifact")
     def log_dict(self, run_id: str, data: object, name: str) -> None:
         """Store a JSON document as an artifact."""
-        self.client.log_text(run_id, json.dumps(data, indent=1, sort_keys=True), name)
+        with _ARTIFACTS:
+            self.client.log_text(run_id, json.dumps(data, indent=1, sort_keys=True), name)
 
     @_mapped("read the artifact location")
     def artifact_uri(self, run_id: str) -> str:

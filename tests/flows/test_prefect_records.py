@@ -6,6 +6,7 @@ service sets up."""
 from __future__ import annotations
 
 import contextlib
+import time
 from pathlib import Path
 from uuid import UUID
 
@@ -33,6 +34,26 @@ def _flow_run(flow_run_id: str) -> tuple[FlowRun, dict[str, Artifact], list[Task
         task_runs = client.read_task_runs(task_run_filter=TaskRunFilter(
             flow_run_id=TaskRunFilterFlowRunId(any_=[run.id])))
     return run, {str(a.key): a for a in artifacts}, task_runs
+
+
+def _submissions(flow_run_id: str, names: set[str]) -> set[tuple[str, tuple[str, ...]]]:
+    """The flow run's ``submit-job`` task runs as (name, tags), once every one of ``names`` is
+    on the server.
+
+    Prefect 3 records task runs from the events its client sends: the server writes them a
+    moment after the flow has returned. The client's queue is drained first (Prefect's own
+    hook), then the server is read until they are all there (at most 60 s).
+    """
+    from prefect.events.worker import EventsWorker
+
+    EventsWorker.drain_all(timeout=30)
+    deadline = time.monotonic() + 60
+    while True:
+        found = {(t.name, tuple(t.tags)) for t in _flow_run(flow_run_id)[2]
+                 if t.name.startswith("submit-job")}
+        if {name for name, _ in found} >= names or time.monotonic() > deadline:
+            return found
+        time.sleep(0.2)
 
 
 def _unreachable_statistics(repo: Path) -> ExperimentSpec:
@@ -182,8 +203,8 @@ def test_only_a_limited_backends_submissions_carry_its_tag(prefect_server, confi
     def submissions() -> set[tuple[str, tuple[str, ...]]]:
         report = run_experiment(spec, RunOptions(backend="ibm:fake_manila"))
         assert isinstance(report, RunReport)
-        _, _, task_runs = _flow_run(str(report.prefect_flow_run_id))
-        return {(t.name, tuple(t.tags)) for t in task_runs if t.name.startswith("submit-job")}
+        return _submissions(str(report.prefect_flow_run_id),
+                            {f"submit-job {tag}", "submit-job backend:aer"})
 
     # The run's ideal counts for its manifest come from aer, which has no limit.
     aer = ("submit-job backend:aer", ())

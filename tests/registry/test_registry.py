@@ -165,3 +165,28 @@ def test_every_manifest_field_is_validated(tmp_path: Path, patch: dict, where: s
     with pytest.raises(InvalidInputError) as info:
         read_manifest(path)
     assert info.value.field == "MANIFEST" and where in info.value.message
+
+
+def test_artifact_uploads_take_turns(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A run's plot thread and its main thread log into the same new folders; MLflow's local
+    # store checks for a folder, then makes it, and the thread that loses that race fails
+    # ("File exists"). Every folder MLflow makes for an upload is made under the one lock.
+    import os
+
+    from registry import _tracking
+
+    tracker = Tracker(f"sqlite:///{tmp_path}/m.db", tmp_path / "artifacts", "t")
+    run = tracker.start_run("r", tags={})
+    (tmp_path / "files" / "circuits").mkdir(parents=True)
+    (tmp_path / "files" / "circuits" / "ansatz.qasm").write_text("OPENQASM 3.0;")
+    held: list[bool] = []
+    make = os.mkdir
+
+    def mkdir(path: str, *args: object, **kwargs: object) -> None:
+        held.append(_tracking._ARTIFACTS.locked())
+        make(path, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "mkdir", mkdir)
+    tracker.log_artifacts(run, tmp_path / "files", "experiment")
+    tracker.log_dict(run, {"a": 1}, "experiment/manifest.json")
+    assert len(held) >= 2 and all(held)
