@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 
 import registry
 from backends import BackendExecutor
@@ -23,6 +22,7 @@ from qhybrid_usecases._run import (
     RunHandle,
     StepOutcome,
     TrialOutcome,
+    draw_trial,
     gate_run,
     log_plots,
     record_trial,
@@ -69,17 +69,9 @@ def ideal_gate(run: RunHandle, services: Services) -> TrialOutcome:
     result = result.model_copy(update={"metrics": trial.metrics,
                                        "seconds": time.perf_counter() - start})
     title = f"{spec.name} {spec.version}: ideal"
-    history = [workload.sign * v for v in trial.history]
-
-    def plots(folder: Path) -> None:
-        registry.histogram_png(trial.counts, folder / "histogram.png", title=title)
-        if history:
-            registry.convergence_png(history, folder / "convergence.png", title=title,
-                                     ylabel=workload.family.axis_label)
-
     with gate_run(run, services, result) as run_id:
         record_trial(run_id, services, workload, trial)
-        log_plots(services, run_id, plots)
+        log_plots(services, run_id, lambda folder: draw_trial(workload, trial, folder, title))
     return TrialOutcome(gate=result.model_copy(update={"mlflow_run_id": run_id}), trial=trial,
                        backends={"ideal": executor.describe()})
 

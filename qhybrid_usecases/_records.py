@@ -28,6 +28,7 @@ from qhybrid.experiments import Workload, bind, write_circuit
 from qhybrid_usecases._run import (
     RunHandle,
     StepOutcome,
+    draw_trial,
     report_progress,
     run_executor,
     scratch,
@@ -73,7 +74,6 @@ def _write_artifacts(run: RunHandle, services: Services, workload: Workload,
                           ("final", bind(workload, workload.measured, trial.parameters))):
         circuits.append(write_circuit(circuit, folder / "circuits", role))
         diagrams[role] = str(circuit.draw(output="text", fold=_DIAGRAM_WIDTH))
-    history = [workload.sign * v for v in trial.history]
     hardware = [(step.gate.mlflow_run_id, step.trial) for step in steps
                 if step.gate is not None and step.gate.gate == "hardware"
                 and step.trial is not None]
@@ -96,11 +96,8 @@ def _write_artifacts(run: RunHandle, services: Services, workload: Workload,
             registry.circuit_png(diagram, out / "circuits" / f"{role}.png",
                                  title=f"{title}: {role} circuit")
         plots = out / "plots"
-        if not gates_png(ideal_run, plots / "histogram.png"):
-            registry.histogram_png(trial.counts, plots / "histogram.png", title=title)
-        if history and not gates_png(ideal_run, plots / "convergence.png"):
-            registry.convergence_png(history, plots / "convergence.png", title=title,
-                                     ylabel=workload.family.axis_label)
+        draw_trial(workload, trial, plots, title,
+                   drawn=lambda name: gates_png(ideal_run, plots / name))
         for gate_run, other in hardware:
             if not gates_png(gate_run, plots / "ideal_vs_hardware.png"):
                 registry.distributions_png(trial.counts, other.counts,

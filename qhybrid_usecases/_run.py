@@ -18,6 +18,7 @@ from typing import Literal
 import psutil
 from pydantic import BaseModel, ConfigDict, Field
 
+import registry
 from backends import BackendExecutor, release_leases
 from qhybrid.core import (
     BaselineResult,
@@ -206,6 +207,19 @@ def log_plots(services: Services, run_id: str, draw: Callable[[Path], object]) -
     services.drawer.submit(
         draw, lambda folder: services.tracker.log_artifacts(run_id, folder, "plots"),
         keep_as=run_id)
+
+
+def draw_trial(workload: Workload, trial: TrialResult, folder: Path, title: str, *,
+               drawn: Callable[[str], bool] = lambda name: False) -> None:
+    """The trial's counts (``histogram.png``) and, when it was optimised, the objective per
+    iteration (``convergence.png``) in ``folder``; a file ``drawn`` says is there already is
+    not drawn again."""
+    if not drawn("histogram.png"):
+        registry.histogram_png(trial.counts, folder / "histogram.png", title=title)
+    if trial.history and not drawn("convergence.png"):
+        registry.convergence_png([workload.sign * v for v in trial.history],
+                                 folder / "convergence.png", title=title,
+                                 ylabel=workload.family.axis_label)
 
 
 def record_trial(run_id: str, services: Services, workload: Workload, trial: TrialResult) -> None:

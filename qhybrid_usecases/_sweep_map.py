@@ -69,28 +69,18 @@ def sweep_map(path: Path, swept: Sequence[str], observables: Sequence[str],
         low, high = _ranges(file, tuple(swept), batch_rows)
         varying = [i for i in range(len(swept)) if high[i] > low[i]]
         shown = varying[:2] or [0]
-        values = [grid_shape[i] if grid_shape is not None else None for i in shown]
         cap = MAX_CELLS[len(shown)]
         # A grid axis of few enough values keeps them; the others share what is left of
         # about one cell per POINTS_PER_CELL points (at least a few cells each).
-        kept = [v for v in values if v is not None and v <= cap]
+        values = [grid_shape[i] if grid_shape is not None and grid_shape[i] <= cap else None
+                  for i in shown]
+        kept = [v for v in values if v is not None]
         binned = len(shown) - len(kept)
         per_axis = int((count / POINTS_PER_CELL / max(1, int(np.prod(kept)))) **
                        (1 / max(1, binned)))
         per_axis = min(cap, max(per_axis, min(count, MIN_CELLS)))
-        centres, inner = [], []
-        for i, n in zip(shown, values, strict=True):
-            if high[i] == low[i]:
-                centre, edges = np.array([low[i]]), np.array([])  # one value: one cell
-            elif n is not None and n <= cap:
-                # A grid's own values (linspace from its lowest to its highest): one cell each.
-                centre = np.linspace(low[i], high[i], n)
-                edges = (centre[:-1] + centre[1:]) / 2
-            else:
-                bounds = np.linspace(low[i], high[i], per_axis + 1)
-                centre, edges = (bounds[:-1] + bounds[1:]) / 2, bounds[1:-1]
-            centres.append(centre)
-            inner.append(edges)
+        centres, inner = zip(*(_cells(low[i], high[i], n, per_axis)
+                               for i, n in zip(shown, values, strict=True)), strict=True)
         shape = tuple(len(c) for c in centres)
         cells = int(np.prod(shape))
         names = [swept[i] for i in shown]
@@ -112,6 +102,19 @@ def sweep_map(path: Path, swept: Sequence[str], observables: Sequence[str],
     note = (f"mean over {', '.join(averaged)}" if averaged
             else "" if hits.max(initial=0) <= 1 else "mean per cell")
     return SweepMap(axes=tuple(zip(names, centres, strict=True)), means=means, note=note)
+
+
+def _cells(low: float, high: float, values: int | None,
+           count: int) -> tuple[np.ndarray, np.ndarray]:
+    """One axis's cell centres and the edges between cells: a grid's own ``values`` (a
+    linspace from ``low`` to ``high``), else ``count`` equal cells; one cell for one value."""
+    if high == low:
+        return np.array([low]), np.array([])
+    if values is not None:
+        centres = np.linspace(low, high, values)
+        return centres, (centres[:-1] + centres[1:]) / 2
+    bounds = np.linspace(low, high, count + 1)
+    return (bounds[:-1] + bounds[1:]) / 2, bounds[1:-1]
 
 
 def _ranges(file: pq.ParquetFile, names: tuple[str, ...],
