@@ -96,7 +96,7 @@ COMPUTE = ("quantum: provider submissions (Submitter.attempt)",
            "classical: optimiser, analysis, baselines")
 
 
-def instrument() -> Phases:
+def instrument(*, by_call: bool = False) -> Phases:
     """Wrap the calls that mark each phase (the flow's modules imported first)."""
     import prefect.artifacts
     import prefect.concurrency._sync
@@ -125,6 +125,9 @@ def instrument() -> Phases:
     phases.patch_function("Prefect task engine: tag concurrency-slot requests",
                           prefect.concurrency._sync.acquire_concurrency_slots_with_lease)
     phases.patch_function("Prefect cancellation checks", tasks.submission.raise_if_cancelled)
+    if hasattr(tasks.submission, "CancelWatch"):  # each check asked Prefect before 2026-12-02
+        phases.patch_method("Prefect cancellation checks", tasks.submission.CancelWatch,
+                            "check")
     if hasattr(tasks.submission, "has_concurrency_limit"):  # not before 2026-12-01
         phases.patch_function("Prefect concurrency-limit lookups (once per backend)",
                               tasks.submission.has_concurrency_limit)
@@ -134,7 +137,8 @@ def instrument() -> Phases:
     phases.patch_method("MLflow: open the stores", registry.Tracker, "__init__")
     for name, member in vars(registry.Tracker).items():
         if callable(member) and not name.startswith("_") and name != "for_settings":
-            phases.patch_method("MLflow: calls", registry.Tracker, name)
+            phases.patch_method(f"MLflow: {name}" if by_call else "MLflow: calls",
+                                registry.Tracker, name)
     for name in plots.__all__ if hasattr(plots, "__all__") else dir(plots):
         if name.endswith("_png"):
             # Drawn in the run's plot thread, these are not timed (main thread only) ...
@@ -217,6 +221,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--records", type=Path, default=None)
+    parser.add_argument("--mlflow-by-call", action="store_true",
+                        help="one row per Tracker method instead of one for all MLflow calls")
     parser.add_argument("--heartbeats", action="store_true",
                         help="send Prefect flow heartbeats, as a worker's flow runs do")
     args = parser.parse_args()
@@ -229,12 +235,12 @@ def main() -> None:
     # (Prefect joins the heartbeat thread, sleeping in one-second steps, at each flow's end).
     beats = {} if args.heartbeats else {PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}
     with temporary_settings(updates=beats):
-        _rounds(args.rounds, records)
+        _rounds(args.rounds, records, by_call=args.mlflow_by_call)
 
 
-def _rounds(rounds: int, records: Path) -> None:
+def _rounds(rounds: int, records: Path, *, by_call: bool) -> None:
     start = time.perf_counter()
-    phases = instrument()
+    phases = instrument(by_call=by_call)
     print(f"imports (flows, qhybrid, Prefect, MLflow, Qiskit): "
           f"{time.perf_counter() - start:.2f} s", flush=True)
     shares = []

@@ -25,7 +25,6 @@ from qhybrid_usecases._run import (
     draw_trial,
     gate_run,
     log_plots,
-    record_trial,
     report_progress,
     run_executor,
 )
@@ -69,8 +68,7 @@ def ideal_gate(run: RunHandle, services: Services) -> TrialOutcome:
     result = result.model_copy(update={"metrics": trial.metrics,
                                        "seconds": time.perf_counter() - start})
     title = f"{spec.name} {spec.version}: ideal"
-    with gate_run(run, services, result) as run_id:
-        record_trial(run_id, services, workload, trial)
+    with gate_run(run, services, result, trial=(workload, trial)) as run_id:
         log_plots(services, run_id, lambda folder: draw_trial(workload, trial, folder, title))
     return TrialOutcome(gate=result.model_copy(update={"mlflow_run_id": run_id}), trial=trial,
                        backends={"ideal": executor.describe()})
@@ -98,8 +96,8 @@ def statistical_gate(run: RunHandle, services: Services) -> StepOutcome:
     result = result.model_copy(update={"seconds": time.perf_counter() - start})
     mean, low, high = (result.metrics[f"{workload.objective}_{k}"]
                        for k in ("mean", "ci_low", "ci_high"))
-    with gate_run(run, services, result, {"qhybrid.repeat_seeds": json.dumps(seeds)}) as run_id:
-        services.tracker.log_series(run_id, "repeat_objective", values)
+    with gate_run(run, services, result, {"qhybrid.repeat_seeds": json.dumps(seeds)},
+                  series={"repeat_objective": values}) as run_id:
         log_plots(services, run_id, lambda folder: registry.repeats_png(
             values, (mean, low, high), folder / "repeats.png",
             threshold=policy.threshold, confidence=policy.confidence,

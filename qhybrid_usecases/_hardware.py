@@ -33,7 +33,6 @@ from qhybrid_usecases._run import (
     TrialOutcome,
     gate_run,
     log_plots,
-    record_trial,
     report_progress,
     run_executor,
 )
@@ -89,8 +88,8 @@ def hardware_gate(run: RunHandle, services: Services, ideal: TrialResult) -> Tri
         "seconds": time.perf_counter() - start, "metrics": metrics,
         "downgraded_from": policy.backend if downgraded else None})
     with gate_run(run, services, result,
-                  {"qhybrid.downgraded_from": policy.backend} if downgraded else {}) as run_id:
-        record_trial(run_id, services, workload, trial)
+                  {"qhybrid.downgraded_from": policy.backend} if downgraded else {},
+                  trial=(workload, trial)) as run_id:
         if mitigation is not None:
             services.tracker.log_dict(run_id, mitigation.model_dump(mode="json"),
                                       "mitigation.json")

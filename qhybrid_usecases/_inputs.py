@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,10 +66,18 @@ def _override(pin: DataPin) -> str:
     return f"{pin.path} has md5 {pin.md5}, but dvc.lock pins {pin.locked_md5}"
 
 
+_BUILT_KEPT = 8
+
+
 def reload_workload(
-    spec: ExperimentSpec, settings: Settings, pins: Mapping[str, Mapping[str, object]]
+    spec: ExperimentSpec, settings: Settings, pins: Mapping[str, Mapping[str, object]],
+    built: MutableMapping[str, Workload] | None = None,
 ) -> Workload:
-    """The workload of a run whose inputs were pinned at its start, rebuilt for a later step.
+    """The workload of a run whose inputs were pinned at its start, for a later step.
+
+    Every input is checked against its pin each time. With ``built``, a workload built for
+    the same spec and pins is taken from there, and a new one is kept there (the last few):
+    a workload is immutable, and a promotion's steps would otherwise build it seven times.
 
     Raises:
         DataError: An input changed since the run started.
@@ -78,7 +87,16 @@ def reload_workload(
         if now != pin["md5"]:
             raise DataError(f"{path} changed while the run was in progress (md5 {pin['md5']} "
                             f"at the start, {now} now)", field=_field_of(spec, path))
-    return build_spec_workload(spec, settings.project_root)
+    if built is None:
+        return build_spec_workload(spec, settings.project_root)
+    key = json.dumps([spec.model_dump(mode="json"), str(settings.project_root),
+                      sorted((path, str(pin["md5"])) for path, pin in pins.items())],
+                     sort_keys=True)
+    if key not in built:
+        if len(built) >= _BUILT_KEPT:
+            built.pop(next(iter(built)))
+        built[key] = build_spec_workload(spec, settings.project_root)
+    return built[key]
 
 
 def _field_of(spec: ExperimentSpec, path: str) -> str:

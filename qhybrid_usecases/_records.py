@@ -223,8 +223,6 @@ def record_evidence(
                 "execution.qpu_seconds_estimate": record.qpu_seconds_estimate}
     gates = [step.gate for step in steps if step.gate is not None]
     compared, params = _comparison(gates, decision, workload.objective)
-    tracker.log_metrics(run.mlflow_run_id, metrics | compared)
-    tracker.log_params(run.mlflow_run_id, params)
     tags = {f"qhybrid.gate.{g.gate}": "pass" if g.passed else "fail" for g in gates}
     tags |= {f"qhybrid.gate.{g.gate}.reasons": " | ".join(g.reasons)[:5000]
              for g in gates if g.reasons}
@@ -234,10 +232,9 @@ def record_evidence(
         tags |= {"qhybrid.decision": "promote" if decision.promote else "refuse",
                  "qhybrid.aliases": ",".join(decision.aliases),
                  "qhybrid.reasons": " | ".join(decision.reasons)[:5000]}
-    tracker.set_tags(run.mlflow_run_id, tags)
-    if trial.history:
-        tracker.log_series(run.mlflow_run_id, "objective",
-                           [workload.sign * v for v in trial.history])
+    series = {"objective": [workload.sign * v for v in trial.history]} if trial.history else {}
+    tracker.log_values(run.mlflow_run_id, params=params, metrics=metrics | compared, tags=tags,
+                       series=series)
     return RecordedRun(manifest=str(local), execution=record,
                        ideal_counts_sha256=manifest.ideal_counts_sha256)
 
@@ -258,11 +255,11 @@ def finish_run(
     workload = run.workload(services)
     tracker = services.tracker
     if run.kind == "promotion":
-        tracker.log_params(run.mlflow_run_id,
-                           {"promotion.registered_version": registered_version or "none"})
-        if registered_version is not None:
-            tracker.log_metrics(run.mlflow_run_id,
-                                {"promotion.registered_version": float(registered_version)})
+        tracker.log_values(
+            run.mlflow_run_id,
+            params={"promotion.registered_version": registered_version or "none"},
+            metrics={} if registered_version is None
+            else {"promotion.registered_version": float(registered_version)})
     services.drawer.wait()  # every plot logged before the run is FINISHED
     tracker.end_run(run.mlflow_run_id, "FINISHED")
     shutil.rmtree(Path(run.scratch), ignore_errors=True)

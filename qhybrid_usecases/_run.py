@@ -11,7 +11,7 @@ import logging
 import shutil
 import socket
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -70,12 +70,12 @@ class RunHandle(BaseModel):
     data_overrides: tuple[str, ...] = ()
 
     def workload(self, services: Services) -> Workload:
-        """The workload, rebuilt from the pinned data.
+        """The workload of the pinned data, built once for the run's services.
 
         Raises:
             DataError: An input changed since the run started.
         """
-        return reload_workload(self.spec, services.settings, self.pins)
+        return reload_workload(self.spec, services.settings, self.pins, services.workloads)
 
 
 class StepOutcome(BaseModel):
@@ -176,9 +176,12 @@ def owner_tags() -> dict[str, str]:
 
 @contextlib.contextmanager
 def gate_run(run: RunHandle, services: Services, result: GateResult,
-             extra_tags: dict[str, str] | None = None) -> Iterator[str]:
-    """Record one gate as a nested MLflow run (its verdict, metrics and inputs) and yield its
-    id for the gate to add to; the run ends FINISHED when the block completes, FAILED or
+             extra_tags: dict[str, str] | None = None, *,
+             trial: tuple[Workload, TrialResult] | None = None,
+             series: Mapping[str, Sequence[float]] | None = None) -> Iterator[str]:
+    """Record one gate as a nested MLflow run (its verdict, metrics and inputs; the
+    optimiser's history and the cost of a ``(workload, trial)``; metric ``series``) and yield
+    its id for the gate to add to; the run ends FINISHED when the block completes, FAILED or
     KILLED (as :func:`failure_reason` says) when it raises or is interrupted."""
     tracker = services.tracker
     run_id = tracker.start_run(
@@ -188,8 +191,9 @@ def gate_run(run: RunHandle, services: Services, result: GateResult,
         parent_run_id=run.mlflow_run_id,
     )
     try:
-        tracker.log_metrics(run_id, {**result.metrics, "seconds": result.seconds,
-                                     "passed": float(result.passed)})
+        history, cost = trial_values(*trial) if trial is not None else ({}, {})
+        tracker.log_values(run_id, series={**history, **(series or {})}, metrics={
+            **result.metrics, "seconds": result.seconds, "passed": float(result.passed), **cost})
         tracker.log_dict(run_id, result.model_dump(mode="json"), "gate.json")
         tracker.log_datasets(run_id, run.pins)
         yield run_id
@@ -222,15 +226,15 @@ def draw_trial(workload: Workload, trial: TrialResult, folder: Path, title: str,
                                  ylabel=workload.family.axis_label)
 
 
-def record_trial(run_id: str, services: Services, workload: Workload, trial: TrialResult) -> None:
-    """The optimiser's history and the trial's cost on an MLflow run."""
-    if trial.history:
-        # The optimiser minimises sign * <observable>; log the objective as users read it.
-        services.tracker.log_series(run_id, "objective", [workload.sign * v for v in trial.history])
-    services.tracker.log_metrics(run_id, {
-        "evaluations": trial.evaluations, "batches": trial.batches,
-        "quantum_seconds": trial.quantum_seconds, "classical_seconds": trial.classical_seconds,
-    })
+def trial_values(workload: Workload,
+                 trial: TrialResult) -> tuple[dict[str, list[float]], dict[str, float]]:
+    """The optimiser's history (a metric series) and the trial's cost (metrics), as an MLflow
+    run records them."""
+    # The optimiser minimises sign * <observable>; log the objective as users read it.
+    history = {"objective": [workload.sign * v for v in trial.history]} if trial.history else {}
+    return history, {"evaluations": trial.evaluations, "batches": trial.batches,
+                     "quantum_seconds": trial.quantum_seconds,
+                     "classical_seconds": trial.classical_seconds}
 
 
 def _causes(exc: BaseException) -> list[BaseException]:

@@ -17,6 +17,7 @@ from backends import (
     open_executor,
 )
 from qhybrid.core import MitigationSpec, NoiseSpec, Settings, provider_job_tags
+from qhybrid.experiments import Workload
 from qhybrid_usecases._drawing import PlotDrawer
 from registry import Tracker
 
@@ -34,6 +35,8 @@ class Services:
             with retries inside a flow.
         drawer: Draws and logs the run's plots in a worker thread (waited for before a
             promotion is applied and before the run ends).
+        workloads: The workloads built for the run's steps, by spec and pins (see
+            :meth:`RunHandle.workload`; each step still checks the pins).
     """
 
     settings: Settings
@@ -42,6 +45,7 @@ class Services:
     log: ExecutionLog = field(default_factory=ExecutionLog)
     runner: Runner = attempt_once
     drawer: PlotDrawer = field(default_factory=PlotDrawer)
+    workloads: dict[str, Workload] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def open(cls, settings: Settings, *, runner: Runner = attempt_once) -> Services:

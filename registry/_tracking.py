@@ -206,6 +206,26 @@ def _make_template(template: Path) -> None:
         os.replace(built, template)  # whole or not at all, also for a process racing this one
 
 
+# MLflow's limits on one log_batch request.
+_BATCH_LIMITS = {Param: 100, Metric: 1000, RunTag: 100}
+_BATCH_ENTITIES = 1000
+
+
+def _batches(items: list[Param | Metric | RunTag]) -> Iterable[list[Param | Metric | RunTag]]:
+    """``items`` in order, cut into batches within MLflow's limits per request."""
+    batch: list[Param | Metric | RunTag] = []
+    counts: dict[type, int] = {}
+    for item in items:
+        kind = type(item)
+        if len(batch) == _BATCH_ENTITIES or counts.get(kind, 0) == _BATCH_LIMITS[kind]:
+            yield batch
+            batch, counts = [], {}
+        batch.append(item)
+        counts[kind] = counts.get(kind, 0) + 1
+    if batch:
+        yield batch
+
+
 def _quoted(value: str) -> str:
     """``value`` inside a single-quoted MLflow search string."""
     return value.replace("\\", "\\\\").replace("'", "\\'")
@@ -314,33 +334,44 @@ class Tracker:
         if inputs:
             self.client.log_inputs(run_id, datasets=inputs)
 
-    @_mapped("log params")
+    @_mapped("log params, metrics and tags")
+    def log_values(
+        self, run_id: str, *, params: Mapping[str, str] | None = None,
+        metrics: Mapping[str, float] | None = None, tags: Mapping[str, str] | None = None,
+        series: Mapping[str, Iterable[float]] | None = None, step: int = 0,
+    ) -> None:
+        """Log params (values cut to MLflow's length limit), metrics at ``step``, tags and
+        metric series (each at steps 0, 1, 2, …, e.g. the objective per optimiser iteration)
+        in as few MLflow requests as its batch limits allow: one, for a run's usual record."""
+        now = int(time.time() * 1000)
+        items: list[Param | Metric | RunTag] = [
+            *(Param(k, str(v)[:_MAX_PARAM]) for k, v in sorted((params or {}).items())),
+            *(Metric(k, float(v), now, step) for k, v in sorted((metrics or {}).items())),
+            *(Metric(key, float(v), now, i) for key, values in sorted((series or {}).items())
+              for i, v in enumerate(values)),
+            *(RunTag(k, str(v)) for k, v in sorted((tags or {}).items())),
+        ]
+        for batch in _batches(items):
+            self.client.log_batch(
+                run_id, params=[i for i in batch if isinstance(i, Param)],
+                metrics=[i for i in batch if isinstance(i, Metric)],
+                tags=[i for i in batch if isinstance(i, RunTag)])
+
     def log_params(self, run_id: str, params: Mapping[str, str]) -> None:
         """Log params (values cut to MLflow's length limit)."""
-        items = [Param(k, str(v)[:_MAX_PARAM]) for k, v in sorted(params.items())]
-        for start in range(0, len(items), 100):
-            self.client.log_batch(run_id, params=items[start : start + 100])
+        self.log_values(run_id, params=params)
 
-    @_mapped("log metrics")
     def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int = 0) -> None:
         """Log metrics at one step."""
-        now = int(time.time() * 1000)
-        items = [Metric(k, float(v), now, step) for k, v in sorted(metrics.items())]
-        for start in range(0, len(items), 500):
-            self.client.log_batch(run_id, metrics=items[start : start + 500])
+        self.log_values(run_id, metrics=metrics, step=step)
 
-    @_mapped("log a metric series")
     def log_series(self, run_id: str, key: str, values: Iterable[float]) -> None:
         """Log one metric at steps 0, 1, 2, … (e.g. the objective per optimiser iteration)."""
-        now = int(time.time() * 1000)
-        items = [Metric(key, float(v), now, step) for step, v in enumerate(values)]
-        for start in range(0, len(items), 500):
-            self.client.log_batch(run_id, metrics=items[start : start + 500])
+        self.log_values(run_id, series={key: values})
 
-    @_mapped("set tags")
     def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
         """Set tags on a run."""
-        self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in sorted(tags.items())])
+        self.log_values(run_id, tags=tags)
 
     @_mapped("log artifacts")
     def log_artifacts(self, run_id: str, folder: Path, artifact_path: str | None = None) -> None:

@@ -6,19 +6,26 @@ through the idempotency ledger, so it re-attaches to the provider job when one e
 Validation, submission and execution errors fail at once.
 
 A flow called in-process does not notice a cancellation set through Prefect's API (only
-workers and runners act on it), so the runner checks the flow run's state before each
-submission, at most once per ``settings.cancel_poll_seconds``, and stops the run cooperatively.
-It also stops before a submission once a SIGTERM reached the process, even one Prefect lost
-(:mod:`tasks.stops`).
+workers and runners act on it), so the runner stops the run cooperatively before a submission
+once the flow run is CANCELLING or CANCELLED. Asking Prefect costs a round trip to its server
+(10-150 ms), so a thread asks every ``settings.cancel_poll_seconds`` while submissions keep
+coming (:class:`CancelWatch`), and a submission only reads what it last heard; with 0, each
+submission asks Prefect itself. The runner also stops before a submission once a SIGTERM
+reached the process, even one Prefect lost (:mod:`tasks.stops`).
 """
 
 from __future__ import annotations
 
+import contextvars
+import logging
+import threading
 import time
 from uuid import UUID
 
+import httpx
 from prefect import State, Task, get_client, task
 from prefect.cache_policies import NO_CACHE
+from prefect.client.orchestration import SyncPrefectClient
 from prefect.client.schemas.objects import TaskRun
 from prefect.exceptions import ObjectNotFound
 from prefect.tasks import exponential_backoff
@@ -27,6 +34,8 @@ from prefect.utilities.annotations import quote
 from backends import Runner, Submission, SubmissionResult, Submitter
 from qhybrid.core import RunCancelledError, Settings, is_transient
 from tasks.stops import raise_if_stopped
+
+log = logging.getLogger("qhybrid.run")
 
 
 def retry_if_transient(task: Task[..., object], task_run: TaskRun, state: State) -> bool:
@@ -53,15 +62,16 @@ def prefect_runner(settings: Settings) -> Runner:
         if settings.retry_backoff_seconds > 0 else 0,
     )
 
-    last_check = [0.0]
+    watches: dict[str, CancelWatch] = {}
     by_backend: dict[str, Task[[Submitter, Submission, str], SubmissionResult]] = {}
 
     def run(submitter: Submitter, submission: Submission, key: str) -> SubmissionResult:
         raise_if_stopped()  # a SIGTERM Prefect lost: nothing more is submitted
-        if (submitter.flow_run_id
-                and time.monotonic() - last_check[0] >= settings.cancel_poll_seconds):
-            last_check[0] = time.monotonic()
-            raise_if_cancelled(submitter.flow_run_id)
+        if submitter.flow_run_id:
+            flow_run_id = submitter.flow_run_id
+            if flow_run_id not in watches:
+                watches[flow_run_id] = CancelWatch(flow_run_id, settings.cancel_poll_seconds)
+            watches[flow_run_id].check()
         name = submitter.backend.name
         if name not in by_backend:
             tag = f"backend:{name}"
@@ -91,7 +101,85 @@ def raise_if_cancelled(flow_run_id: str) -> None:
         RunCancelledError: The flow run is CANCELLING or CANCELLED.
     """
     with get_client(sync_client=True) as client:
-        state = client.read_flow_run(UUID(flow_run_id)).state
+        state = _cancel_state(client, flow_run_id)
+    if state is not None:
+        raise _cancelled(flow_run_id, state)
+
+
+def _cancel_state(client: SyncPrefectClient, flow_run_id: str) -> str | None:
+    """The flow run's state name if it is CANCELLING or CANCELLED, else None."""
+    state = client.read_flow_run(UUID(flow_run_id)).state
     if state is not None and (state.is_cancelling() or state.is_cancelled()):
-        raise RunCancelledError(f"flow run {flow_run_id} was cancelled ({state.name}); "
-                                "no further submissions")
+        return state.name
+    return None
+
+
+def _cancelled(flow_run_id: str, state: str) -> RunCancelledError:
+    return RunCancelledError(f"flow run {flow_run_id} was cancelled ({state}); "
+                             "no further submissions")
+
+
+class CancelWatch:
+    """Whether a flow run is being cancelled, as a thread that asks Prefect last heard.
+
+    The first :meth:`check` asks Prefect itself and starts a daemon thread that asks again
+    every ``every`` seconds, with one client, for as long as checks keep coming: it ends
+    after a period with none, and the next check starts over. So a burst of submissions waits
+    for Prefect once, and a cancellation stops the next submission at most ``every`` seconds
+    (plus one round trip) after it was set, as a poll before each submission would. With
+    ``every`` 0, every check asks Prefect itself. Thread-safe.
+    """
+
+    def __init__(self, flow_run_id: str, every: float) -> None:
+        """Watch ``flow_run_id``, asking Prefect every ``every`` seconds while checked."""
+        self.flow_run_id = flow_run_id
+        self.every = every
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._asked = 0.0
+        self._cancelled: str | None = None  # the state's name, once seen
+
+    def check(self) -> None:
+        """Raise if the flow run was seen CANCELLING or CANCELLED.
+
+        Raises:
+            RunCancelledError: It was.
+        """
+        if self.every <= 0:
+            raise_if_cancelled(self.flow_run_id)
+            return
+        with self._lock:
+            self._asked = time.monotonic()
+            if self._cancelled is None and (self._thread is None
+                                            or not self._thread.is_alive()):
+                with get_client(sync_client=True) as client:
+                    self._cancelled = _cancel_state(client, self.flow_run_id)
+                if self._cancelled is None:  # Prefect's settings (a test server's URL among
+                    # them) live in contextvars, which a new thread does not inherit
+                    self._thread = threading.Thread(
+                        target=contextvars.copy_context().run, args=(self._watch,),
+                        name=f"qhybrid-cancel-watch-{self.flow_run_id[:8]}", daemon=True)
+                    self._thread.start()
+        if self._cancelled is not None:
+            raise _cancelled(self.flow_run_id, self._cancelled)
+
+    def _watch(self) -> None:
+        pause = threading.Event()  # never set: waits of ``every`` seconds between questions
+        try:
+            with get_client(sync_client=True) as client:
+                while not pause.wait(self.every):
+                    with self._lock:
+                        if time.monotonic() - self._asked > self.every:
+                            # no submission for a whole period: stop asking; under the lock,
+                            # so that a check either sees this thread alive or sees it ended
+                            self._thread = None
+                            return
+                    state = _cancel_state(client, self.flow_run_id)
+                    if state is not None:
+                        self._cancelled = state
+                        return
+        except (httpx.HTTPError, ObjectNotFound) as exc:  # the flow's task runs meet it too
+            log.warning("could not ask Prefect whether flow run %s was cancelled: %r",
+                        self.flow_run_id, exc)
+        with self._lock:
+            self._thread = None

@@ -62,8 +62,8 @@ class Settings(BaseSettings):
     )
     cancel_poll_seconds: float = Field(
         default=1.0, ge=0, le=600,
-        description="How often, at most, a flow asks Prefect whether it was cancelled (before "
-        "a provider submission); 0 asks before every submission.",
+        description="How often a flow asks Prefect whether it was cancelled while it submits "
+        "(in a thread; a submission reads the last answer); 0 asks before every submission.",
     )
     api_host: str = Field(default="127.0.0.1", description="Where the job API listens.")
     api_port: int = Field(default=8000, ge=1, le=65535, description="The job API's port.")

@@ -190,3 +190,31 @@ def test_artifact_uploads_take_turns(tmp_path: Path, monkeypatch: pytest.MonkeyP
     tracker.log_artifacts(run, tmp_path / "files", "experiment")
     tracker.log_dict(run, {"a": 1}, "experiment/manifest.json")
     assert len(held) >= 2 and all(held)
+
+
+def test_log_values_records_everything_in_as_few_requests_as_mlflow_allows(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tracker = Tracker(f"sqlite:///{tmp_path}/m.db", tmp_path / "artifacts", "t")
+    run = tracker.start_run("r", tags={})
+    requests: list[tuple[int, int, int]] = []
+    send = tracker.client.log_batch
+
+    def counted(run_id: str, metrics=(), params=(), tags=(), **kwargs) -> None:
+        requests.append((len(params), len(metrics), len(tags)))
+        send(run_id, metrics=metrics, params=params, tags=tags, **kwargs)
+
+    monkeypatch.setattr(tracker.client, "log_batch", counted)
+    tracker.log_values(run, params={"p": "1", "long": "x" * 7000}, metrics={"m": 2.0},
+                       tags={"t": "v"}, series={"objective": [3.0, 2.0, 1.0]})
+    assert requests == [(2, 4, 1)]  # a run's usual record: one request
+    tracker.log_values(run, params={f"q{i}": str(i) for i in range(150)},
+                       series={"long": [float(i) for i in range(1200)]})
+    assert requests[1:] == [(100, 0, 0), (50, 950, 0), (0, 250, 0)]  # MLflow's limits
+
+    recorded = tracker.client.get_run(run).data
+    assert recorded.params["p"] == "1" and len(recorded.params["long"]) == 6000
+    assert len([key for key in recorded.params if key.startswith("q")]) == 150
+    assert recorded.metrics["m"] == 2.0 and recorded.tags["t"] == "v"
+    history = tracker.client.get_metric_history(run, "objective")
+    assert [(m.step, m.value) for m in history] == [(0, 3.0), (1, 2.0), (2, 1.0)]
+    assert len(tracker.client.get_metric_history(run, "long")) == 1200

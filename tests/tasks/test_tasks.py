@@ -199,3 +199,67 @@ def test_a_signal_dropped_in_a_finalizer_stops_an_armed_flow_at_its_next_submiss
     assert not tasks.stopped(signum)  # and so is the note, once the command's block ends
     parent = services.tracker.get_run(run.mlflow_run_id)
     assert parent.status == "KILLED" and parent.tags["qhybrid.failure"] == reason
+
+
+def _flow_run(client) -> str:
+    from prefect import flow
+
+    @flow(name="watched")
+    def watched() -> None:
+        """A flow run for the watch to ask about."""
+
+    return str(client.create_flow_run(watched).id)
+
+
+def test_a_cancel_watch_asks_prefect_off_the_submissions_path(prefect_server,
+                                                              monkeypatch) -> None:
+    import threading
+    from uuid import UUID
+
+    from prefect import get_client
+    from prefect.states import Cancelling
+
+    from qhybrid.core import RunCancelledError
+    from tasks import submission
+
+    asked: list[tuple[str, str | None]] = []  # (thread, what Prefect said)
+    heard = threading.Event()
+    original = submission._cancel_state
+
+    def spied(client, flow_run_id: str) -> str | None:
+        state = original(client, flow_run_id)
+        asked.append((threading.current_thread().name, state))
+        if state is not None:
+            heard.set()
+        return state
+
+    monkeypatch.setattr(submission, "_cancel_state", spied)
+    with get_client(sync_client=True) as client:
+        flow_run_id = _flow_run(client)
+        watch = submission.CancelWatch(flow_run_id, every=0.05)
+        watch.check()  # the first check asks Prefect and starts the thread
+        assert asked == [(threading.current_thread().name, None)]
+        client.set_flow_run_state(UUID(flow_run_id), Cancelling(), force=True)
+        while not heard.wait(0.01):  # submissions keep coming, so the thread keeps asking
+            watch.check()
+    with pytest.raises(RunCancelledError, match="was cancelled"):
+        watch.check()
+    main = threading.current_thread().name
+    assert [who for who, _ in asked].count(main) == 1, asked  # only the first check waited
+    assert asked[-1] == (f"qhybrid-cancel-watch-{flow_run_id[:8]}", "Cancelling")
+
+
+def test_a_cancel_watch_stops_asking_when_no_submission_comes(prefect_server) -> None:
+    from prefect import get_client
+
+    from tasks import submission
+
+    with get_client(sync_client=True) as client:
+        watch = submission.CancelWatch(_flow_run(client), every=0.01)
+    watch.check()
+    thread = watch._thread
+    assert thread is not None
+    thread.join(60)  # ends by itself after a period without a check
+    assert not thread.is_alive() and watch._thread is None
+    watch.check()  # and the next check starts a new one
+    assert watch._thread is not None and watch._thread is not thread

@@ -84,10 +84,13 @@ def test_data_changed_during_a_run_is_refused(configure, project_copy: Path,
                                               vqe: ExperimentSpec) -> None:
     services = Services.open(configure(project_root=project_copy))
     run = usecases.open_run(vqe, RunOptions(), services, kind="run", flow_run_id=None)
+    built = run.workload(services)
+    assert run.workload(services) is built  # one build for the run's steps
+    assert run.workload(Services.open(services.settings)) is not built  # per run's services
     data = project_copy / vqe.dataset.path
     data.write_text(data.read_text().replace("0.39", "0.38"))
     with pytest.raises(DataError, match="changed while the run was in progress"):
-        usecases.run_on_backend(run, services)
+        usecases.run_on_backend(run, services)  # the built workload is not taken
 
 
 def test_fail_run_releases_leases_and_tags_what_it_could_not(settings: Settings,
