@@ -9,18 +9,97 @@ object-oriented API (:mod:`registry` never uses ``pyplot``), so drawing in a thr
 
 A plot handed over under a name is kept until the wait: a later step that shows the same
 figure (the record's copy of a gate's plot) logs the kept file instead of drawing it again.
+
+The figures themselves are rendered by :func:`render`, in one drawing process per process
+(started with the first figure): rendering is pure Python and C under the GIL, so in a thread
+it takes turns with the run's own work, while another process renders on another core.
 """
 
 from __future__ import annotations
 
 import logging
+import multiprocessing
+import pickle
+import sys
 import tempfile
 import threading
+import types
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
+import registry
+
 log = logging.getLogger("qhybrid.run")
+
+_RENDERER_LOCK = threading.Lock()
+_renderer: ProcessPoolExecutor | None = None
+_renderer_refused = False  # this process may not start one (a daemonic process, say)
+
+
+def _drawing_process() -> ProcessPoolExecutor | None:
+    global _renderer, _renderer_refused
+    with _RENDERER_LOCK:
+        if _renderer is None and not _renderer_refused:
+            # spawn: the process starts from a clean interpreter, never forked from one that
+            # runs Prefect's and MLflow's threads. A spawned process imports the parent's
+            # __main__ (a user's script would run again there, unless guarded by
+            # `if __name__ == "__main__"`); it needs nothing from it, so it is shown an empty
+            # one while it starts (the executor starts it on the first submit).
+            pool = ProcessPoolExecutor(max_workers=1,
+                                       mp_context=multiprocessing.get_context("spawn"),
+                                       initializer=registry.prepare_plots)
+            main = sys.modules["__main__"]
+            sys.modules["__main__"] = types.ModuleType("__main__")
+            try:
+                pool.submit(registry.prepare_plots)
+            except (OSError, AssertionError, RuntimeError) as exc:  # e.g. a daemonic process
+                log.info("plots are drawn in this process, which cannot start another: %r",
+                         exc)
+                pool.shutdown(wait=False, cancel_futures=True)
+                _renderer_refused = True
+                return None
+            finally:
+                sys.modules["__main__"] = main
+            _renderer = pool
+        return _renderer
+
+
+def _forget(pool: ProcessPoolExecutor) -> None:
+    """Drop a drawing process that died; the next figure starts a new one."""
+    global _renderer
+    with _RENDERER_LOCK:
+        if _renderer is pool:
+            _renderer = None
+    pool.shutdown(wait=False, cancel_futures=True)
+
+
+def render(figure: Callable[..., object], *args: object, **kwargs: object) -> None:
+    """Call ``figure(*args, **kwargs)`` (a plot function of :mod:`registry`, writing a file
+    the arguments name) in this process's drawing process, and wait for it.
+
+    Here instead when ``figure`` cannot be sent there (a function defined inside another),
+    when this process may not start one, or when it died (the next figure starts a new one).
+
+    Raises:
+        Exception: What ``figure`` raised.
+    """
+    pool = _drawing_process()
+    try:
+        pickle.dumps(figure)
+    except (pickle.PicklingError, AttributeError, TypeError):
+        pool = None
+    if pool is not None:
+        try:
+            pool.submit(figure, *args, **kwargs).result()
+            return
+        except BrokenProcessPool as exc:
+            log.warning("the drawing process died (%r); this figure is drawn here", exc)
+            _forget(pool)
+        except RuntimeError as exc:  # "cannot schedule new futures after shutdown": dropped
+            log.info("this figure is drawn here: %r", exc)
+    figure(*args, **kwargs)
 
 
 class PlotDrawer:

@@ -18,6 +18,7 @@ from qhybrid.experiments import (
     statistical_verdict,
     stderr_of,
 )
+from qhybrid_usecases._drawing import render
 from qhybrid_usecases._run import (
     RunHandle,
     StepOutcome,
@@ -98,7 +99,7 @@ def statistical_gate(run: RunHandle, services: Services) -> StepOutcome:
                        for k in ("mean", "ci_low", "ci_high"))
     with gate_run(run, services, result, {"qhybrid.repeat_seeds": json.dumps(seeds)},
                   series={"repeat_objective": values}) as run_id:
-        log_plots(services, run_id, lambda folder: registry.repeats_png(
+        log_plots(services, run_id, lambda folder: render(registry.repeats_png,
             values, (mean, low, high), folder / "repeats.png",
             threshold=policy.threshold, confidence=policy.confidence,
             title=f"{spec.name} {spec.version}: statistical ({policy.repeats} repeats)",

@@ -28,6 +28,7 @@ from qhybrid.experiments import (
     mitigation_improvement,
     total_variation_distance,
 )
+from qhybrid_usecases._drawing import render
 from qhybrid_usecases._run import (
     RunHandle,
     TrialOutcome,
@@ -103,17 +104,16 @@ def hardware_gate(run: RunHandle, services: Services, ideal: TrialResult) -> Tri
 def _plots(folder: Path, title: str, workload: Workload, ideal: TrialResult,
            hardware: TrialResult, backend: str, mitigation: MitigationRecord | None) -> None:
     """Ideal vs hardware counts side by side; the mitigated and unmitigated arms, if any."""
-    registry.distributions_png(ideal.counts, hardware.counts,
-                               folder / "ideal_vs_hardware.png", title=title,
-                               hardware_label=backend)
+    render(registry.distributions_png, ideal.counts, hardware.counts,
+           folder / "ideal_vs_hardware.png", title=title, hardware_label=backend)
     if mitigation is not None:
-        registry.arms_png(mitigation.ideal_value,
-                          {"unmitigated": mitigation.unmitigated_values,
-                           "mitigated": mitigation.mitigated_values},
-                          folder / "mitigation.png",
-                          title=f"{title}: {', '.join(mitigation.techniques)} "
-                          f"({mitigation.repeats} repeats per arm)",
-                          ylabel="expectation value of the objective's observable")
+        render(registry.arms_png, mitigation.ideal_value,
+               {"unmitigated": mitigation.unmitigated_values,
+                "mitigated": mitigation.mitigated_values},
+               folder / "mitigation.png",
+               title=f"{title}: {', '.join(mitigation.techniques)} "
+               f"({mitigation.repeats} repeats per arm)",
+               ylabel="expectation value of the objective's observable")
 
 
 def _dropped(policy: HardwareGateSpec) -> tuple[str, ...]:

@@ -25,6 +25,7 @@ from qhybrid.core import (
     TrialResult,
 )
 from qhybrid.experiments import Workload, bind, write_circuit
+from qhybrid_usecases._drawing import render
 from qhybrid_usecases._run import (
     RunHandle,
     StepOutcome,
@@ -93,16 +94,16 @@ def _write_artifacts(run: RunHandle, services: Services, workload: Workload,
 
     def draw(out: Path) -> None:
         for role, diagram in diagrams.items():
-            registry.circuit_png(diagram, out / "circuits" / f"{role}.png",
-                                 title=f"{title}: {role} circuit")
+            render(registry.circuit_png, diagram, out / "circuits" / f"{role}.png",
+                   title=f"{title}: {role} circuit")
         plots = out / "plots"
         draw_trial(workload, trial, plots, title,
                    drawn=lambda name: gates_png(ideal_run, plots / name))
         for gate_run, other in hardware:
             if not gates_png(gate_run, plots / "ideal_vs_hardware.png"):
-                registry.distributions_png(trial.counts, other.counts,
-                                           plots / "ideal_vs_hardware.png", title=title,
-                                           hardware_label=other.backend)
+                render(registry.distributions_png, trial.counts, other.counts,
+                       plots / "ideal_vs_hardware.png", title=title,
+                       hardware_label=other.backend)
 
     run_id = run.mlflow_run_id
     services.drawer.submit(

@@ -35,6 +35,7 @@ from qhybrid.core import (
 )
 from qhybrid.experiments import Workload
 from qhybrid_control import JobStore
+from qhybrid_usecases._drawing import render
 from qhybrid_usecases._inputs import load_inputs, reload_workload
 from qhybrid_usecases._services import Services
 from registry import git_commit, package_versions
@@ -219,11 +220,10 @@ def draw_trial(workload: Workload, trial: TrialResult, folder: Path, title: str,
     iteration (``convergence.png``) in ``folder``; a file ``drawn`` says is there already is
     not drawn again."""
     if not drawn("histogram.png"):
-        registry.histogram_png(trial.counts, folder / "histogram.png", title=title)
+        render(registry.histogram_png, trial.counts, folder / "histogram.png", title=title)
     if trial.history and not drawn("convergence.png"):
-        registry.convergence_png([workload.sign * v for v in trial.history],
-                                 folder / "convergence.png", title=title,
-                                 ylabel=workload.family.axis_label)
+        render(registry.convergence_png, [workload.sign * v for v in trial.history],
+               folder / "convergence.png", title=title, ylabel=workload.family.axis_label)
 
 
 def trial_values(workload: Workload,

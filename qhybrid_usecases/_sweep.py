@@ -35,6 +35,7 @@ from qhybrid.core import (
     SweepReport,
 )
 from qhybrid.experiments import derive_seed, is_exact
+from qhybrid_usecases._drawing import render
 from qhybrid_usecases._run import RunHandle, log_plots, report_progress, run_executor
 from qhybrid_usecases._services import Services
 from qhybrid_usecases._sweep_chunk import (
@@ -263,6 +264,5 @@ def _draw(run: RunHandle, outcome: SweepOutcome, folder: Path) -> None:
                        outcome.grid_shape)
     for name in outcome.observables:
         title = f"{run.spec.name} {run.spec.version}: {name} on {outcome.backend}"
-        registry.sweep_png(mapped.axes, mapped.means[name], folder / f"sweep-{name}.png",
-                           title=f"{title}\n{mapped.note}" if mapped.note else title,
-                           label=name)
+        render(registry.sweep_png, mapped.axes, mapped.means[name], folder / f"sweep-{name}.png",
+               title=f"{title}\n{mapped.note}" if mapped.note else title, label=name)

@@ -28,6 +28,16 @@ _DIAGRAM_FONT_PX = 11  # 8 pt at 100 dpi
 _MARGIN_PX = 10
 
 
+def prepare_plots() -> None:
+    """Load what the first figure would otherwise load (Agg's canvas, matplotlib's font list,
+    the diagrams' font): for a process that is about to draw."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: F401
+    from matplotlib.font_manager import fontManager
+
+    fontManager.findfont("DejaVu Sans")
+    ImageFont.truetype(_MONOSPACE, _DIAGRAM_FONT_PX)
+
+
 def _save(fig: Figure, path: Path) -> Path:
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

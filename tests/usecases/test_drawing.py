@@ -4,12 +4,19 @@ of them (or the first error) are in when the run waits; no thread is left betwee
 from __future__ import annotations
 
 import logging
+import os
+import signal
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
 import pytest
 
 from qhybrid_usecases import PlotDrawer
+from qhybrid_usecases._drawing import render
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _threads() -> list[str]:
@@ -80,3 +87,57 @@ def test_a_kept_plot_is_there_for_later_plots_until_the_wait() -> None:
     drawer.wait()
     assert seen == [b"the gate's figure", None, None]
     assert drawer.kept("gate-run", "convergence.png") is None  # the next run starts empty
+
+
+def _record_pid(path: Path) -> None:
+    """A figure, as far as ``render`` can tell: writes the process id of whoever draws."""
+    path.write_text(str(os.getpid()))
+
+
+def test_figures_are_rendered_in_a_drawing_process_of_their_own(tmp_path: Path) -> None:
+    render(_record_pid, tmp_path / "a")
+    render(_record_pid, tmp_path / "b")
+    drawer_pid = int((tmp_path / "a").read_text())
+    assert drawer_pid != os.getpid() and int((tmp_path / "b").read_text()) == drawer_pid
+
+    def local(path: Path) -> None:  # cannot be sent to another process: drawn here
+        _record_pid(path)
+
+    render(local, tmp_path / "c")
+    assert int((tmp_path / "c").read_text()) == os.getpid()
+
+    with pytest.raises(OSError, match="No such file"):  # the figure's error, raised here
+        render(_record_pid, tmp_path / "missing" / "d")
+
+
+def test_a_drawing_process_that_died_is_replaced(tmp_path: Path) -> None:
+    render(_record_pid, tmp_path / "before")
+    os.kill(int((tmp_path / "before").read_text()), signal.SIGKILL)
+    render(_record_pid, tmp_path / "during")  # drawn here, or by a new drawing process
+    render(_record_pid, tmp_path / "after")
+    pids = {name: int((tmp_path / name).read_text()) for name in ("before", "during", "after")}
+    assert pids["after"] not in (pids["before"], os.getpid()), pids
+
+
+_UNGUARDED_SCRIPT = """
+import sys
+from pathlib import Path
+out = Path(sys.argv[1])
+with (out / "runs").open("a") as runs:
+    runs.write("ran\\n")
+from qhybrid_usecases._drawing import render
+import registry
+render(registry.histogram_png, {"01": 3, "10": 1}, out / "histogram.png", title="t")
+"""
+
+
+def test_the_drawing_process_does_not_run_the_callers_script_again(tmp_path: Path) -> None:
+    # A script without `if __name__ == "__main__"`: a spawned process would import it again.
+    script = tmp_path / "script.py"
+    script.write_text(_UNGUARDED_SCRIPT)
+    done = subprocess.run([sys.executable, str(script), str(tmp_path)], capture_output=True,
+                          text=True, timeout=300, check=False,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "runs").read_text() == "ran\n"
+    assert (tmp_path / "histogram.png").read_bytes().startswith(b"\x89PNG")
