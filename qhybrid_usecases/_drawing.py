@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import pickle
 import sys
 import tempfile
@@ -35,11 +36,20 @@ log = logging.getLogger("qhybrid.run")
 
 _RENDERER_LOCK = threading.Lock()
 _renderer: ProcessPoolExecutor | None = None
-_renderer_refused = False  # this process may not start one (a daemonic process, say)
+_renderer_refused = False  # none can be had here (a daemonic process, no semaphores, ...)
+_rendered = 0  # figures the current drawing process has rendered
+
+
+def _forget_in_child() -> None:
+    global _RENDERER_LOCK, _renderer, _rendered
+    _RENDERER_LOCK, _renderer, _rendered = threading.Lock(), None, 0  # the parent's, not ours
+
+
+os.register_at_fork(after_in_child=_forget_in_child)
 
 
 def _drawing_process() -> ProcessPoolExecutor | None:
-    global _renderer, _renderer_refused
+    global _renderer, _renderer_refused, _rendered
     with _RENDERER_LOCK:
         if _renderer is None and not _renderer_refused:
             # spawn: the process starts from a clean interpreter, never forked from one that
@@ -47,58 +57,74 @@ def _drawing_process() -> ProcessPoolExecutor | None:
             # __main__ (a user's script would run again there, unless guarded by
             # `if __name__ == "__main__"`); it needs nothing from it, so it is shown an empty
             # one while it starts (the executor starts it on the first submit).
-            pool = ProcessPoolExecutor(max_workers=1,
-                                       mp_context=multiprocessing.get_context("spawn"),
-                                       initializer=registry.prepare_plots)
             main = sys.modules["__main__"]
             sys.modules["__main__"] = types.ModuleType("__main__")
             try:
+                pool = ProcessPoolExecutor(max_workers=1,
+                                           mp_context=multiprocessing.get_context("spawn"),
+                                           initializer=registry.prepare_plots)
                 pool.submit(registry.prepare_plots)
-            except (OSError, AssertionError, RuntimeError) as exc:  # e.g. a daemonic process
+            except (OSError, ImportError, NotImplementedError, AssertionError,
+                    RuntimeError) as exc:  # e.g. a daemonic process, or no semaphores
                 log.info("plots are drawn in this process, which cannot start another: %r",
                          exc)
-                pool.shutdown(wait=False, cancel_futures=True)
                 _renderer_refused = True
                 return None
             finally:
                 sys.modules["__main__"] = main
-            _renderer = pool
+            _renderer, _rendered = pool, 0
         return _renderer
 
 
-def _forget(pool: ProcessPoolExecutor) -> None:
-    """Drop a drawing process that died; the next figure starts a new one."""
-    global _renderer
+def _broken(pool: ProcessPoolExecutor) -> None:
+    """Drop a drawing process that died: the next figure starts a new one, unless this one
+    died before rendering anything (it would again: its start fails)."""
+    global _renderer, _renderer_refused
     with _RENDERER_LOCK:
         if _renderer is pool:
             _renderer = None
+            _renderer_refused = _rendered == 0
     pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _sendable(figure: Callable[..., object]) -> bool:
+    """Whether the drawing process can import ``figure`` by its name."""
+    if getattr(figure, "__module__", "__main__") == "__main__":
+        return False
+    try:
+        pickle.dumps(figure)
+    except (pickle.PicklingError, AttributeError, TypeError):
+        return False
+    return True
 
 
 def render(figure: Callable[..., object], *args: object, **kwargs: object) -> None:
     """Call ``figure(*args, **kwargs)`` (a plot function of :mod:`registry`, writing a file
     the arguments name) in this process's drawing process, and wait for it.
 
-    Here instead when ``figure`` cannot be sent there (a function defined inside another),
-    when this process may not start one, or when it died (the next figure starts a new one).
+    Here instead when ``figure`` cannot be sent there (a function defined inside another or
+    in ``__main__``), when this process cannot start one, or when it died (the next figure
+    starts a new one).
 
     Raises:
         Exception: What ``figure`` raised.
     """
-    pool = _drawing_process()
-    try:
-        pickle.dumps(figure)
-    except (pickle.PicklingError, AttributeError, TypeError):
-        pool = None
+    global _rendered
+    pool = _drawing_process() if _sendable(figure) else None
     if pool is not None:
         try:
-            pool.submit(figure, *args, **kwargs).result()
-            return
-        except BrokenProcessPool as exc:
-            log.warning("the drawing process died (%r); this figure is drawn here", exc)
-            _forget(pool)
-        except RuntimeError as exc:  # "cannot schedule new futures after shutdown": dropped
+            future = pool.submit(figure, *args, **kwargs)
+        except RuntimeError as exc:  # "cannot schedule new futures after shutdown"
             log.info("this figure is drawn here: %r", exc)
+        else:
+            try:
+                future.result()
+            except BrokenProcessPool as exc:
+                log.warning("the drawing process died (%r); this figure is drawn here", exc)
+                _broken(pool)
+            else:
+                _rendered += 1
+                return
     figure(*args, **kwargs)
 
 

@@ -206,26 +206,6 @@ def _make_template(template: Path) -> None:
         os.replace(built, template)  # whole or not at all, also for a process racing this one
 
 
-# MLflow's limits on one log_batch request.
-_BATCH_LIMITS = {Param: 100, Metric: 1000, RunTag: 100}
-_BATCH_ENTITIES = 1000
-
-
-def _batches(items: list[Param | Metric | RunTag]) -> Iterable[list[Param | Metric | RunTag]]:
-    """``items`` in order, cut into batches within MLflow's limits per request."""
-    batch: list[Param | Metric | RunTag] = []
-    counts: dict[type, int] = {}
-    for item in items:
-        kind = type(item)
-        if len(batch) == _BATCH_ENTITIES or counts.get(kind, 0) == _BATCH_LIMITS[kind]:
-            yield batch
-            batch, counts = [], {}
-        batch.append(item)
-        counts[kind] = counts.get(kind, 0) + 1
-    if batch:
-        yield batch
-
-
 def _quoted(value: str) -> str:
     """``value`` inside a single-quoted MLflow search string."""
     return value.replace("\\", "\\\\").replace("'", "\\'")
@@ -342,20 +322,17 @@ class Tracker:
     ) -> None:
         """Log params (values cut to MLflow's length limit), metrics at ``step``, tags and
         metric series (each at steps 0, 1, 2, …, e.g. the objective per optimiser iteration)
-        in as few MLflow requests as its batch limits allow: one, for a run's usual record."""
+        with one ``log_batch``, which MLflow cuts into requests within its limits: one
+        request for a run's usual record."""
         now = int(time.time() * 1000)
-        items: list[Param | Metric | RunTag] = [
-            *(Param(k, str(v)[:_MAX_PARAM]) for k, v in sorted((params or {}).items())),
-            *(Metric(k, float(v), now, step) for k, v in sorted((metrics or {}).items())),
-            *(Metric(key, float(v), now, i) for key, values in sorted((series or {}).items())
-              for i, v in enumerate(values)),
-            *(RunTag(k, str(v)) for k, v in sorted((tags or {}).items())),
-        ]
-        for batch in _batches(items):
-            self.client.log_batch(
-                run_id, params=[i for i in batch if isinstance(i, Param)],
-                metrics=[i for i in batch if isinstance(i, Metric)],
-                tags=[i for i in batch if isinstance(i, RunTag)])
+        self.client.log_batch(
+            run_id,
+            params=[Param(k, str(v)[:_MAX_PARAM]) for k, v in sorted((params or {}).items())],
+            metrics=[*(Metric(k, float(v), now, step) for k, v in sorted((metrics or {}).items())),
+                     *(Metric(key, float(v), now, i)
+                       for key, values in sorted((series or {}).items())
+                       for i, v in enumerate(values))],
+            tags=[RunTag(k, str(v)) for k, v in sorted((tags or {}).items())])
 
     def log_params(self, run_id: str, params: Mapping[str, str]) -> None:
         """Log params (values cut to MLflow's length limit)."""

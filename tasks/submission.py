@@ -27,6 +27,7 @@ from prefect import State, Task, get_client, task
 from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import SyncPrefectClient
 from prefect.client.schemas.objects import TaskRun
+from prefect.context import SyncClientContext
 from prefect.exceptions import ObjectNotFound
 from prefect.tasks import exponential_backoff
 from prefect.utilities.annotations import quote
@@ -69,9 +70,9 @@ def prefect_runner(settings: Settings) -> Runner:
         raise_if_stopped()  # a SIGTERM Prefect lost: nothing more is submitted
         if submitter.flow_run_id:
             flow_run_id = submitter.flow_run_id
-            if flow_run_id not in watches:
-                watches[flow_run_id] = CancelWatch(flow_run_id, settings.cancel_poll_seconds)
-            watches[flow_run_id].check()
+            watch = watches.setdefault(flow_run_id,
+                                       CancelWatch(flow_run_id, settings.cancel_poll_seconds))
+            watch.check()
         name = submitter.backend.name
         if name not in by_backend:
             tag = f"backend:{name}"
@@ -165,6 +166,8 @@ class CancelWatch:
 
     def _watch(self) -> None:
         pause = threading.Event()  # never set: waits of ``every`` seconds between questions
+        # A client of its own: the copied context may hold the flow's, which the flow closes.
+        SyncClientContext.__var__.set(None)  # type: ignore[arg-type]
         try:
             with get_client(sync_client=True) as client:
                 while not pause.wait(self.every):
@@ -178,7 +181,7 @@ class CancelWatch:
                     if state is not None:
                         self._cancelled = state
                         return
-        except (httpx.HTTPError, ObjectNotFound) as exc:  # the flow's task runs meet it too
+        except (httpx.HTTPError, ObjectNotFound, RuntimeError) as exc:  # the flow meets it too
             log.warning("could not ask Prefect whether flow run %s was cancelled: %r",
                         self.flow_run_id, exc)
         with self._lock:
