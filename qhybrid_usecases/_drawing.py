@@ -21,6 +21,7 @@ import logging
 import multiprocessing
 import os
 import pickle
+import signal
 import sys
 import tempfile
 import threading
@@ -60,9 +61,13 @@ def _drawing_process() -> ProcessPoolExecutor | None:
             main = sys.modules["__main__"]
             sys.modules["__main__"] = types.ModuleType("__main__")
             try:
+                # A Ctrl-C reaches the whole process group: the caller stops the run, and
+                # its last figures are still drawn and logged, so the drawing process does
+                # not stop with it.
                 pool = ProcessPoolExecutor(max_workers=1,
                                            mp_context=multiprocessing.get_context("spawn"),
-                                           initializer=registry.prepare_plots)
+                                           initializer=signal.signal,
+                                           initargs=(signal.SIGINT, signal.SIG_IGN))
                 pool.submit(registry.prepare_plots)
             except (OSError, ImportError, NotImplementedError, AssertionError,
                     RuntimeError) as exc:  # e.g. a daemonic process, or no semaphores

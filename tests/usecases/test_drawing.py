@@ -110,6 +110,19 @@ def test_figures_are_rendered_in_a_drawing_process_of_their_own(tmp_path: Path) 
         render(_record_pid, tmp_path / "missing" / "d")
 
 
+def test_a_ctrl_c_to_the_process_group_leaves_the_drawing_process_drawing(
+        tmp_path: Path) -> None:
+    render(_record_pid, tmp_path / "before")
+    drawer_pid = int((tmp_path / "before").read_text())
+    ignored = next(int(line.split()[1], 16) for line in
+                   Path(f"/proc/{drawer_pid}/status").read_text().splitlines()
+                   if line.startswith("SigIgn:"))
+    assert ignored & (1 << (signal.SIGINT - 1))  # before any signal: no race to lose
+    os.kill(drawer_pid, signal.SIGINT)  # what a terminal's Ctrl-C sends it
+    render(_record_pid, tmp_path / "after")  # the run's last figures are still drawn there
+    assert int((tmp_path / "after").read_text()) == drawer_pid
+
+
 def test_a_drawing_process_that_died_is_replaced(tmp_path: Path) -> None:
     render(_record_pid, tmp_path / "before")
     os.kill(int((tmp_path / "before").read_text()), signal.SIGKILL)
