@@ -141,7 +141,7 @@ def instrument(*, by_call: bool = False) -> Phases:
                                 registry.Tracker, name)
     for name in plots.__all__ if hasattr(plots, "__all__") else dir(plots):
         if name.endswith("_png"):
-            # Drawn in the run's plot thread, these are not timed (main thread only) ...
+            # Drawn in the drawing process (or the plot thread), these are not timed ...
             phases.patch_function("plots (matplotlib)", getattr(plots, name))
     # ... but the run's wait for that thread is.
     if hasattr(usecases, "PlotDrawer"):  # plots drawn in the caller's thread before 2026-12-01
