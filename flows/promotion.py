@@ -6,6 +6,7 @@ from prefect import State, flow
 from prefect.runtime import flow_run
 
 from qhybrid.core import ExperimentSpec, RunOptions, RunReport
+from qhybrid_usecases import RunHandle
 from tasks import (
     apply_promotion,
     baseline_gate,
@@ -35,13 +36,13 @@ def promote_experiment(
     options = options or RunOptions()
     tag_flow_run(flow_run.get_id(), run_tags(spec, options, "promote"))
     services = flow_services(sla=options.sla)  # a service job: its class's retries
-    run = open_records(spec, options, "promotion", flow_run.get_id(), services)
+    flow_run_id = flow_run.get_id()
 
     # as_data(): Prefect walks a task's arguments for upstream results (the UI's dependency
     # arrows), into every entry of a trial's counts; trials, steps and the recorded
     # evidence are passed as data. The gates' results reach the decision unquoted: their
     # arrows end there.
-    def work() -> RunReport | State:
+    def work(run: RunHandle) -> RunReport | State:
         ideal = ideal_gate(run, services)
         statistical = statistical_gate(run, services)
         trial = as_data(ideal.trial)
@@ -55,5 +56,8 @@ def promote_experiment(
                             version)
         return report if decision.promote else refused(report)
 
-    # Cancelled, failed, timed out or stopped: leases released, the MLflow run ended.
-    return guard_records(run, services, work)
+    # The MLflow run opened; then, cancelled, failed, timed out or stopped: leases released,
+    # the MLflow run ended.
+    return guard_records(
+        services, lambda: open_records(spec, options, "promotion", flow_run_id, services), work,
+        flow_run_id=flow_run_id)

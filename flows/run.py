@@ -6,6 +6,7 @@ from prefect import State, flow
 from prefect.runtime import flow_run
 
 from qhybrid.core import ExperimentSpec, RunOptions, RunReport
+from qhybrid_usecases import RunHandle
 from tasks import (
     finish_run,
     flow_services,
@@ -28,15 +29,18 @@ def run_experiment(spec: ExperimentSpec, options: RunOptions | None = None) -> R
     options = options or RunOptions()
     tag_flow_run(flow_run.get_id(), run_tags(spec, options, "run"))
     services = flow_services(sla=options.sla)  # a service job: its class's retries
-    run = open_records(spec, options, "run", flow_run.get_id(), services)
+    flow_run_id = flow_run.get_id()
 
     # as_data(): trials, steps and the recorded evidence are data; Prefect need not walk a
     # trial's counts for upstream results (flows/promotion.py).
-    def work() -> RunReport:
+    def work(run: RunHandle) -> RunReport:
         outcome = run_on_backend(run, services)
         trial, steps = as_data(outcome.trial), as_data([outcome])
         recorded = record_evidence(run, services, trial, steps)
         return finish_run(run, services, as_data(recorded), trial, steps)
 
-    # Cancelled, failed, timed out or stopped: leases released, the MLflow run ended.
-    return guard_records(run, services, work)
+    # The MLflow run opened; then, cancelled, failed, timed out or stopped: leases released,
+    # the MLflow run ended.
+    return guard_records(
+        services, lambda: open_records(spec, options, "run", flow_run_id, services), work,
+        flow_run_id=flow_run_id)

@@ -337,6 +337,28 @@ def fail_run(run: RunHandle, services: Services, exc: BaseException) -> list[Lea
     return released
 
 
+def fail_unhanded_runs(services: Services, flow_run_id: str | None,
+                       exc: BaseException) -> list[str]:
+    """End FAILED (KILLED when interrupted or terminated) the runs still RUNNING that flow run
+    ``flow_run_id`` opened but never got a handle to: a stop that lands as the task that
+    opened the parent run ends leaves no :class:`RunHandle` to :func:`fail_run`. No lease is
+    taken before the handle exists.
+
+    Returns:
+        The MLflow run ids ended (none without a flow run).
+    """
+    if flow_run_id is None:
+        return []
+    reason, status = failure_reason(exc)
+    tracker = services.tracker
+    ended = []
+    for run in tracker.running({"qhybrid.prefect_flow_run_id": flow_run_id}):
+        tracker.set_tags(run.run_id, {"qhybrid.failure": reason})
+        tracker.end_run(run.run_id, status)
+        ended.append(run.run_id)
+    return ended
+
+
 def scratch(run: RunHandle) -> Path:
     """The run's scratch folder."""
     return Path(run.scratch)

@@ -151,32 +151,55 @@ def fail_records(run: RunHandle, services: Services, exc: BaseException) -> list
     return released
 
 
-def guard_records(run: RunHandle, services: Services, body: Callable[[], _T]) -> _T | State:
-    """``body()``, the flow's work on ``run``; if it does not finish, the records are ended
-    first (:func:`fail_records`: leases released, nothing left running or billed).
+def guard_records(services: Services, opening: Callable[[], RunHandle],
+                  body: Callable[[RunHandle], _T], *, flow_run_id: str | None) -> _T | State:
+    """``body(run)``, the flow's work on the run ``opening()`` opens (:func:`open_records`);
+    if either does not finish, the records are ended first (:func:`fail_records`: leases
+    released, nothing left running or billed).
+
+    A stop can land after ``open_records`` opened the MLflow run but before its task run
+    handed the run back (while Prefect ends the task run): then the runs still RUNNING that
+    carry ``flow_run_id`` are ended instead (:func:`usecases.fail_unhanded_runs`).
 
     Returns:
         What ``body`` returns, or a Cancelled state when someone cancelled the flow run.
 
     Raises:
-        BaseException: What ``body`` raised (a failure, a timeout, SIGTERM); a Ctrl-C or a
-            SIGTERM that Prefect replaced or dropped is raised again as KeyboardInterrupt or
-            TerminationSignal, so the flow run ends crashed (:mod:`tasks.stops`).
+        BaseException: What ``opening`` or ``body`` raised (bad input, a failure, a timeout,
+            SIGTERM); a Ctrl-C or a SIGTERM that Prefect replaced or dropped is raised again
+            as KeyboardInterrupt or TerminationSignal, so the flow run ends crashed
+            (:mod:`tasks.stops`).
     """
+    run: RunHandle | None = None
     try:
         with remembering_stops():
-            return body()
+            run = opening()
+            return body(run)
     except RunCancelledError as exc:
-        fail_records(run, services, exc)
+        _fail(run, services, exc, flow_run_id)
         return Cancelled(message=exc.message)
     except BaseException as exc:
-        fail_records(run, services, exc)
+        _fail(run, services, exc, flow_run_id)
         if ((usecases.interrupted(exc) or stopped(signal.SIGINT))
                 and not isinstance(exc, KeyboardInterrupt)):
             raise KeyboardInterrupt from exc
         if (usecases.terminated(exc) or stopped()) and not isinstance(exc, TerminationSignal):
             raise TerminationSignal(signal=signal.SIGTERM) from exc
         raise
+
+
+def _fail(run: RunHandle | None, services: Services, exc: BaseException,
+          flow_run_id: str | None) -> None:
+    if run is not None:
+        fail_records(run, services, exc)
+        return
+    try:
+        ended = usecases.fail_unhanded_runs(services, flow_run_id, exc)
+    except Exception as error:  # noqa: BLE001 - the flow's own error is the one to raise
+        _logger().warning("could not end the MLflow runs of flow run %s: %r", flow_run_id, error)
+        return
+    for run_id in ended:
+        _logger().warning("MLflow run %s was opened but not handed to the flow: ended", run_id)
 
 
 def _logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:

@@ -7,6 +7,7 @@ import json
 import signal
 import subprocess
 import sys
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from qhybrid.core import (
     TransportError,
     load_spec,
 )
-from qhybrid_usecases import Services, StepOutcome
+from qhybrid_usecases import RunHandle, Services, StepOutcome
 
 
 def test_read_settings_refuses_a_bad_variable_naming_settings(
@@ -154,9 +155,36 @@ def test_a_sigterm_prefect_replaced_leaves_the_guard_as_a_sigterm(
     services = Services.open(settings)
     run = tasks.open_records.fn(spec, RunOptions(), "promotion", None, services)
     with pytest.raises(TerminationSignal):  # the flow run ends CRASHED, not FAILED
-        tasks.guard_records(run, services, _raise_replaced_sigterm)
+        tasks.guard_records(services, lambda: run, lambda _: _raise_replaced_sigterm(),
+                            flow_run_id=None)
     parent = services.tracker.get_run(run.mlflow_run_id)
     assert parent.status == "KILLED" and parent.tags["qhybrid.failure"] == "flow terminated"
+
+
+def test_a_stop_as_the_records_task_ends_still_ends_the_run_it_opened(
+        settings: Settings, repo: Path) -> None:
+    spec = load_spec(repo / "specs" / "vqe-h2.yaml")
+    services = Services.open(settings)
+    flow_run_id, other_flow_run_id = str(uuid.uuid4()), str(uuid.uuid4())
+    other = tasks.open_records.fn(spec, RunOptions(), "promotion", other_flow_run_id, services)
+    opened = []
+
+    def opening() -> RunHandle:
+        # As when SIGTERM lands while Prefect ends the open-records task run: the MLflow run
+        # is open, and the flow never gets its handle.
+        opened.append(tasks.open_records.fn(spec, RunOptions(), "promotion", flow_run_id,
+                                            services))
+        raise TerminationSignal(signal=signal.SIGTERM)
+
+    def body(run: RunHandle) -> None:
+        raise AssertionError("no work without a run")
+
+    with pytest.raises(TerminationSignal):
+        tasks.guard_records(services, opening, body, flow_run_id=flow_run_id)
+    parent = services.tracker.get_run(opened[0].mlflow_run_id)
+    assert parent.status == "KILLED" and parent.tags["qhybrid.failure"] == "flow terminated"
+    # Another flow run's run is not this flow's to end.
+    assert services.tracker.get_run(other.mlflow_run_id).status == "RUNNING"
 
 
 class _SignalInFinalizer:
@@ -191,7 +219,7 @@ def test_a_signal_dropped_in_a_finalizer_stops_an_armed_flow_at_its_next_submiss
     previous = signal.signal(signum, handler)
     try:
         with tasks.keeping_stops(), pytest.raises(raised):
-            tasks.guard_records(run, services, body)
+            tasks.guard_records(services, lambda: run, lambda _: body(), flow_run_id=None)
         assert signal.getsignal(signum) is handler  # the guard's handler is gone
     finally:
         signal.signal(signum, previous)
