@@ -10,9 +10,11 @@ circuit with measurements, 16 shots, ``theta = 0.01 * i`` and seed ``i`` for ``i
   with the ``attempt_once`` runner (idempotency key, ledger, breaker, local job, result read
   back from the store).
 * ``test_submission_submitter_sqlite``: the same on a SQLite file store.
-* ``test_submission_prefect_task_per_submission``: the same on a SQLite file store, inside a
-  Prefect flow, with ``tasks.prefect_runner``: every submission is a ``submit-job`` task run,
-  as in ``qhybrid run`` and ``qhybrid promote``.
+* ``test_submission_prefect[task_per_submission]``: the same on a SQLite file store, inside a
+  Prefect flow, every submission a ``submit-job`` task run, as a remote provider's are (and a
+  local engine's under a tag concurrency limit) in ``qhybrid run`` and ``qhybrid promote``.
+* ``test_submission_prefect[prefect_runner]``: the same with ``tasks.prefect_runner``, as a
+  local engine's are there: each submission's first attempt without a task run.
 * ``test_submission_reattach_sqlite``: the 100 submissions a second time on a SQLite file store
   that already holds them: every one re-attaches to its stored job, none executes.
 
@@ -35,6 +37,7 @@ from backends import (
     BackendExecutor,
     ExecutionLog,
     Pub,
+    Runner,
     StateStore,
     Submission,
     SubmissionResult,
@@ -170,21 +173,34 @@ def test_submission_submitter_sqlite(benchmark, tmp_settings, circuit, submissio
     per_submission(benchmark)
 
 
+def task_per_submission(settings: Settings) -> Runner:
+    """Every submission a ``submit-job`` task run, as a remote provider's (or one under a tag
+    concurrency limit) is in :func:`tasks.prefect_runner`."""
+    from prefect.utilities.annotations import quote
+
+    from tasks.submission import submit_job
+
+    job = submit_job.with_options(task_run_name="submit-job backend:aer",
+                                  retries=settings.submission_retries)
+    return lambda submitter, submission, key: job(quote(submitter), quote(submission), key)
+
+
 @pytest.mark.benchmark(group=GROUP)
-def test_submission_prefect_task_per_submission(benchmark, prefect_harness, tmp_settings, circuit,
-                                                submissions, reference, store_urls):
+@pytest.mark.parametrize("runner", ["task_per_submission", "prefect_runner"])
+def test_submission_prefect(benchmark, prefect_harness, tmp_settings, circuit, submissions,
+                            reference, store_urls, runner):
     from prefect import flow
     from prefect.runtime import flow_run
 
     from tasks import prefect_runner
 
     opened: list[BackendExecutor] = []
+    make = task_per_submission if runner == "task_per_submission" else prefect_runner
 
     def setup():
         # As open_records does: the settings' retries, the flow run owning the submissions.
         opened.append(fresh_executor(tmp_settings, circuit, store=StateStore(store_urls()),
-                                     runner=prefect_runner(tmp_settings),
-                                     flow_run_id=flow_run.get_id()))
+                                     runner=make(tmp_settings), flow_run_id=flow_run.get_id()))
         return (opened[-1].run, submissions), {}
 
     @flow(name="bench-submissions", validate_parameters=False)

@@ -126,7 +126,24 @@ def _client(tracking_uri: str) -> MlflowClient:
         client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
         client.search_experiments(max_results=1)
         client.search_registered_models(max_results=1)
+        _write_ahead(database)
     return client
+
+
+def _write_ahead(database: Path) -> None:
+    """Keep a SQLite store in write-ahead-log mode (a setting of the file, kept once set).
+
+    In SQLite's default rollback-journal mode every commit writes and syncs a journal and the
+    database: MLflow commits once per call, and its calls took 6-26 ms each here, 35-55 %
+    less in WAL mode, where a commit appends to the log (docs/benchmarks.md). Readers (the
+    MLflow UI) no longer wait for a writer either. A store another process holds in the
+    other mode stays as it is until the next opening.
+    """
+    try:
+        with contextlib.closing(sqlite3.connect(database, timeout=5)) as connection:
+            connection.execute("PRAGMA journal_mode=WAL")
+    except sqlite3.Error as exc:
+        log.debug("MLflow store %s left in its journal mode: %s", database, exc)
 
 
 def template_path() -> Path:

@@ -1,9 +1,11 @@
-"""The retry unit of the execution plane: one Prefect task run per provider submission.
+"""The retry unit of the execution plane: a Prefect task run per provider submission.
 
 Each part of a split submission runs as a ``submit-job`` task. A transient failure (transport,
 provider rejection) makes Prefect retry it with exponential backoff and jitter; the retry goes
 through the idempotency ledger, so it re-attaches to the provider job when one exists.
-Validation, submission and execution errors fail at once.
+Validation, submission and execution errors fail at once. A local engine's submission makes
+its first attempt without a task run, and becomes one only to be retried
+(:func:`prefect_runner`).
 
 A flow called in-process does not notice a cancellation set through Prefect's API (only
 workers and runners act on it), so the runner stops the run cooperatively before a submission
@@ -28,12 +30,14 @@ from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import SyncPrefectClient
 from prefect.client.schemas.objects import TaskRun
 from prefect.context import SyncClientContext
-from prefect.exceptions import ObjectNotFound
+from prefect.exceptions import MissingContextError, ObjectNotFound
+from prefect.logging import get_run_logger
 from prefect.tasks import exponential_backoff
 from prefect.utilities.annotations import quote
+from prefect.utilities.math import clamped_poisson_interval
 
 from backends import Runner, Submission, SubmissionResult, Submitter
-from qhybrid.core import RunCancelledError, Settings, is_transient
+from qhybrid.core import QhybridError, RunCancelledError, Settings, is_transient
 from tasks.stops import raise_if_stopped
 
 log = logging.getLogger("qhybrid.run")
@@ -44,8 +48,12 @@ def retry_if_transient(task: Task[..., object], task_run: TaskRun, state: State)
     return is_transient(state.result(raise_on_failure=False))
 
 
+JITTER = 0.5
+"""How far each retry's delay is jittered (Prefect's ``retry_jitter_factor``)."""
+
+
 @task(name="submit-job", cache_policy=NO_CACHE, retry_condition_fn=retry_if_transient,
-      retry_jitter_factor=0.5)
+      retry_jitter_factor=JITTER)
 def submit_job(submitter: Submitter, submission: Submission, key: str) -> SubmissionResult:
     """One idempotent attempt at a submission's result (retried by Prefect when transient)."""
     return submitter.attempt(submission, key)
@@ -56,15 +64,22 @@ def prefect_runner(settings: Settings) -> Runner:
 
     Delays grow as ``b, 2b, 4b, ...`` for ``b = settings.retry_backoff_seconds``, each
     jittered by up to 50 %.
-    """
-    configured = submit_job.with_options(
-        retries=settings.submission_retries,
-        retry_delay_seconds=exponential_backoff(backoff_factor=settings.retry_backoff_seconds)
-        if settings.retry_backoff_seconds > 0 else 0,
-    )
 
+    A local engine's submission (a simulator: nothing to pay for, no provider to wait on)
+    whose backend has no tag concurrency limit makes its first attempt in the calling task,
+    without a task run of its own: a gate's dozens of simulator submissions would each cost
+    a task run (about 14 ms of Prefect's engine, more than many of the submissions). If that
+    attempt fails transiently, the same submission goes on as a ``submit-job`` task run after
+    the first delay, with the retries left, so every retry is still Prefect's, visible in
+    its UI, and re-attaches through the ledger. A remote provider's submission, and any under
+    a concurrency limit, is a task run from its first attempt.
+    """
+    retries = settings.submission_retries
+    backoff = settings.retry_backoff_seconds
+    delays = exponential_backoff(backoff_factor=backoff)(retries) if backoff > 0 else []
     watches: dict[str, CancelWatch] = {}
-    by_backend: dict[str, Task[[Submitter, Submission, str], SubmissionResult]] = {}
+    limits: list[frozenset[str]] = []  # the tags with a concurrency limit, read once
+    jobs: dict[tuple[str, int], Task[[Submitter, Submission, str], SubmissionResult]] = {}
 
     def run(submitter: Submitter, submission: Submission, key: str) -> SubmissionResult:
         raise_if_stopped()  # a SIGTERM Prefect lost: nothing more is submitted
@@ -74,25 +89,52 @@ def prefect_runner(settings: Settings) -> Runner:
                                        CancelWatch(flow_run_id, settings.cancel_poll_seconds))
             watch.check()
         name = submitter.backend.name
-        if name not in by_backend:
-            tag = f"backend:{name}"
-            by_backend[name] = configured.with_options(
+        tag = f"backend:{name}"
+        if not limits:
+            limits.append(limited_tags())
+        limited = tag in limits[0]
+        left = retries
+        if not submitter.remote and not limited:
+            try:
+                return submitter.attempt(submission, key)
+            except QhybridError as exc:
+                if not exc.transient or retries == 0:
+                    raise
+                _logger().warning("submission %s on %s failed (%s: %s); retried as a "
+                                  "submit-job task run", key[:12], name, type(exc).__name__, exc)
+            if delays:
+                time.sleep(clamped_poisson_interval(delays[0], clamping_factor=JITTER))
+            left -= 1
+        if (name, left) not in jobs:
+            jobs[name, left] = submit_job.with_options(
                 task_run_name=f"submit-job {tag}",
-                tags={tag} if has_concurrency_limit(tag) else set())
+                tags={tag} if limited else set(),
+                retries=left, retry_delay_seconds=delays[retries - left:] if delays else 0)
         # quote(): Prefect need not walk circuits and arrays looking for futures.
-        return by_backend[name](quote(submitter), quote(submission), key, return_state=False)
+        return jobs[name, left](quote(submitter), quote(submission), key, return_state=False)
 
     return run
 
 
-def has_concurrency_limit(tag: str) -> bool:
-    """Whether the Prefect server holds a tag concurrency limit for ``tag``."""
+def _logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
+    try:
+        return get_run_logger()  # the Prefect UI's log of the gate's task run
+    except MissingContextError:
+        return log
+
+
+def limited_tags() -> frozenset[str]:
+    """The tags the Prefect server holds a tag concurrency limit for (one request a page)."""
+    tags: set[str] = set()
     with get_client(sync_client=True) as client:
-        try:
-            client.read_concurrency_limit_by_tag(tag)
-        except ObjectNotFound:
-            return False
-    return True
+        while True:
+            page = client.read_concurrency_limits(limit=_PAGE, offset=len(tags))
+            tags.update(limit.tag for limit in page)
+            if len(page) < _PAGE:
+                return frozenset(tags)
+
+
+_PAGE = 200
 
 
 def raise_if_cancelled(flow_run_id: str) -> None:

@@ -146,17 +146,12 @@ def test_promote_replay_show_and_refuse(env, tmp_path) -> None:
     assert steps == sorted(["open-records", "ideal-gate", "statistical-gate", "hardware-gate",
                             "baseline-gate", "decide-promotion", "record-evidence",
                             "apply-promotion", "finish-run"])
-    # One task run per provider submission (no faults: no retries, nothing re-attached), each
-    # named after its backend; with no tag concurrency limit set, none is tagged (a tag costs
-    # a slot request to the server before every task run).
+    # No task run per provider submission: every backend here is a local engine without a
+    # tag concurrency limit, and nothing failed, so no submission was handed to a retried
+    # submit-job task run (tests/flows/test_prefect_records.py has those).
     execution = report["execution"]
-    assert len(states) - 9 == execution["distinct_jobs"] == execution["provider_submissions"]
-    with sqlite3.connect(tmp_path / "prefect" / "prefect.db") as db:
-        submissions = set(db.execute(
-            "select name, tags from task_run where flow_run_id = ? and name like 'submit-job%'",
-            (flow_run,)))
-    assert submissions == {("submit-job backend:aer", "[]"),
-                           ("submit-job backend:ibm:fake_manila", "[]")}, submissions
+    assert execution["distinct_jobs"] == execution["provider_submissions"] > 0
+    assert len(states) == 9, states
     # The UI's dependency arrows: every step from open-records, the four gates into the
     # decision, the decision into what follows it. Trials and step lists after the decision
     # are passed as data (quote()d, so Prefect does not walk every entry of their counts).

@@ -122,3 +122,25 @@ def test_a_damaged_template_is_discarded_and_made_again(
     Tracker(f"sqlite:///{tmp_path}/c/mlflow.db", tmp_path / "c" / "artifacts", "t")
     assert len(migrations) == 3 and "c/mlflow.db" not in migrations[2]  # the template again
     assert template.is_file()
+
+
+def _journal_mode(database: Path) -> str:
+    with closing(sqlite3.connect(database)) as connection:
+        return str(connection.execute("PRAGMA journal_mode").fetchone()[0])
+
+
+@pytest.mark.parametrize("made_by", ["template", "mlflow"])
+def test_a_store_is_kept_in_write_ahead_log_mode(tmp_path: Path, cache: Path,
+                                                 made_by: str) -> None:
+    # A store from before (rollback journal, SQLite's default), or one MLflow built itself.
+    if made_by == "mlflow":
+        cache.write_text("a file where the cache folder should be")
+    else:
+        Tracker(f"sqlite:///{tmp_path}/old/mlflow.db", tmp_path / "artifacts", "t")
+        with closing(sqlite3.connect(tmp_path / "old" / "mlflow.db")) as connection:
+            connection.execute("PRAGMA journal_mode=DELETE")
+        assert _journal_mode(tmp_path / "old" / "mlflow.db") == "delete"
+    database = tmp_path / ("old" if made_by == "template" else "new") / "mlflow.db"
+    tracker = Tracker(f"sqlite:///{database}", tmp_path / "artifacts", "t")
+    assert tracker.get_run(_used(tracker)).status == "FINISHED"
+    assert _journal_mode(database) == "wal"
