@@ -7,6 +7,7 @@ import json
 import signal
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -264,15 +265,17 @@ def test_a_cancel_watch_asks_prefect_off_the_submissions_path(prefect_server,
     monkeypatch.setattr(submission, "_cancel_state", spied)
     with get_client(sync_client=True) as client:
         flow_run_id = _flow_run(client)
-        watch = submission.CancelWatch(flow_run_id, every=0.05)
+        # The thread ends after a whole period without a check: a period far above the
+        # checks' pace below, so that a stalled test process does not end it.
+        watch = submission.CancelWatch(flow_run_id, every=0.5)
         watch.check()  # the first check asks Prefect and starts the thread
         assert asked == [(threading.current_thread().name, None)]
         client.set_flow_run_state(UUID(flow_run_id), Cancelling(), force=True)
-        while not heard.wait(0.01):  # submissions keep coming, so the thread keeps asking
-            watch.check()
+    deadline = time.monotonic() + 60
     with pytest.raises(RunCancelledError, match="was cancelled"):
-        for _ in range(100_000):  # the thread records what it heard just after the spy
-            watch.check()
+        while time.monotonic() < deadline:  # submissions keep coming, so the thread keeps
+            watch.check()                   # asking; the check after it heard raises
+            heard.wait(0.01)
     main = threading.current_thread().name
     assert [who for who, _ in asked].count(main) == 1, asked  # only the first check waited
     assert asked[-1] == (f"qhybrid-cancel-watch-{flow_run_id[:8]}", "Cancelling")
