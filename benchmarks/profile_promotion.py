@@ -128,12 +128,9 @@ def instrument(*, by_call: bool = False) -> Phases:
     if hasattr(tasks.submission, "CancelWatch"):  # each check asked Prefect before 2026-12-02
         phases.patch_method("Prefect cancellation checks", tasks.submission.CancelWatch,
                             "check")
-    if hasattr(tasks.submission, "has_concurrency_limit"):  # 2026-12-01 to 2026-12-02
-        phases.patch_function("Prefect concurrency-limit lookups",
+    if hasattr(tasks.submission, "has_concurrency_limit"):  # not before 2026-12-01
+        phases.patch_function("Prefect concurrency-limit lookups (once per backend)",
                               tasks.submission.has_concurrency_limit)
-    if hasattr(tasks.submission, "limited_tags"):  # one request for every backend
-        phases.patch_function("Prefect concurrency-limit lookups",
-                              tasks.submission.limited_tags)
     phases.patch_function("Prefect flow-run tags", tasks.records.tag_flow_run)
     for fn in ("create_markdown_artifact", "create_table_artifact"):
         phases.patch_function("Prefect artifacts", getattr(prefect.artifacts, fn))

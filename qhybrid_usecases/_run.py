@@ -137,8 +137,14 @@ def open_run(
         raise
     return RunHandle(
         kind=kind, spec=spec, options=options, flow_run_id=flow_run_id, mlflow_run_id=parent,
-        scratch=tempfile.mkdtemp(prefix="qhybrid-"), pins=pins, data_overrides=inputs.overrides,
+        scratch=tempfile.mkdtemp(prefix=_scratch_prefix(parent)), pins=pins,
+        data_overrides=inputs.overrides,
     )
+
+
+def _scratch_prefix(mlflow_run_id: str) -> str:
+    """The start of the name of a run's scratch folder (in the system's temporary folder)."""
+    return f"qhybrid-{mlflow_run_id}-"
 
 
 def retry_policy(settings: Settings, sla: str | None) -> str:
@@ -339,10 +345,10 @@ def fail_run(run: RunHandle, services: Services, exc: BaseException) -> list[Lea
 
 def fail_unhanded_runs(services: Services, flow_run_id: str | None,
                        exc: BaseException) -> list[str]:
-    """End FAILED (KILLED when interrupted or terminated) the runs still RUNNING that flow run
-    ``flow_run_id`` opened but never got a handle to: a stop that lands as the task that
-    opened the parent run ends leaves no :class:`RunHandle` to :func:`fail_run`. No lease is
-    taken before the handle exists.
+    """End FAILED (KILLED when interrupted or terminated) the runs still RUNNING that this
+    process opened for flow run ``flow_run_id`` but never got a handle to, and drop their
+    scratch folders: a stop that lands as the task that opened the parent run ends leaves no
+    :class:`RunHandle` to :func:`fail_run`. No lease is taken before the handle exists.
 
     Returns:
         The MLflow run ids ended (none without a flow run).
@@ -352,9 +358,12 @@ def fail_unhanded_runs(services: Services, flow_run_id: str | None,
     reason, status = failure_reason(exc)
     tracker = services.tracker
     ended = []
-    for run in tracker.running({"qhybrid.prefect_flow_run_id": flow_run_id}):
+    # This process's only: an earlier attempt at the same flow run is the reaper's to end.
+    for run in tracker.running({"qhybrid.prefect_flow_run_id": flow_run_id, **owner_tags()}):
         tracker.set_tags(run.run_id, {"qhybrid.failure": reason})
         tracker.end_run(run.run_id, status)
+        for folder in Path(tempfile.gettempdir()).glob(f"{_scratch_prefix(run.run_id)}*"):
+            shutil.rmtree(folder, ignore_errors=True)
         ended.append(run.run_id)
     return ended
 

@@ -1,11 +1,11 @@
 """The retry unit of the execution plane: a Prefect task run per provider submission.
 
-Each part of a split submission runs as a ``submit-job`` task. A transient failure (transport,
-provider rejection) makes Prefect retry it with exponential backoff and jitter; the retry goes
-through the idempotency ledger, so it re-attaches to the provider job when one exists.
-Validation, submission and execution errors fail at once. A local engine's submission makes
-its first attempt without a task run, and becomes one only to be retried
-(:func:`prefect_runner`).
+Each part of a split submission to a remote provider runs as a ``submit-job`` task; a local
+engine's makes its first attempt without a task run, and becomes one only to be retried
+(:func:`prefect_runner`). A transient failure (transport, provider rejection) makes Prefect
+retry it with exponential backoff and jitter; the retry goes through the idempotency ledger,
+so it re-attaches to the provider job when one exists. Validation, submission and execution
+errors fail at once.
 
 A flow called in-process does not notice a cancellation set through Prefect's API (only
 workers and runners act on it), so the runner stops the run cooperatively before a submission
@@ -60,7 +60,8 @@ def submit_job(submitter: Submitter, submission: Submission, key: str) -> Submis
 
 
 def prefect_runner(settings: Settings) -> Runner:
-    """A runner that sends each part through :func:`submit_job` with the settings' retries.
+    """A runner that retries each part as a :func:`submit_job` task run, with the settings'
+    retries.
 
     Delays grow as ``b, 2b, 4b, ...`` for ``b = settings.retry_backoff_seconds``, each
     jittered by up to 50 %.
@@ -78,23 +79,25 @@ def prefect_runner(settings: Settings) -> Runner:
     backoff = settings.retry_backoff_seconds
     delays = exponential_backoff(backoff_factor=backoff)(retries) if backoff > 0 else []
     watches: dict[str, CancelWatch] = {}
-    limits: list[frozenset[str]] = []  # the tags with a concurrency limit, read once
+    limited: dict[str, bool] = {}  # by backend: has a tag concurrency limit (asked once)
     jobs: dict[tuple[str, int], Task[[Submitter, Submission, str], SubmissionResult]] = {}
 
-    def run(submitter: Submitter, submission: Submission, key: str) -> SubmissionResult:
+    def stop_if_asked(submitter: Submitter) -> None:
         raise_if_stopped()  # a SIGTERM Prefect lost: nothing more is submitted
         if submitter.flow_run_id:
             flow_run_id = submitter.flow_run_id
             watch = watches.setdefault(flow_run_id,
                                        CancelWatch(flow_run_id, settings.cancel_poll_seconds))
             watch.check()
+
+    def run(submitter: Submitter, submission: Submission, key: str) -> SubmissionResult:
+        stop_if_asked(submitter)
         name = submitter.backend.name
         tag = f"backend:{name}"
-        if not limits:
-            limits.append(limited_tags())
-        limited = tag in limits[0]
+        if name not in limited:
+            limited[name] = has_concurrency_limit(tag)
         left = retries
-        if not submitter.remote and not limited:
+        if not submitter.remote and not limited[name]:
             try:
                 return submitter.attempt(submission, key)
             except QhybridError as exc:
@@ -104,11 +107,12 @@ def prefect_runner(settings: Settings) -> Runner:
                                   "submit-job task run", key[:12], name, type(exc).__name__, exc)
             if delays:
                 time.sleep(clamped_poisson_interval(delays[0], clamping_factor=JITTER))
+                stop_if_asked(submitter)  # the delay can be long
             left -= 1
         if (name, left) not in jobs:
             jobs[name, left] = submit_job.with_options(
                 task_run_name=f"submit-job {tag}",
-                tags={tag} if limited else set(),
+                tags={tag} if limited[name] else set(),
                 retries=left, retry_delay_seconds=delays[retries - left:] if delays else 0)
         # quote(): Prefect need not walk circuits and arrays looking for futures.
         return jobs[name, left](quote(submitter), quote(submission), key, return_state=False)
@@ -123,18 +127,14 @@ def _logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
         return log
 
 
-def limited_tags() -> frozenset[str]:
-    """The tags the Prefect server holds a tag concurrency limit for (one request a page)."""
-    tags: set[str] = set()
+def has_concurrency_limit(tag: str) -> bool:
+    """Whether the Prefect server holds a tag concurrency limit for ``tag``."""
     with get_client(sync_client=True) as client:
-        while True:
-            page = client.read_concurrency_limits(limit=_PAGE, offset=len(tags))
-            tags.update(limit.tag for limit in page)
-            if len(page) < _PAGE:
-                return frozenset(tags)
-
-
-_PAGE = 200
+        try:
+            client.read_concurrency_limit_by_tag(tag)
+        except ObjectNotFound:
+            return False
+    return True
 
 
 def raise_if_cancelled(flow_run_id: str) -> None:

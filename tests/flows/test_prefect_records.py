@@ -108,9 +108,7 @@ def test_a_run_is_named_tagged_and_summarised_in_a_table(prefect_server, configu
     report = run_experiment(spec, RunOptions(backend="ibm:fake_manila"))
     assert isinstance(report, RunReport) and report.execution is not None
 
-    from prefect.events.worker import EventsWorker
-
-    EventsWorker.drain_all(timeout=30)  # task runs reach the server as events
+    _submissions(str(report.prefect_flow_run_id), set())  # every task run is on the server
     run, artifacts, task_runs = _flow_run(str(report.prefect_flow_run_id))
     assert run.name == "run vqe-h2 1.0.0"
     assert {"experiment:vqe-h2", "version:1.0.0", "kind:run",

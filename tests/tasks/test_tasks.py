@@ -20,6 +20,7 @@ import tasks
 from backends import attempt_once
 from qhybrid.core import (
     YOUNG_COLLECTION_THRESHOLD,
+    ExecutionError,
     InvalidInputError,
     RunOptions,
     Settings,
@@ -106,6 +107,62 @@ def test_a_class_retry_policy_reaches_the_submission_runner(prefect_server, conf
     assert sum(one_submission("batch-research", 0.2).values()) == 16
 
 
+def test_a_local_engines_submission_is_a_task_run_only_to_be_retried(
+        prefect_server, configure, monkeypatch) -> None:
+    from types import SimpleNamespace
+
+    from prefect import flow
+    from qiskit.circuit import Parameter, QuantumCircuit
+
+    from tasks import submission
+
+    configured: list[tuple[int, object]] = []  # each submit-job task made: retries, delays
+    real = submission.submit_job.with_options
+
+    def spied(**options: object) -> object:
+        configured.append((options["retries"], options["retry_delay_seconds"]))
+        return real(**options)
+
+    monkeypatch.setattr(submission.submit_job, "with_options", spied)
+    slept: list[float] = []  # the runner's own wait before it hands a submission over
+    monkeypatch.setattr(submission, "time",
+                        SimpleNamespace(sleep=slept.append, monotonic=time.monotonic))
+    theta = Parameter("theta")
+    circuit = QuantumCircuit(1, 1)
+    circuit.ry(theta, 0)
+    circuit.measure(0, 0)
+
+    @flow(name="local-submission")
+    def one_submission(angle: float) -> tuple[int, dict[str, int]]:
+        services = tasks.flow_services()
+        executor = services.executor("aer", transpiler_seed=1, flow_run_id=None)
+        # Another angle each time: a new submission, not one the ledger already holds.
+        counts = executor.sample(circuit, np.array([[angle]]), shots=16, seed=1)[0]
+        return sum(counts.values()), dict(services.log.record().retries_by_class)
+
+    configure(faults="", submission_retries=3, retry_backoff_seconds=0.01)
+    assert one_submission(0.1) == (16, {})
+    assert configured == [] and slept == []  # it worked: no task run
+
+    # Seed 202 draws 0.35, 0.44, 0.82: the first two attempts are lost in transport. The
+    # first was made in the flow; the task run makes the other two, its retries the 2 left,
+    # its delays the 2nd and 3rd of b, 2b, 4b.
+    configure(faults="transport=0.5,seed=202", submission_retries=3, retry_backoff_seconds=0.01)
+    assert one_submission(0.2) == (16, {"TransportError": 2})
+    assert configured == [(2, [0.02, 0.04])]
+    assert len(slept) == 1 and 0 < slept[0] <= 0.015  # the first delay, jittered by 50 %
+
+    # No retries, or a failure no retry can mend: the first attempt's error, no task run.
+    configured.clear()
+    for angle, faults, retries, error in (
+            (0.3, "transport=0.5,seed=400", 0, TransportError),
+            (0.4, "execution=1.0,seed=400", 3, ExecutionError)):
+        configure(faults=faults, submission_retries=retries, retry_backoff_seconds=0.01)
+        with pytest.raises(error):
+            one_submission(angle)
+    assert configured == [] and len(slept) == 1
+
+
 def test_run_tasks_through_fn(prefect_server, settings: Settings, repo: Path) -> None:
     spec = load_spec(repo / "specs" / "vqe-h2.yaml")
     services = Services.open(settings)
@@ -168,6 +225,9 @@ def test_a_stop_as_the_records_task_ends_still_ends_the_run_it_opened(
     services = Services.open(settings)
     flow_run_id, other_flow_run_id = str(uuid.uuid4()), str(uuid.uuid4())
     other = tasks.open_records.fn(spec, RunOptions(), "promotion", other_flow_run_id, services)
+    # The same flow run's run from an earlier process (an attempt before a restart).
+    earlier = tasks.open_records.fn(spec, RunOptions(), "promotion", flow_run_id, services)
+    services.tracker.set_tags(earlier.mlflow_run_id, {"qhybrid.pid": "1"})
     opened = []
 
     def opening() -> RunHandle:
@@ -184,8 +244,11 @@ def test_a_stop_as_the_records_task_ends_still_ends_the_run_it_opened(
         tasks.guard_records(services, opening, body, flow_run_id=flow_run_id)
     parent = services.tracker.get_run(opened[0].mlflow_run_id)
     assert parent.status == "KILLED" and parent.tags["qhybrid.failure"] == "flow terminated"
-    # Another flow run's run is not this flow's to end.
-    assert services.tracker.get_run(other.mlflow_run_id).status == "RUNNING"
+    assert not Path(opened[0].scratch).exists()
+    # Another flow run's run, or another process's, is not this one's to end.
+    for run in (other, earlier):
+        assert services.tracker.get_run(run.mlflow_run_id).status == "RUNNING"
+        assert Path(run.scratch).is_dir()
 
 
 class _SignalInFinalizer:
