@@ -39,25 +39,28 @@ def promote_experiment(
     flow_run_id = flow_run.get_id()
 
     # as_data(): Prefect walks a task's arguments for upstream results (the UI's dependency
-    # arrows), into every entry of a trial's counts; trials, steps and the recorded
-    # evidence are passed as data. The gates' results reach the decision unquoted: their
-    # arrows end there.
+    # arrows), into every field of the services (settings, workloads, the execution log) and
+    # every entry of a trial's counts; those are passed as data. The decision takes the
+    # gates' verdicts, light to walk, which keep its arrows from the four gates.
+    shared = as_data(services)
+
     def work(run: RunHandle) -> RunReport | State:
-        ideal = ideal_gate(run, services)
-        statistical = statistical_gate(run, services)
+        ideal = ideal_gate(run, shared)
+        statistical = statistical_gate(run, shared)
         trial = as_data(ideal.trial)
-        hardware = hardware_gate(run, services, trial)
-        baseline = baseline_gate(run, services, as_data(hardware.trial))
+        hardware = hardware_gate(run, shared, trial)
+        baseline = baseline_gate(run, shared, as_data(hardware.trial))
         steps = [ideal, statistical, hardware, baseline]
-        decision = decide_promotion(run, services, steps, as_data(hardware.trial))
-        recorded = record_evidence(run, services, trial, as_data(steps), decision)
-        version = apply_promotion(run, services, decision)
-        report = finish_run(run, services, as_data(recorded), trial, as_data(steps), decision,
+        decision = decide_promotion(run, shared, [step.gate for step in steps],
+                                    as_data(hardware.trial))
+        recorded = record_evidence(run, shared, trial, as_data(steps), decision)
+        version = apply_promotion(run, shared, decision)
+        report = finish_run(run, shared, as_data(recorded), trial, as_data(steps), decision,
                             version)
         return report if decision.promote else refused(report)
 
     # The MLflow run opened; then, cancelled, failed, timed out or stopped: leases released,
     # the MLflow run ended.
     return guard_records(
-        services, lambda: open_records(spec, options, "promotion", flow_run_id, services), work,
+        services, lambda: open_records(spec, options, "promotion", flow_run_id, shared), work,
         flow_run_id=flow_run_id)

@@ -31,16 +31,18 @@ def run_experiment(spec: ExperimentSpec, options: RunOptions | None = None) -> R
     services = flow_services(sla=options.sla)  # a service job: its class's retries
     flow_run_id = flow_run.get_id()
 
-    # as_data(): trials, steps and the recorded evidence are data; Prefect need not walk a
-    # trial's counts for upstream results (flows/promotion.py).
+    # as_data(): the services, trials, steps and the recorded evidence are data; Prefect
+    # need not walk them for upstream results (flows/promotion.py).
+    shared = as_data(services)
+
     def work(run: RunHandle) -> RunReport:
-        outcome = run_on_backend(run, services)
+        outcome = run_on_backend(run, shared)
         trial, steps = as_data(outcome.trial), as_data([outcome])
-        recorded = record_evidence(run, services, trial, steps)
-        return finish_run(run, services, as_data(recorded), trial, steps)
+        recorded = record_evidence(run, shared, trial, steps)
+        return finish_run(run, shared, as_data(recorded), trial, steps)
 
     # The MLflow run opened; then, cancelled, failed, timed out or stopped: leases released,
     # the MLflow run ended.
     return guard_records(
-        services, lambda: open_records(spec, options, "run", flow_run_id, services), work,
+        services, lambda: open_records(spec, options, "run", flow_run_id, shared), work,
         flow_run_id=flow_run_id)

@@ -8,7 +8,7 @@ from prefect.runtime import flow_run
 from qhybrid.core import ExperimentSpec, RunOptions, SweepReport
 from qhybrid_usecases import RunHandle
 from tasks import flow_services, guard_records, open_records, sweep_on_cluster
-from tasks.records import tag_flow_run
+from tasks.records import as_data, tag_flow_run
 from tasks.sweep import finish_sweep, sweep_points, sweep_tags
 
 
@@ -29,15 +29,17 @@ def sweep_experiment(spec: ExperimentSpec, options: RunOptions | None = None,
     services = flow_services(sla=options.sla)
     flow_run_id = flow_run.get_id()
 
+    shared = as_data(services)  # Prefect need not walk the services (flows/promotion.py)
+
     def work(run: RunHandle) -> SweepReport:
         # QHYBRID_SWEEP_RUNNER=dask: the chunks on a Dask cluster, one task run each.
         outcome = (sweep_on_cluster(run, services, output)
                    if services.settings.sweep_runner == "dask"
-                   else sweep_points(run, services, output))
-        return finish_sweep(run, services, outcome)
+                   else sweep_points(run, shared, output))
+        return finish_sweep(run, shared, outcome)
 
     # Opened as a run (tagged qhybrid.kind=sweep by the sweep): the same records and pins.
     # Then, cancelled, failed, timed out or stopped: leases released, the MLflow run ended.
     return guard_records(
-        services, lambda: open_records(spec, options, "run", flow_run_id, services), work,
+        services, lambda: open_records(spec, options, "run", flow_run_id, shared), work,
         flow_run_id=flow_run_id)

@@ -24,6 +24,7 @@ from prefect.states import Cancelled
 import qhybrid_usecases as usecases
 from qhybrid.core import (
     ExperimentSpec,
+    GateResult,
     LeaseRelease,
     PromotionDecision,
     RunCancelledError,
@@ -32,6 +33,7 @@ from qhybrid.core import (
     TrialResult,
 )
 from qhybrid_usecases import RecordedRun, RunHandle, Services, StepOutcome, TrialOutcome
+from tasks import artifacts
 from tasks._markdown import decision_markdown, gate_markdown
 from tasks.records import execution_rows
 from tasks.stops import remembering_stops, stopped
@@ -42,8 +44,8 @@ _T = TypeVar("_T")
 
 def _publish(run: RunHandle, outcome: _Outcome) -> _Outcome:
     if outcome.gate is not None:
-        create_markdown_artifact(
-            key=f"{run.spec.name}-gate-{outcome.gate.gate}".lower(),
+        artifacts.publish(
+            create_markdown_artifact, key=f"{run.spec.name}-gate-{outcome.gate.gate}".lower(),
             markdown=gate_markdown(outcome.gate, f"{run.spec.name} {run.spec.version}"),
             description=f"gate {outcome.gate.gate}: {'pass' if outcome.gate.passed else 'fail'}",
         )
@@ -88,11 +90,12 @@ def baseline_gate(run: RunHandle, services: Services, hardware: TrialResult) -> 
 
 
 @task(name="decide-promotion", cache_policy=NO_CACHE)
-def decide_promotion(run: RunHandle, services: Services, steps: Sequence[StepOutcome],
+def decide_promotion(run: RunHandle, services: Services, gates: Sequence[GateResult | None],
                      hardware: TrialResult) -> PromotionDecision:
-    """The pure decision, fed with the current champion's score."""
-    gates = [step.gate for step in steps if step.gate is not None]
-    return usecases.decide_promotion(run, services, gates, hardware)
+    """The pure decision on the gates' verdicts (a step without one is skipped), fed with the
+    current champion's score."""
+    return usecases.decide_promotion(run, services, [g for g in gates if g is not None],
+                                     hardware)
 
 
 @task(name="record-evidence", cache_policy=NO_CACHE)
@@ -114,25 +117,27 @@ def finish_run(run: RunHandle, services: Services, recorded: RecordedRun, trial:
                steps: Sequence[StepOutcome], decision: PromotionDecision | None = None,
                registered_version: str | None = None) -> RunReport:
     """The parent run ends FINISHED; the report. Publishes the decision (with the registered
-    version and a link to the MLflow run) and the execution summary as artifacts."""
-    report = usecases.finish_run(run, services, recorded, trial, steps, decision,
-                                 registered_version)
-    if FlowRunContext.get() is None and TaskRunContext.get() is None:
-        return report  # `.fn()` outside a run: no run to attach artifacts to
+    version and a link to the MLflow run) and the execution summary as artifacts, and waits
+    for every artifact of the run (:func:`tasks.artifacts.settle`)."""
+    in_run = FlowRunContext.get() is not None or TaskRunContext.get() is not None
     title = f"{run.spec.name} {run.spec.version}"
     url = services.tracker.run_page(run.mlflow_run_id,
                                     local_port=services.settings.mlflow_port)
-    if decision is not None:
+    if decision is not None and in_run:  # `.fn()` outside a run: no run to attach it to
         baselines = [b for step in steps for b in step.baselines]
-        create_markdown_artifact(
-            key=f"{run.spec.name}-decision".lower(),
+        artifacts.publish(
+            create_markdown_artifact, key=f"{run.spec.name}-decision".lower(),
             markdown=decision_markdown(decision, baselines, title, registered_version, url),
             description=f"promotion decision: {'promoted' if decision.promote else 'refused'}",
         )
-    if report.execution is not None:
-        create_table_artifact(
-            key=f"{run.spec.name}-execution".lower(), table=execution_rows(report.execution),
+    report = usecases.finish_run(run, services, recorded, trial, steps, decision,
+                                 registered_version)
+    if report.execution is not None and in_run:
+        artifacts.publish(
+            create_table_artifact, key=f"{run.spec.name}-execution".lower(),
+            table=execution_rows(report.execution),
             description=f"{title}: execution summary ({run.kind}, MLflow run {url})")
+    artifacts.settle()  # the gates' artifacts too: none is left behind when the flow ends
     return report
 
 
@@ -190,6 +195,10 @@ def guard_records(services: Services, opening: Callable[[], RunHandle],
 
 def _fail(run: RunHandle | None, services: Services, exc: BaseException,
           flow_run_id: str | None) -> None:
+    try:
+        artifacts.settle()  # the finished gates' artifacts are published all the same
+    except Exception as error:  # noqa: BLE001 - the flow's own error is the one to raise
+        _logger().warning("could not publish the run's Prefect artifacts: %r", error)
     if run is not None:
         fail_records(run, services, exc)
         return

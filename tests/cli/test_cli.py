@@ -153,8 +153,9 @@ def test_promote_replay_show_and_refuse(env, tmp_path) -> None:
     assert execution["distinct_jobs"] == execution["provider_submissions"] > 0
     assert len(states) == 9, states
     # The UI's dependency arrows: every step from open-records, the four gates into the
-    # decision, the decision into what follows it. Trials and step lists after the decision
-    # are passed as data (quote()d, so Prefect does not walk every entry of their counts).
+    # decision (their verdicts), the decision into what follows it. The services, and trials
+    # and step lists after the decision, are passed as data (quote()d, so Prefect does not
+    # walk every field of the services and every entry of a trial's counts).
     with sqlite3.connect(tmp_path / "prefect" / "prefect.db") as db:
         rows = db.execute("select id, name, task_inputs from task_run where flow_run_id = ? "
                           "and name not like 'submit-job%'", (flow_run,)).fetchall()
@@ -165,9 +166,10 @@ def test_promote_replay_show_and_refuse(env, tmp_path) -> None:
               for id_, _name, inputs in rows}
     assert all("open-records" in arrows[step]["run"] for step in arrows if step != "open-records")
     assert {"ideal-gate", "statistical-gate", "hardware-gate", "baseline-gate"} <= set(
-        arrows["decide-promotion"]["steps"])
+        arrows["decide-promotion"]["gates"])
     assert "decide-promotion" in arrows["record-evidence"]["decision"]
     assert arrows["record-evidence"]["steps"] == arrows["finish-run"]["trial"] == []
+    assert all(arrows[step]["services"] == [] for step in arrows)
     assert artifacts == 6
 
     replayed = _cli(["replay", report["manifest"], "--json"], env, tmp_path)
