@@ -6,18 +6,24 @@ pool of threads and returns: the thread waits on the socket, not on the interpre
 flow goes on. Each request runs in a copy of the caller's context, so Prefect attaches the
 artifact to the calling task run and flow run, with the caller's settings (API address).
 
-:func:`settle` waits for every artifact handed over and raises the first one's error: the last
-task of a flow calls it, so a flow run never ends before its artifacts exist, and a failure to
-publish one fails that task as it did when each was published in line.
+:func:`settle` waits for every artifact handed over and raises the first one's error.
+``apply-promotion`` calls it before it registers anything (a gate's artifact that could not be
+published stops the promotion, as it stopped the gate when artifacts were published in line),
+``finish-run`` before the flow ends, and the guard of a failing flow after it has ended the
+records. The artifacts waited for are this process's: a process runs one flow at a time (a
+worker's flow run, a command, the service's child flows one after another).
 """
 
 from __future__ import annotations
 
 import contextvars
+import logging
 import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
+
+log = logging.getLogger("qhybrid.run")
 
 _LOCK = threading.Lock()
 _pool: ThreadPoolExecutor | None = None
@@ -56,9 +62,9 @@ def settle(timeout: float | None = None) -> None:
         timeout: Seconds to wait at most; None waits as long as they take.
 
     Raises:
+        Exception: The first error a publication raised (the others are logged).
         TimeoutError: Some were not published within ``timeout`` (they are still waited for
             by the next call).
-        Exception: The first error a publication raised (the others are waited for too).
     """
     with _LOCK:
         handed = list(_pending)
@@ -67,8 +73,12 @@ def settle(timeout: float | None = None) -> None:
     if not_done:
         with _LOCK:
             _pending.extend(not_done)
-        raise TimeoutError(f"{len(not_done)} Prefect artifact(s) not published within "
-                           f"{timeout} s")
-    errors = [error for future in handed if (error := future.exception()) is not None]
+    errors = [error for future in handed
+              if future not in not_done and (error := future.exception()) is not None]
+    for error in errors[1:]:
+        log.error("a Prefect artifact could not be published: %r", error)
     if errors:
         raise errors[0]
+    if not_done:
+        raise TimeoutError(f"{len(not_done)} Prefect artifact(s) not published within "
+                           f"{timeout} s")

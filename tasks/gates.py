@@ -39,6 +39,8 @@ from tasks.records import execution_rows
 from tasks.stops import remembering_stops, stopped
 
 _Outcome = TypeVar("_Outcome", bound=StepOutcome)
+_ARTIFACTS_WAIT_SECONDS = 10.0
+"""How long a failing flow waits for its artifacts (after its records are ended)."""
 _T = TypeVar("_T")
 
 
@@ -108,7 +110,9 @@ def record_evidence(run: RunHandle, services: Services, trial: TrialResult,
 
 @task(name="apply-promotion", cache_policy=NO_CACHE)
 def apply_promotion(run: RunHandle, services: Services, decision: PromotionDecision) -> str | None:
-    """Register the version, move aliases, append to the promotion log."""
+    """Register the version, move aliases, append to the promotion log; first, the gates'
+    artifacts are waited for: none is applied whose verdicts Prefect could not show."""
+    artifacts.settle()
     return usecases.apply_promotion(run, services, decision)
 
 
@@ -196,9 +200,19 @@ def guard_records(services: Services, opening: Callable[[], RunHandle],
 def _fail(run: RunHandle | None, services: Services, exc: BaseException,
           flow_run_id: str | None) -> None:
     try:
-        artifacts.settle()  # the finished gates' artifacts are published all the same
-    except Exception as error:  # noqa: BLE001 - the flow's own error is the one to raise
-        _logger().warning("could not publish the run's Prefect artifacts: %r", error)
+        _end_records(run, services, exc, flow_run_id)
+    finally:
+        # The finished gates' artifacts are published all the same, after the records are
+        # ended (leases first), and for a bounded time: the Prefect API may be why the flow
+        # is failing.
+        try:
+            artifacts.settle(timeout=_ARTIFACTS_WAIT_SECONDS)
+        except Exception as error:  # noqa: BLE001 - the flow's own error is the one to raise
+            _logger().warning("could not publish the run's Prefect artifacts: %r", error)
+
+
+def _end_records(run: RunHandle | None, services: Services, exc: BaseException,
+                 flow_run_id: str | None) -> None:
     if run is not None:
         fail_records(run, services, exc)
         return

@@ -3,8 +3,10 @@ caller's context, and waited for before the flow run ends."""
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import threading
+from collections.abc import Iterator
 from uuid import UUID
 
 import pytest
@@ -19,6 +21,16 @@ from tasks import artifacts
 _CALLER = contextvars.ContextVar[str]("caller", default="none")
 
 
+@pytest.fixture(autouse=True)
+def _nothing_pending() -> Iterator[None]:
+    """Each test starts and ends with no artifact handed over (the pool is the process's)."""
+    with contextlib.suppress(Exception):
+        artifacts.settle()
+    yield
+    with contextlib.suppress(Exception):
+        artifacts.settle()
+
+
 def test_settle_waits_for_every_artifact_handed_over() -> None:
     gate, done = threading.Event(), []
 
@@ -27,9 +39,11 @@ def test_settle_waits_for_every_artifact_handed_over() -> None:
         done.append("published")
 
     artifacts.publish(create)
-    with pytest.raises(TimeoutError, match="1 Prefect artifact"):
-        artifacts.settle(timeout=0)  # it cannot be published before the gate opens
-    gate.set()
+    try:
+        with pytest.raises(TimeoutError, match="1 Prefect artifact"):
+            artifacts.settle(timeout=0)  # it cannot be published before the gate opens
+    finally:
+        gate.set()
     artifacts.settle()  # still waited for after the time-out
     assert done == ["published"]
     artifacts.settle()  # nothing is left to wait for

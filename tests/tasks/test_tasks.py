@@ -4,13 +4,16 @@ what only Prefect shows (artifacts), with settings read where the flow runs."""
 from __future__ import annotations
 
 import json
+import logging
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -22,6 +25,7 @@ from qhybrid.core import (
     YOUNG_COLLECTION_THRESHOLD,
     ExecutionError,
     InvalidInputError,
+    PromotionDecision,
     RunOptions,
     Settings,
     TransportError,
@@ -178,25 +182,82 @@ def test_run_tasks_through_fn(prefect_server, settings: Settings, repo: Path) ->
 
 def test_a_gate_task_publishes_its_verdict(prefect_server, settings: Settings, repo: Path) -> None:
     from prefect import flow, get_client
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+    from prefect.runtime import flow_run
 
     spec = load_spec(repo / "specs" / "vqe-h2.yaml")
     services = Services.open(settings)
     run = tasks.open_records.fn(spec, RunOptions(), "promotion", None, services)
 
     @flow(name="one-gate")
-    def one_gate() -> StepOutcome:  # an artifact belongs to a flow run
-        return tasks.ideal_gate.fn(run, services)
+    def one_gate() -> tuple[StepOutcome, str]:  # an artifact belongs to a flow run
+        outcome = tasks.ideal_gate.fn(run, services)
+        tasks.artifacts.settle()  # as apply-promotion and finish-run do
+        return outcome, str(flow_run.get_id())
 
-    outcome = one_gate()
+    outcome, flow_run_id = one_gate()
     assert outcome.gate is not None and outcome.gate.passed
     with get_client(sync_client=True) as client:
-        [artifact] = client.read_artifacts(
-            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["vqe-h2-gate-ideal"])),
-            limit=1, sort="CREATED_DESC")
-    assert "gate `ideal` PASS" in str(artifact.data)
+        [artifact] = client.read_artifacts(artifact_filter=ArtifactFilter(
+            flow_run_id=ArtifactFilterFlowRunId(any_=[uuid.UUID(flow_run_id)])))
+    assert artifact.key == "vqe-h2-gate-ideal" and "gate `ideal` PASS" in str(artifact.data)
     tasks.fail_records(run, services, KeyboardInterrupt())
     assert services.tracker.get_run(run.mlflow_run_id).status == "KILLED"
+
+
+def _unpublishable() -> None:
+    raise ConnectionError("the Prefect API refused the artifact")
+
+
+def test_no_promotion_is_applied_when_a_gates_artifact_was_not_published(
+        settings: Settings, repo: Path) -> None:
+    spec = load_spec(repo / "specs" / "vqe-h2.yaml")
+    services = Services.open(settings)
+    run = tasks.open_records.fn(spec, RunOptions(), "promotion", None, services)
+    tasks.artifacts.publish(_unpublishable)  # a gate's verdict Prefect could not take
+    decision = PromotionDecision(promote=True, aliases=("challenger", "champion"),
+                                 reasons=("every gate passed",), score=-1.1)
+    with pytest.raises(ConnectionError, match="refused the artifact"):
+        tasks.apply_promotion.fn(run, services, decision)
+    assert services.tracker.registered() == []
+    assert not settings.promotion_log_path.exists()
+
+
+def test_a_failing_flow_ends_its_records_before_it_waits_for_its_artifacts(
+        settings: Settings, repo: Path, caplog: pytest.LogCaptureFixture,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import qhybrid_usecases as usecases
+
+    spec = load_spec(repo / "specs" / "vqe-h2.yaml")
+    services = Services.open(settings)
+    run = tasks.open_records.fn(spec, RunOptions(), "promotion", None, services)
+    ended = threading.Event()
+    fail_run = usecases.fail_run
+
+    def ending(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fail_run(*args, **kwargs)
+        finally:
+            ended.set()
+
+    monkeypatch.setattr(usecases, "fail_run", ending)
+    seen = []
+
+    def publication() -> None:  # a gate's artifact, published once the records are ended
+        ended.wait()
+        seen.append(services.tracker.get_run(run.mlflow_run_id).status)
+        _unpublishable()
+
+    def body(_run: RunHandle) -> None:
+        tasks.artifacts.publish(publication)
+        raise ExecutionError("the gate failed")
+
+    with caplog.at_level(logging.WARNING), pytest.raises(ExecutionError, match="gate failed"):
+        tasks.guard_records(services, lambda: run, body, flow_run_id=None)
+    # Had the guard waited first, it would have timed out and logged that instead.
+    assert seen == ["FAILED"]
+    assert "refused the artifact" in caplog.text
+    tasks.artifacts.settle()  # nothing is left behind
 
 
 def _raise_replaced_sigterm() -> None:
