@@ -39,9 +39,10 @@ from tasks.records import execution_rows
 from tasks.stops import remembering_stops, stopped
 
 _Outcome = TypeVar("_Outcome", bound=StepOutcome)
+_T = TypeVar("_T")
+
 _ARTIFACTS_WAIT_SECONDS = 10.0
 """How long a failing flow waits for its artifacts (after its records are ended)."""
-_T = TypeVar("_T")
 
 
 def _publish(run: RunHandle, outcome: _Outcome) -> _Outcome:

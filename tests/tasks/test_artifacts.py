@@ -51,8 +51,11 @@ def test_settle_waits_for_every_artifact_handed_over() -> None:
 
 def test_a_publication_runs_in_the_callers_context() -> None:
     seen: list[str] = []
-    _CALLER.set("the gate's task")
-    artifacts.publish(lambda: seen.append(_CALLER.get()))
+    token = _CALLER.set("the gate's task")
+    try:
+        artifacts.publish(lambda: seen.append(_CALLER.get()))
+    finally:
+        _CALLER.reset(token)  # the publication keeps the context it was handed
     artifacts.settle()
     assert seen == ["the gate's task"]
 
