@@ -181,10 +181,17 @@ def _settings() -> Settings:
     return load_settings(os.environ)
 
 
-def _prefect_home() -> str:
+def _prefect_ui_hint(flow_run_id: str | None) -> str:
+    """Where a person sees the flow run: the running server's UI (``PREFECT_API_URL``), or
+    the command that serves this process's Prefect home, which its throwaway server used."""
     from prefect.settings import get_current_settings
 
-    return str(get_current_settings().home)
+    settings = get_current_settings()
+    page = f"runs/flow-run/{flow_run_id}"
+    if settings.ui_url:
+        return f"{settings.ui_url.rstrip('/')}/{page}"
+    return (f"PREFECT_HOME={settings.home} prefect server start   "
+            f"# then http://127.0.0.1:4200/{page}")
 
 
 def _wait_for_records(flow_run_id: str | None) -> None:
@@ -468,8 +475,7 @@ def _print_report(report: RunReport, settings: Settings) -> None:
     if report.prefect_flow_run_id:
         out.print(f"Prefect flow run: {report.prefect_flow_run_id}")
     out.print("\nOpen the UIs on this data:")
-    out.print(f"  Prefect: PREFECT_HOME={_prefect_home()} prefect server start   "
-              f"# then http://127.0.0.1:4200/runs/flow-run/{report.prefect_flow_run_id}")
+    out.print(f"  Prefect: {_prefect_ui_hint(report.prefect_flow_run_id)}")
     if report.mlflow_run_id:
         from registry import Tracker
 

@@ -245,3 +245,15 @@ def test_prefect_info_lines_stay_off_the_terminal_unless_verbose(
         assert any("Finished in state Completed" in line for line in task_lines), done.stderr
     else:
         assert task_lines == [], task_lines
+
+
+def test_the_prefect_hint_names_a_running_servers_own_page(tmp_path: Path) -> None:
+    from prefect.settings import PREFECT_API_URL, PREFECT_HOME, temporary_settings
+
+    with temporary_settings(updates={PREFECT_API_URL: "http://10.0.0.7:4200/api"}):
+        assert cli._prefect_ui_hint("f1") == "http://10.0.0.7:4200/runs/flow-run/f1"
+    with temporary_settings(updates={PREFECT_HOME: tmp_path}, set_defaults={PREFECT_API_URL: None},
+                            restore_defaults={PREFECT_API_URL}):
+        hint = cli._prefect_ui_hint("f1")  # the command's own throwaway server, now gone
+    assert hint.startswith(f"PREFECT_HOME={tmp_path} prefect server start")
+    assert hint.endswith("http://127.0.0.1:4200/runs/flow-run/f1")
