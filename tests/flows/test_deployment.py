@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from qhybrid.core import RunReport, load_spec
 pytestmark = pytest.mark.slow
 
 RUN_TIMEOUT = 240  # seconds for one flow run, from scheduling to a final state
+WORKER_START_TIMEOUT = 120  # seconds from the worker's start to its first heartbeat
 MARKER = "DEPLOYMENT_TEST_WORKER"  # tags every process the fixture starts
 
 
@@ -77,6 +79,25 @@ def _stop_worker(worker: subprocess.Popen[bytes], token: str) -> None:
     for proc in alive:
         proc.kill()
     psutil.wait_procs(alive, timeout=10)
+
+
+def _wait_for_worker(worker: subprocess.Popen[bytes], pool: str, log: Path) -> None:
+    """Until the worker has sent its first heartbeat to the pool.
+
+    Only then has the child process certainly replaced itself with ``prefect worker``: between
+    fork and exec, its environment is still this process's, without MARKER.
+    """
+    from prefect.client.orchestration import get_client
+
+    deadline = time.monotonic() + WORKER_START_TIMEOUT
+    with get_client(sync_client=True) as client:
+        while not client.read_workers_for_work_pool(pool):
+            if worker.poll() is not None:
+                pytest.fail(f"the worker exited ({worker.returncode}):\n{log.read_text()[-4000:]}")
+            if time.monotonic() > deadline:
+                pytest.fail(f"no heartbeat from the worker in {WORKER_START_TIMEOUT} s:\n"
+                            f"{log.read_text()[-4000:]}")
+            time.sleep(0.2)
 
 
 @pytest.fixture(scope="module")
@@ -143,6 +164,7 @@ def deployed(prefect_server, repo: Path,
              "--install-policy", "never", "--no-create-pool-if-not-found"],
             env=env, cwd=tmp, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
+        _wait_for_worker(worker, pool, log)
         # The leftover check below finds processes by MARKER: it must see the worker itself.
         assert worker.pid in {p.pid for p in _tagged_processes(token)}
         yield Deployed(run=names["run-experiment"], promote=names["promote-experiment"],
