@@ -257,3 +257,29 @@ def test_the_prefect_hint_names_a_running_servers_own_page(tmp_path: Path) -> No
         hint = cli._prefect_ui_hint("f1")  # the command's own throwaway server, now gone
     assert hint.startswith(f"PREFECT_HOME={tmp_path} prefect server start")
     assert hint.endswith("http://127.0.0.1:4200/runs/flow-run/f1")
+
+
+def _commands() -> dict[str, object]:
+    """Every command ``qhybrid --help`` lists, by its full name (``data maxcut``)."""
+    from typer.main import get_command
+
+    found: dict[str, object] = {}
+    for name, command in get_command(app).commands.items():
+        if hasattr(command, "commands"):  # a group: data
+            found |= {f"{name} {sub}": c for sub, c in command.commands.items()}
+        else:
+            found[name] = command
+    return found
+
+
+def test_every_command_has_its_section_in_the_cli_docs() -> None:
+    docs = (REPO / "docs" / "cli.md").read_text()
+    sections = re.findall(r"^## `qhybrid ([a-z0-9-]+(?: [a-z0-9-]+)?)", docs, flags=re.MULTILINE)
+    commands = _commands()
+    assert sorted(set(commands) - set(sections)) == [], "commands without a section"
+    # the line that lists the commands with --json names exactly those that have it
+    listed = re.search(r"^- `--json` \(on ([^)]*)\)", docs, flags=re.MULTILINE)
+    assert listed, "no --json line in docs/cli.md"
+    with_json = {name for name, command in commands.items()
+                 if any("--json" in p.opts for p in getattr(command, "params", ()))}
+    assert set(re.findall(r"`([a-z ]+)`", listed.group(1))) == with_json
