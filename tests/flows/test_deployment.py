@@ -97,7 +97,7 @@ def _wait_for_worker(worker: subprocess.Popen[bytes], pool: str, log: Path) -> N
             if time.monotonic() > deadline:
                 pytest.fail(f"no heartbeat from the worker in {WORKER_START_TIMEOUT} s:\n"
                             f"{log.read_text()[-4000:]}")
-            time.sleep(0.2)
+            time.sleep(0.2)  # polling the server: it pushes no event for a worker's start
 
 
 @pytest.fixture(scope="module")
