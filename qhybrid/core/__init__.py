@@ -103,34 +103,42 @@ from qhybrid.core._results import (
 )
 from qhybrid.core._settings import Settings, check_environment, load_settings
 from qhybrid.core._spec import (
-    FAMILY_KINDS,
-    MAX_SWEEP_POINTS,
-    BaselineGateSpec,
-    CircuitFamily,
     DatasetSpec,
-    DepolarizingNoiseSpec,
     ExperimentSpec,
-    FamilySpec,
-    FilePointsSpec,
-    GatesSpec,
-    GridAxisSpec,
-    GridPointsSpec,
-    HardwareGateSpec,
-    IdealGateSpec,
-    MitigationSpec,
-    NoiseSpec,
     OptimiserSpec,
-    QaoaMaxcutFamily,
-    RandomPointsSpec,
-    ReadoutNoiseSpec,
     SeedSpec,
-    StatisticalGateSpec,
-    SweepPointsSpec,
-    SweepSpec,
-    ThermalNoiseSpec,
-    VqeFamily,
     load_spec,
     spec_from_mapping,
+)
+from qhybrid.core._spec_family import (
+    FAMILY_KINDS,
+    CircuitFamily,
+    FamilySpec,
+    QaoaMaxcutFamily,
+    VqeFamily,
+)
+from qhybrid.core._spec_gates import (
+    BaselineGateSpec,
+    GatesSpec,
+    HardwareGateSpec,
+    IdealGateSpec,
+    StatisticalGateSpec,
+)
+from qhybrid.core._spec_noise import (
+    DepolarizingNoiseSpec,
+    MitigationSpec,
+    NoiseSpec,
+    ReadoutNoiseSpec,
+    ThermalNoiseSpec,
+)
+from qhybrid.core._spec_sweep import (
+    MAX_SWEEP_POINTS,
+    FilePointsSpec,
+    GridAxisSpec,
+    GridPointsSpec,
+    RandomPointsSpec,
+    SweepPointsSpec,
+    SweepSpec,
 )
 
 __all__ = [

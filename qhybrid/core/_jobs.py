@@ -24,7 +24,7 @@ from pydantic import (
 from qhybrid.core._backend_name import check_backend_name, is_trace_id
 from qhybrid.core._reports import ErrorRecord, SweepReport
 from qhybrid.core._results import RunReport
-from qhybrid.core._spec import MitigationSpec
+from qhybrid.core._spec_noise import MitigationSpec
 
 JOBS_SCHEMA_VERSION: Final = 1
 
