@@ -524,14 +524,14 @@ def test_flows_the_cli_runs_send_no_heartbeats_unless_asked(
         monkeypatch: pytest.MonkeyPatch) -> None:
     from prefect.settings import get_current_settings
 
-    from qhybrid_entrypoints.cli import _no_heartbeats
+    from qhybrid_entrypoints._flow_command import no_heartbeats
 
     for name in ("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", "PREFECT_RUNNER_HEARTBEAT_FREQUENCY"):
         monkeypatch.delenv(name, raising=False)
-    with _no_heartbeats():  # Prefect would wait for its heartbeat thread at each flow's end
+    with no_heartbeats():  # Prefect would wait for its heartbeat thread at each flow's end
         assert get_current_settings().flows.heartbeat_frequency is None
     monkeypatch.setenv("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", "60")  # asked for: left as set
-    with _no_heartbeats():
+    with no_heartbeats():
         assert get_current_settings().flows.heartbeat_frequency is not None
 
 

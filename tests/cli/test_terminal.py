@@ -15,7 +15,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from qhybrid_entrypoints import cli
+from qhybrid_entrypoints import _console, _flow_command
 from qhybrid_entrypoints.cli import app
 from tests.cli.test_cli import _spec
 
@@ -198,7 +198,7 @@ def registered(settings) -> dict[str, str]:
 def test_experiments_prints_whole_run_ids_rounded_scores_and_plain_aliases(
         registered: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
     for width in (120, 80):  # 80: a narrow terminal; nothing that matters is cropped
-        monkeypatch.setattr(cli.out, "width", width)
+        monkeypatch.setattr(_console.out, "width", width)
         result = CliRunner().invoke(app, ["experiments"])
         assert result.exit_code == 0, result.output
         assert registered["run_id"] in result.stdout
@@ -210,7 +210,7 @@ def test_experiments_prints_whole_run_ids_rounded_scores_and_plain_aliases(
 
 def test_show_prints_each_gates_verdict_backend_and_rounded_metrics(
         registered: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cli.out, "width", 160)
+    monkeypatch.setattr(_console.out, "width", 160)
     result = CliRunner().invoke(app, ["show", "vqe-h2@champion"])
     assert result.exit_code == 0, result.output
     text = result.stdout
@@ -251,10 +251,10 @@ def test_the_prefect_hint_names_a_running_servers_own_page(tmp_path: Path) -> No
     from prefect.settings import PREFECT_API_URL, PREFECT_HOME, temporary_settings
 
     with temporary_settings(updates={PREFECT_API_URL: "http://10.0.0.7:4200/api"}):
-        assert cli._prefect_ui_hint("f1") == "http://10.0.0.7:4200/runs/flow-run/f1"
+        assert _flow_command.prefect_ui_hint("f1") == "http://10.0.0.7:4200/runs/flow-run/f1"
     with temporary_settings(updates={PREFECT_HOME: tmp_path}, set_defaults={PREFECT_API_URL: None},
                             restore_defaults={PREFECT_API_URL}):
-        hint = cli._prefect_ui_hint("f1")  # the command's own throwaway server, now gone
+        hint = _flow_command.prefect_ui_hint("f1")  # the command's own throwaway server, now gone
     assert hint.startswith(f"PREFECT_HOME={tmp_path} prefect server start")
     assert hint.endswith("http://127.0.0.1:4200/runs/flow-run/f1")
 

@@ -9,7 +9,7 @@ from collections.abc import Callable
 import pytest
 from typer.testing import CliRunner
 
-from qhybrid_entrypoints import cli
+from qhybrid_entrypoints import _console
 from qhybrid_entrypoints.cli import app
 from tests.registry.conftest import Promoted
 
@@ -18,7 +18,7 @@ def test_show_prints_criteria_pins_and_the_promotion_log(
         promoted: Callable[[str], Promoted], monkeypatch: pytest.MonkeyPatch) -> None:
     done = promoted("qaoa-maxcut-small")
     assert done.version is not None
-    monkeypatch.setattr(cli.out, "width", 200)
+    monkeypatch.setattr(_console.out, "width", 200)
 
     result = CliRunner().invoke(app, ["show", f"{done.name}@champion"])
 
