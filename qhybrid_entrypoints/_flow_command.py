@@ -124,6 +124,22 @@ def interrupted(as_json: bool) -> typer.Exit:
     return typer.Exit(EXIT_INTERRUPTED)
 
 
+@contextlib.contextmanager
+def exits_of(as_json: bool) -> Iterator[None]:
+    """Around a flow command's work: a qhybrid error becomes its exit code (:func:`fail`), a
+    Ctrl-C the exit of an interrupted flow (:func:`interrupted`, 130).
+
+    Raises:
+        typer.Exit: Either of them stopped the command.
+    """
+    try:
+        yield
+    except QhybridError as exc:
+        raise fail(exc, as_json) from exc
+    except KeyboardInterrupt:
+        raise interrupted(as_json) from None
+
+
 def run_options(backend: str | None, allow_unpinned_data: bool) -> RunOptions:
     """The run options of a flow command's flags.
 
@@ -391,7 +407,7 @@ def flow_command(spec_path: Path, kind: str, options_of: Callable[[], RunOptions
     Raises:
         typer.Exit: A qhybrid error (its exit code) or a Ctrl-C (130) stopped the command.
     """
-    try:
+    with exits_of(as_json):
         settings = environment_settings()
         spec = load_spec(spec_path)
         options = options_of()
@@ -412,10 +428,6 @@ def flow_command(spec_path: Path, kind: str, options_of: Callable[[], RunOptions
             report = run_flow(f"promoting {spec.name} {spec.version} through 4 gates", 9,
                               lambda: promote_experiment(spec, options), settings,
                               RunReport)
-    except QhybridError as exc:
-        raise fail(exc, as_json) from exc
-    except KeyboardInterrupt:
-        raise interrupted(as_json) from None
     if as_json:
         emit(report)
     else:

@@ -41,8 +41,8 @@ from qhybrid_entrypoints._console import (
 from qhybrid_entrypoints._data_commands import data_app
 from qhybrid_entrypoints._early import check_backends, check_data
 from qhybrid_entrypoints._flow_command import (
+    exits_of,
     flow_command,
-    interrupted,
     preflight,
     recover,
     run_flow,
@@ -145,7 +145,7 @@ def sweep(
     # The options are settings (the flow reads them where it runs), given for this command.
     overrides = {**({"QHYBRID_SWEEP_RUNNER": runner} if runner else {}),
                  **({"QHYBRID_DASK_WORKERS": str(workers)} if workers else {})}
-    try:
+    with exits_of(as_json):
         settings = load_settings({**os.environ, **overrides})
         spec = load_spec(spec_path)
         options = run_options(backend, allow_unpinned_data)
@@ -170,10 +170,6 @@ def sweep(
 
         report = run_flow(f"sweeping {spec.name} on {target}", 1, call, settings,
                           SweepReport, points=True)
-    except QhybridError as exc:
-        raise fail(exc, as_json) from exc
-    except KeyboardInterrupt:
-        raise interrupted(as_json) from None
     if as_json:
         emit(report)
         return
