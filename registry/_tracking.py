@@ -1,45 +1,31 @@
 """MLflow as the system of record: runs, nested gate runs, the model registry and aliases.
 
 Uses ``MlflowClient`` with explicit run ids rather than the fluent API, whose active-run stack
-is per thread and would tangle with Prefect's task runners.
+is per thread and would tangle with Prefect's task runners. The store is opened, and MLflow's
+errors translated, in :mod:`registry._store_opening`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
-import logging
-import os
-import shutil
-import sqlite3
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import ParamSpec, TypeVar
 
-import httpx
-from mlflow import __version__ as mlflow_version
 from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, Run, RunTag
 from mlflow.exceptions import MlflowException
-from mlflow.tracking import MlflowClient
-from sqlalchemy import create_engine
-from sqlalchemy.exc import SQLAlchemyError
 
 from qhybrid.core import (
     ModelVersionRecord,
     RunRecord,
     Settings,
-    TrackingError,
-    exclusive,
-    redact_text,
     redact_url,
 )
-
-log = logging.getLogger("qhybrid.tracking")
+from registry._store_opening import mapped, open_client
 
 SCORE_TAG = "qhybrid.score"
 _MAX_PARAM = 6000
@@ -53,176 +39,6 @@ _STDOUT = threading.Lock()
 # loses that race fails ("File exists"). One process, one artifact upload at a time.
 _ARTIFACTS = threading.Lock()
 
-
-_P = ParamSpec("_P")
-_R = TypeVar("_R")
-
-
-def _mapped(action: str) -> Callable[[Callable[_P, _R]], Callable[_P, _R]]:
-    """Translate MLflow's and the file system's errors into TrackingError, naming ``action``;
-    a password in the store's URI is masked in the message."""
-
-    def wrap(fn: Callable[_P, _R]) -> Callable[_P, _R]:
-        @functools.wraps(fn)
-        def inner(*args: _P.args, **kwargs: _P.kwargs) -> _R:
-            try:
-                return fn(*args, **kwargs)
-            except (MlflowException, OSError, SQLAlchemyError) as exc:  # SQL store at the seam
-                uris = [getattr(args[0], "tracking_uri", ""), *(a for a in args
-                                                                if isinstance(a, str))]
-                text = exc.message if isinstance(exc, MlflowException) else str(exc)
-                raise TrackingError(
-                    f"MLflow could not {action}: {redact_text(text, *uris)}") from None
-
-        return inner
-
-    return wrap
-
-
-_PROBE_SECONDS = 10.0
-_REACHED: set[str] = set()
-
-
-def _probe(tracking_uri: str) -> None:
-    """Reach the tracking store once, within ``_PROBE_SECONDS``: MLflow itself retries an
-    unreachable database for minutes before it gives up.
-
-    Raises:
-        TrackingError: The store does not answer (its URI's password masked).
-    """
-    if tracking_uri in _REACHED or tracking_uri.startswith(("sqlite:", "file:")) \
-            or "://" not in tracking_uri:
-        return
-    try:
-        if tracking_uri.startswith(("http://", "https://")):
-            httpx.get(f"{tracking_uri.rstrip('/')}/health",
-                      timeout=_PROBE_SECONDS).raise_for_status()
-        else:
-            args = {"connect_timeout": int(_PROBE_SECONDS)} \
-                if tracking_uri.startswith("postgresql") else {}
-            engine = create_engine(tracking_uri, connect_args=args)
-            try:
-                with engine.connect():
-                    pass
-            finally:
-                engine.dispose()
-    except (httpx.HTTPError, SQLAlchemyError, ImportError) as exc:
-        raise TrackingError(f"the MLflow store {redact_url(tracking_uri)} does not answer: "
-                            f"{redact_text(str(exc), tracking_uri)}") from None
-    _REACHED.add(tracking_uri)
-
-
-@_mapped("open the tracking store")
-def _client(tracking_uri: str) -> MlflowClient:
-    _probe(tracking_uri)
-    if not tracking_uri.startswith("sqlite:///"):
-        return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-    # MLflow creates (migrates) a new database on first use; two first processes at once
-    # would both migrate it and one would fail. Make the client (which may open its stores)
-    # and touch both stores under a lock.
-    database = Path(tracking_uri.removeprefix("sqlite:///"))
-    with exclusive(database.with_name(database.name + ".lock")):
-        _from_template(database)
-        client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-        client.search_experiments(max_results=1)
-        client.search_registered_models(max_results=1)
-        _write_ahead(database)
-    return client
-
-
-def _write_ahead(database: Path) -> None:
-    """Keep a SQLite store in write-ahead-log mode (a setting of the file, kept once set).
-
-    In SQLite's default rollback-journal mode every commit writes and syncs a journal and the
-    database: MLflow commits once per call, and alone its calls took 6-26 ms each here,
-    35-55 % less in WAL mode, where a commit appends to the log (docs/benchmarks.md). Readers
-    (the MLflow UI) no longer wait for a writer either. A store another process holds in the
-    other mode stays as it is until the next opening.
-    """
-    try:
-        with contextlib.closing(sqlite3.connect(database, timeout=5)) as connection:
-            mode = connection.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-    except sqlite3.Error as exc:
-        mode = repr(exc)
-    if str(mode).lower() != "wal":  # e.g. a file system without shared memory
-        log.info("MLflow store %s left in its journal mode: %s", database, mode)
-
-
-def template_path() -> Path:
-    """Where this machine keeps an empty store of the installed MLflow version:
-    ``$XDG_CACHE_HOME/qhybrid`` (default ``~/.cache/qhybrid``)."""
-    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(cache) / "qhybrid" / f"mlflow-{mlflow_version}-empty.db"
-
-
-_TEMPLATE_REFUSED: list[str] = []
-"""Why the template could not be used, once it could not (one warning per process)."""
-
-
-def _from_template(database: Path) -> None:
-    """Start a new SQLite store as a copy of an empty one.
-
-    MLflow builds a new database by running every one of its schema migrations, about 1.3 s
-    here; that happens once per machine and MLflow version, for the template (made through
-    MLflow itself, its default experiment then removed: MLflow adds it again on opening the
-    copy, with this store's artifact location). A copy that fails SQLite's integrity check or
-    is not at MLflow's latest schema revision is discarded with its template (the next new
-    store makes it again). Whatever goes wrong leaves the new store to MLflow, as before,
-    with one warning per process. Called under the store's lock.
-    """
-    if database.exists() and database.stat().st_size > 0:
-        return
-    partial = database.with_name(database.name + ".new")
-    try:
-        template = template_path()
-        if not template.is_file():
-            _make_template(template)
-        shutil.copyfile(template, partial)
-        try:
-            problem = _unsound(partial)
-        except sqlite3.Error as exc:  # not a database at all
-            problem = str(exc)
-        if problem:
-            template.unlink(missing_ok=True)
-            raise sqlite3.DatabaseError(f"{template}: {problem}; removed")
-        os.replace(partial, database)
-    except (OSError, RuntimeError, sqlite3.Error, SQLAlchemyError, MlflowException) as exc:
-        partial.unlink(missing_ok=True)
-        if not _TEMPLATE_REFUSED:
-            _TEMPLATE_REFUSED.append(str(exc))
-            log.warning("new MLflow stores are built by MLflow's migrations (about 1.3 s "
-                        "each): the empty store could not be used (%s)", exc)
-
-
-def _unsound(copy: Path) -> str | None:
-    """What is wrong with a copied empty store, if anything."""
-    from mlflow.store.db.utils import _get_latest_schema_revision
-
-    with contextlib.closing(sqlite3.connect(copy)) as connection:
-        checks = [row[0] for row in connection.execute("PRAGMA quick_check")]
-        if checks != ["ok"]:
-            return f"integrity check: {'; '.join(map(str, checks[:3]))}"
-        revisions = [row[0] for row in connection.execute(
-            "SELECT version_num FROM alembic_version")]
-    latest = _get_latest_schema_revision()  # type: ignore[no-untyped-call]
-    revision = revisions[0] if len(revisions) == 1 else revisions
-    if revision != latest:
-        return f"schema revision {revision}, MLflow's latest is {latest}"
-    return None
-
-
-def _make_template(template: Path) -> None:
-    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
-
-    template.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=template.parent, prefix="making-") as scratch:
-        built = Path(scratch) / template.name
-        store = SqlAlchemyStore(  # type: ignore[no-untyped-call]
-            f"sqlite:///{built}", str(Path(scratch) / "artifacts"))
-        store.engine.dispose()
-        with contextlib.closing(sqlite3.connect(built)) as connection, connection:
-            connection.execute("DELETE FROM experiments WHERE experiment_id = 0")
-        os.replace(built, template)  # whole or not at all, also for a process racing this one
 
 
 def _quoted(value: str) -> str:
@@ -253,7 +69,7 @@ class Tracker:
         self.tracking_uri = tracking_uri
         self.artifact_root = artifact_root
         self.experiment_name = experiment
-        self.client = _client(tracking_uri)
+        self.client = open_client(tracking_uri)
         self._experiment_id: str | None = None
 
     @classmethod
@@ -267,7 +83,7 @@ class Tracker:
         return self.tracking_uri.startswith(("http://", "https://"))
 
     @property
-    @_mapped("open the experiment")
+    @mapped("open the experiment")
     def experiment_id(self) -> str:
         """The experiment's id, created on first use with artifacts under ``artifact_root``, or
         where a tracking server keeps them (``artifact_root`` is then not used: it is a path on
@@ -292,7 +108,7 @@ class Tracker:
                 self._experiment_id = found.experiment_id
         return self._experiment_id
 
-    @_mapped("start a run")
+    @mapped("start a run")
     def start_run(
         self, name: str, tags: Mapping[str, str], parent_run_id: str | None = None
     ) -> str:
@@ -304,14 +120,14 @@ class Tracker:
         run_id: str = run.info.run_id
         return run_id
 
-    @_mapped("end a run")
+    @mapped("end a run")
     def end_run(self, run_id: str, status: str = "FINISHED") -> None:
         """Mark a run FINISHED, FAILED or KILLED, with its end time; MLflow's link to the run
         goes to stderr, never to stdout."""
         with _STDOUT, contextlib.redirect_stdout(sys.stderr):
             self.client.set_terminated(run_id, status=status)
 
-    @_mapped("log dataset inputs")
+    @mapped("log dataset inputs")
     def log_datasets(self, run_id: str, datasets: Mapping[str, Mapping[str, object]]) -> None:
         """Log each DVC-pinned input as an MLflow dataset named by its path, with the DVC md5
         as its digest (the UI's "Datasets" column).
@@ -333,7 +149,7 @@ class Tracker:
         if inputs:
             self.client.log_inputs(run_id, datasets=inputs)
 
-    @_mapped("log params, metrics and tags")
+    @mapped("log params, metrics and tags")
     def log_values(
         self, run_id: str, *, params: Mapping[str, str] | None = None,
         metrics: Mapping[str, float] | None = None, tags: Mapping[str, str] | None = None,
@@ -369,30 +185,30 @@ class Tracker:
         """Set tags on a run."""
         self.log_values(run_id, tags=tags)
 
-    @_mapped("log artifacts")
+    @mapped("log artifacts")
     def log_artifacts(self, run_id: str, folder: Path, artifact_path: str | None = None) -> None:
         """Upload every file under ``folder``."""
         with _ARTIFACTS:
             self.client.log_artifacts(run_id, str(folder), artifact_path)
 
-    @_mapped("log an artifact")
+    @mapped("log an artifact")
     def log_dict(self, run_id: str, data: object, name: str) -> None:
         """Store a JSON document as an artifact."""
         with _ARTIFACTS:
             self.client.log_text(run_id, json.dumps(data, indent=1, sort_keys=True), name)
 
-    @_mapped("read the artifact location")
+    @mapped("read the artifact location")
     def artifact_uri(self, run_id: str) -> str:
         """The run's artifact root URI."""
         uri: str = self.client.get_run(run_id).info.artifact_uri
         return uri
 
-    @_mapped("read a run")
+    @mapped("read a run")
     def get_run(self, run_id: str) -> RunRecord:
         """A run's info, params, metrics and tags."""
         return _record(self.client.get_run(run_id))
 
-    @_mapped("search running runs")
+    @mapped("search running runs")
     def running(self, tags: Mapping[str, str]) -> list[RunRecord]:
         """The runs still RUNNING whose tags hold ``tags``."""
         clauses = ["attributes.status = 'RUNNING'"]
@@ -400,14 +216,14 @@ class Tracker:
         runs = self.client.search_runs([self.experiment_id], filter_string=" and ".join(clauses))
         return [_record(r) for r in runs]
 
-    @_mapped("list run inputs")
+    @mapped("list run inputs")
     def datasets(self, run_id: str) -> dict[str, str]:
         """The datasets a run logged as inputs: name -> digest."""
         inputs = self.client.get_run(run_id).inputs
         found = inputs.dataset_inputs if inputs is not None else None
         return {d.dataset.name: d.dataset.digest for d in (found or [])}
 
-    @_mapped("list child runs")
+    @mapped("list child runs")
     def child_runs(self, run_id: str) -> list[RunRecord]:
         """The runs nested under ``run_id``, in start order."""
         runs = self.client.search_runs(
@@ -418,7 +234,7 @@ class Tracker:
 
     # --- model registry ---------------------------------------------------------------------
 
-    @_mapped("register a model version")
+    @mapped("register a model version")
     def register_version(
         self, name: str, run_id: str, artifact_path: str, tags: Mapping[str, str]
     ) -> str:
@@ -436,7 +252,7 @@ class Tracker:
         )
         return str(version.version)
 
-    @_mapped("search model versions")
+    @mapped("search model versions")
     def version_with_tag(self, name: str, key: str, value: str) -> ModelVersionRecord | None:
         """The oldest version of model ``name`` tagged ``key=value``, or None."""
         if not self.client.search_registered_models(f"name = '{_quoted(name)}'"):
@@ -450,7 +266,7 @@ class Tracker:
                                   aliases=tuple(oldest.aliases or ()),
                                   tags=dict(oldest.tags or {}))
 
-    @_mapped("read an artifact")
+    @mapped("read an artifact")
     def read_text(self, run_id: str, path: str) -> str | None:
         """The text of the run's artifact at ``path``, or None if the run has none there."""
         folder, _, _ = path.rpartition("/")
@@ -475,12 +291,12 @@ class Tracker:
         return (f"mlflow ui --backend-store-uri {redact_url(self.tracking_uri)} "
                 f"--port {local_port}   # then {self.run_page(run_id, local_port=local_port)}")
 
-    @_mapped("move an alias")
+    @mapped("move an alias")
     def set_alias(self, name: str, alias: str, version: str) -> None:
         """Point ``alias`` of model ``name`` at ``version``."""
         self.client.set_registered_model_alias(name, alias, version)
 
-    @_mapped("read an alias")
+    @mapped("read an alias")
     def version_by_alias(self, name: str, alias: str) -> ModelVersionRecord | None:
         """The version holding ``alias``, or None if no version holds it."""
         try:
@@ -501,7 +317,7 @@ class Tracker:
             return None
         return float(champion.tags[SCORE_TAG])
 
-    @_mapped("list registered models")
+    @mapped("list registered models")
     def registered(self) -> list[tuple[str, list[ModelVersionRecord]]]:
         """Every registered model with its versions, newest first."""
         out: list[tuple[str, list[ModelVersionRecord]]] = []

@@ -12,7 +12,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from registry import Tracker
-from registry._tracking import template_path
+from registry._store_opening import template_path
 
 
 def _schema(database: Path) -> tuple[dict[str, list[str]], list[tuple[str, ...]]]:
@@ -103,7 +103,7 @@ def test_an_existing_store_is_never_replaced(tmp_path: Path, cache: Path) -> Non
 def test_a_damaged_template_is_discarded_and_made_again(
         tmp_path: Path, cache: Path, migrations: list[str], damage: str,
         caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("registry._tracking._TEMPLATE_REFUSED", [])  # warned once a process
+    monkeypatch.setattr("registry._store_opening._TEMPLATE_REFUSED", [])  # warned once a process
     Tracker(f"sqlite:///{tmp_path}/a/mlflow.db", tmp_path / "a" / "artifacts", "t")
     template = template_path()
     if damage == "not a database":
