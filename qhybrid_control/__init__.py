@@ -1,6 +1,15 @@
 """The control plane: jobs, queues, SLA policy and webhooks. Imports qhybrid.core and
 third-party libraries only; never prefect, mlflow, the use cases, tasks, flows or entry points."""
 
+from qhybrid_control._job_rows import (
+    ActiveJob,
+    DueDelivery,
+    JobEvent,
+    JobFilter,
+    NewJob,
+    QueuedJob,
+    iso,
+)
 from qhybrid_control._metrics import MetricsSnapshot
 from qhybrid_control._metrics import snapshot as metrics_snapshot
 from qhybrid_control._policy import (
@@ -11,16 +20,7 @@ from qhybrid_control._policy import (
     plan_dispatch,
     policies_from,
 )
-from qhybrid_control._store import (
-    ActiveJob,
-    DueDelivery,
-    JobEvent,
-    JobFilter,
-    JobStore,
-    NewJob,
-    QueuedJob,
-    iso,
-)
+from qhybrid_control._store import JobStore
 from qhybrid_control._tables import (
     DISPATCHES,
     JOB_EVENTS,

@@ -20,7 +20,7 @@ from typing import Final, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from qhybrid.core import InvalidInputError, Settings, SlaClass, parse_json
-from qhybrid_control._store import QueuedJob
+from qhybrid_control._job_rows import QueuedJob
 
 
 class SlaPolicy(BaseModel):

@@ -7,14 +7,11 @@ its webhook delivery) in the same transaction, so nothing a client was told can 
 
 from __future__ import annotations
 
-import base64
-import datetime as dt
 import hashlib
 import json
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
@@ -35,7 +32,6 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from qhybrid.core import (
     TERMINAL_STATUSES,
     ErrorRecord,
-    InvalidInputError,
     JobConflictError,
     JobNotFoundError,
     JobRecord,
@@ -46,6 +42,17 @@ from qhybrid.core import (
     WebhookRecord,
     WebhookState,
 )
+from qhybrid_control._job_rows import (
+    ActiveJob,
+    DueDelivery,
+    JobEvent,
+    JobFilter,
+    NewJob,
+    QueuedJob,
+    decode_cursor,
+    encode_cursor,
+    iso,
+)
 from qhybrid_control._tables import (
     DISPATCHES,
     JOB_EVENTS,
@@ -53,93 +60,6 @@ from qhybrid_control._tables import (
     JOBS,
     WEBHOOK_DELIVERIES,
 )
-
-
-def iso(at: float) -> str:
-    """A unix time as ISO 8601 in UTC, always to the microsecond (so strings sort as times)."""
-    return dt.datetime.fromtimestamp(at, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-@dataclass(frozen=True)
-class NewJob:
-    """A validated request, ready to be stored."""
-
-    id: str
-    client: str
-    kind: str
-    sla: str
-    experiment: str | None
-    family: str | None
-    backend: str | None
-    idempotency_key: str | None
-    request: dict[str, Any]
-    request_sha256: str
-    trace_id: str
-    callback_url: str | None
-
-
-@dataclass(frozen=True)
-class QueuedJob:
-    """What the dispatcher needs to group a queued job."""
-
-    id: str
-    kind: str
-    sla: str
-    backend: str | None
-    family: str | None
-    experiment: str | None
-    created: float
-    trace_id: str
-
-
-@dataclass(frozen=True)
-class ActiveJob:
-    """A dispatched job that has not ended: the dispatcher watches its flow run."""
-
-    id: str
-    status: str
-    sla: str
-    flow_run_id: str | None
-    dispatch_id: str | None
-    dispatch_attempts: int
-    cancel_requested: bool
-    updated: float
-
-
-@dataclass(frozen=True)
-class JobEvent:
-    """One status transition, as the event stream sends it."""
-
-    id: int
-    job_id: str
-    status: str
-    sub_status: str | None
-    at: float
-
-
-@dataclass(frozen=True)
-class DueDelivery:
-    """A webhook call that is due."""
-
-    id: str
-    job_id: str
-    client: str
-    url: str
-    body: str
-    trace_id: str
-    attempts: int
-
-
-@dataclass(frozen=True)
-class JobFilter:
-    """The filters of ``GET /v1/jobs``."""
-
-    status: str | None = None
-    kind: str | None = None
-    sla: str | None = None
-    experiment: str | None = None
-    since: float | None = None
-
 
 # What a result stored by reference leaves out of its job row.
 _BY_REFERENCE = frozenset({"values", "samples", "metrics", "report"})
@@ -276,7 +196,7 @@ class JobStore:
         if where.since is not None:
             query = query.where(JOBS.c.created >= where.since)
         if cursor is not None:
-            created, last_id = _decode_cursor(cursor)
+            created, last_id = decode_cursor(cursor)
             query = query.where(or_(JOBS.c.created < created,
                                     and_(JOBS.c.created == created, JOBS.c.id < last_id)))
         rows = self._read(query.order_by(JOBS.c.created.desc(), JOBS.c.id.desc())
@@ -284,7 +204,7 @@ class JobStore:
         items = [self._record(r._mapping) for r in rows[:limit]]
         more = len(rows) > limit
         last = rows[limit - 1]._mapping if more else None
-        return items, (_encode_cursor(last["created"], last["id"]) if last else None)
+        return items, (encode_cursor(last["created"], last["id"]) if last else None)
 
     def events(self, after: int, *, limit: int = 500) -> list[JobEvent]:
         """Status transitions after event ``after``, oldest first."""
@@ -571,16 +491,3 @@ class JobStore:
                         else None),
             webhook=webhook,
         )
-
-
-def _encode_cursor(created: float, job_id: str) -> str:
-    return base64.urlsafe_b64encode(f"{created!r}|{job_id}".encode()).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> tuple[float, str]:
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        created, job_id = base64.urlsafe_b64decode(padded.encode()).decode().split("|", 1)
-        return float(created), job_id
-    except (ValueError, UnicodeDecodeError):
-        raise InvalidInputError("not a cursor this service issued", field="cursor") from None
