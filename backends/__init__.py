@@ -10,6 +10,7 @@ mitigation arm first needs it: ``IbmBackend``, ``map_runtime_error`` and ``mitig
 are loaded on first access, so an Aer run never pays for it.
 """
 
+import importlib
 from typing import TYPE_CHECKING
 
 from backends._aer import AerBackend
@@ -40,16 +41,15 @@ from backends._submit import BackendExecutor, ExecutionLog, Runner, Submitter, a
 from backends._wrapper import BackendWrapper, DescribedWrapper
 
 if TYPE_CHECKING:
-    from backends._ibm import IbmBackend, map_runtime_error, mitigation_options
+    from backends._ibm import IbmBackend, mitigation_options
+    from backends._ibm_errors import map_runtime_error
 
-_FROM_IBM = ("IbmBackend", "map_runtime_error", "mitigation_options")
+_LAZY = {"IbmBackend": "_ibm", "mitigation_options": "_ibm", "map_runtime_error": "_ibm_errors"}
 
 
 def __getattr__(name: str) -> object:
-    if name in _FROM_IBM:
-        from backends import _ibm
-
-        return getattr(_ibm, name)
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"backends.{_LAZY[name]}"), name)
     raise AttributeError(f"module 'backends' has no attribute {name!r}")
 
 

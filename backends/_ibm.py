@@ -27,121 +27,29 @@ from typing import TypeVar
 
 import numpy as np
 import pydantic
-import requests
 from pydantic import SecretStr
 from qiskit.circuit import QuantumCircuit
 from qiskit.primitives import PrimitiveResult
 from qiskit.providers import BackendV2
-from qiskit.providers.exceptions import QiskitBackendNotFoundError
 from qiskit_ibm_runtime import Batch, QiskitRuntimeService, RuntimeJobV2, Session
-from qiskit_ibm_runtime.api.exceptions import (
-    ApiError,
-    AuthenticationLicenseError,
-    RequestsApiError,
-    UserTimeoutExceededError,
-)
 from qiskit_ibm_runtime.exceptions import (
-    IBMAccountError,
-    IBMApiError,
-    IBMBackendApiError,
-    IBMBackendApiProtocolError,
-    IBMBackendError,
-    IBMBackendValueError,
-    IBMError,
-    IBMInputValueError,
-    IBMNotAuthorizedError,
-    IBMRuntimeError,
     RuntimeInvalidStateError,
-    RuntimeJobFailureError,
-    RuntimeJobMaxTimeoutError,
-    RuntimeJobNotFound,
-    RuntimeJobTimeoutError,
-    RuntimeProgramNotFound,
 )
 from qiskit_ibm_runtime.executor_estimator import Estimator
 from qiskit_ibm_runtime.executor_sampler import Sampler
 from qiskit_ibm_runtime.fake_provider.local_runtime_job import LocalRuntimeJob
 
 from backends._devices import calibration_snapshot, fake_device
+from backends._ibm_errors import RUNTIME_ERRORS, map_runtime_error
 from backends._isa import IsaCache, counts_by_row
 from backends._protocol import BackendLimits, JobStatus, Mode, Submission, SubmissionResult
 from qhybrid.core import (
     BackendName,
     BackendNameError,
-    BackendRejectedError,
-    ExecutionError,
     MitigationSpec,
     PostProcessingError,
-    QhybridError,
     SubmissionError,
-    TransportError,
 )
-
-
-def _http_status(code: int | None, message: str, status: str) -> QhybridError:
-    # -1: no response at all; 429/5xx: the provider cannot take work now; 4xx: our request.
-    if code is None or code < 0:
-        return TransportError(message, provider_status=status)
-    if code == 429 or code >= 500:
-        return BackendRejectedError(message, provider_status=str(code))
-    if code == 404:
-        return ExecutionError(message, provider_status="NOT_FOUND")
-    return SubmissionError(message, provider_status=str(code))
-
-
-def map_runtime_error(exc: Exception, backend: str) -> QhybridError:
-    """Translate a qiskit-ibm-runtime (or HTTP-layer) exception into the qhybrid tree.
-
-    The provider's class name or HTTP status is kept as ``provider_status``, its message in
-    the message. A job that is gone (cancelled, not found, over its maximum time) is final:
-    an ``ExecutionError``, so that its ledger key is marked failed instead of re-attached.
-    """
-    status = type(exc).__name__
-    message = f"{backend}: {exc}"
-    if isinstance(exc, IBMNotAuthorizedError | IBMAccountError | AuthenticationLicenseError):
-        return BackendNameError(message, field="ibm_token")
-    if isinstance(exc, QiskitBackendNotFoundError):
-        return BackendNameError(message, field="backend")
-    if isinstance(exc, RuntimeJobTimeoutError | UserTimeoutExceededError):
-        return TransportError(message, provider_status=status)
-    if isinstance(exc, RuntimeJobFailureError):
-        return ExecutionError(message, provider_status=status)
-    if isinstance(exc, RuntimeInvalidStateError):
-        return ExecutionError(message, provider_status="CANCELLED")
-    if isinstance(exc, RuntimeJobNotFound | RuntimeProgramNotFound):
-        return ExecutionError(message, provider_status="NOT_FOUND")
-    if isinstance(exc, RuntimeJobMaxTimeoutError):
-        return ExecutionError(message, provider_status="MAX_TIME")
-    if isinstance(exc, IBMInputValueError | IBMBackendValueError):
-        return SubmissionError(message, provider_status=status)
-    if isinstance(exc, RequestsApiError):
-        return _http_status(exc.status_code, message, status)
-    if isinstance(exc, IBMBackendApiProtocolError | IBMBackendApiError | IBMApiError | ApiError):
-        return TransportError(message, provider_status=status)
-    if isinstance(exc, requests.Timeout | requests.ConnectionError):
-        return TransportError(message, provider_status=status)
-    if isinstance(exc, requests.HTTPError):
-        return _http_status(exc.response.status_code if exc.response is not None else None,
-                            message, status)
-    if isinstance(exc, IBMRuntimeError | IBMBackendError):
-        return BackendRejectedError(message, provider_status=status)
-    return ExecutionError(message, provider_status=status)
-
-
-_RUNTIME_ERRORS = (
-    IBMError,
-    QiskitBackendNotFoundError,
-    requests.RequestException,
-    IBMAccountError,
-    IBMBackendApiError,
-    IBMBackendApiProtocolError,
-    IBMInputValueError,
-    IBMNotAuthorizedError,
-    IBMRuntimeError,
-    RuntimeJobFailureError,
-    RuntimeJobTimeoutError,
-)
-
 
 _P = TypeVar("_P", Estimator, Sampler)
 
@@ -242,7 +150,7 @@ class IbmBackend:
                     channel=channel, token=token.get_secret_value(), instance=instance
                 )
                 self._device = self._service.backend(name.device)
-            except _RUNTIME_ERRORS as exc:
+            except RUNTIME_ERRORS as exc:
                 raise map_runtime_error(exc, self.name) from exc
         configuration = getattr(self._device, "configuration", lambda: None)()
         max_pubs = getattr(configuration, "max_experiments", None)
@@ -259,7 +167,7 @@ class IbmBackend:
         """
         try:
             return int(self._device.status().pending_jobs)
-        except _RUNTIME_ERRORS as exc:
+        except RUNTIME_ERRORS as exc:
             raise map_runtime_error(exc, self.name) from exc
 
     @property
@@ -388,7 +296,7 @@ class IbmBackend:
             if submission.kind == "sample":
                 return primitive.run(pubs, shots=submission.shots)
             return primitive.run(pubs)
-        except _RUNTIME_ERRORS as exc:
+        except RUNTIME_ERRORS as exc:
             raise map_runtime_error(exc, self.name) from exc
         except ValueError as exc:  # qiskit's PUB coercion: shapes or parameters that do not fit
             raise SubmissionError(f"{self.name}: {exc}") from exc
@@ -409,7 +317,7 @@ class IbmBackend:
             job = self._run(submission, list(submission.tags))
             try:
                 results = job.result()
-            except _RUNTIME_ERRORS as exc:
+            except RUNTIME_ERRORS as exc:
                 raise map_runtime_error(exc, self.name) from exc
         return self._convert(results)
 
@@ -438,21 +346,21 @@ class IbmBackend:
         try:
             jobs = self._remote().jobs(job_tags=[f"qhybrid-{tag}"], backend_name=self._device.name,
                                        limit=1, created_after=after)
-        except _RUNTIME_ERRORS as exc:
+        except RUNTIME_ERRORS as exc:
             raise map_runtime_error(exc, self.name) from exc
         return jobs[0].job_id() if jobs else None
 
     def _job(self, job_id: str) -> RuntimeJobV2:
         try:
             return self._remote().job(job_id)
-        except _RUNTIME_ERRORS as exc:
+        except RUNTIME_ERRORS as exc:
             raise map_runtime_error(exc, self.name) from exc
 
     def status(self, job_id: str) -> JobStatus:
         """The IBM job's status."""
         try:
             return _STATUS.get(str(self._job(job_id).status()), "QUEUED")
-        except _RUNTIME_ERRORS as exc:
+        except RUNTIME_ERRORS as exc:
             raise map_runtime_error(exc, self.name) from exc
 
     def result(self, job_id: str) -> SubmissionResult:
@@ -465,7 +373,7 @@ class IbmBackend:
         job = self._job(job_id)
         try:
             results = job.result(timeout=self.timeout)
-        except _RUNTIME_ERRORS as exc:
+        except RUNTIME_ERRORS as exc:
             raise map_runtime_error(exc, self.name) from exc
         except (ValueError, KeyError, TypeError) as exc:  # the runtime's result decoders
             raise PostProcessingError(f"{self.name}: cannot decode job {job_id}: {exc}") from exc
@@ -477,7 +385,7 @@ class IbmBackend:
             self._job(job_id).cancel()
         except RuntimeInvalidStateError:
             return  # 409 "Job cannot be cancelled": it has finished
-        except _RUNTIME_ERRORS as exc:
+        except RUNTIME_ERRORS as exc:
             raise map_runtime_error(exc, self.name) from exc
 
     # -- execution modes -------------------------------------------------------------------
@@ -491,7 +399,7 @@ class IbmBackend:
         cls = Session if mode == "session" else Batch
         try:
             self._mode = cls(backend=self._device)
-        except _RUNTIME_ERRORS as exc:
+        except RUNTIME_ERRORS as exc:
             raise map_runtime_error(exc, self.name) from exc
         return self._mode.session_id or f"local-{mode}-{uuid.uuid4().hex[:12]}"
 
@@ -502,7 +410,7 @@ class IbmBackend:
             return
         try:
             mode.cancel() if cancel else mode.close()
-        except _RUNTIME_ERRORS as exc:
+        except RUNTIME_ERRORS as exc:
             raise map_runtime_error(exc, self.name) from exc
 
     def release(self, kind: str, provider_id: str) -> None:
@@ -515,7 +423,7 @@ class IbmBackend:
             try:
                 mode = Session if kind == "session" else Batch
                 mode.from_id(provider_id, self._remote()).cancel()
-            except _RUNTIME_ERRORS as exc:
+            except RUNTIME_ERRORS as exc:
                 raise map_runtime_error(exc, self.name) from exc
         elif self._mode is not None:
             self.close_mode(cancel=True)

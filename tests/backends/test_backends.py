@@ -10,7 +10,7 @@ from qiskit_ibm_runtime import exceptions as runtime_exceptions
 from qiskit_ibm_runtime.api.exceptions import RequestsApiError
 
 from backends import IbmBackend, map_runtime_error, open_backend, open_executor
-from backends._ibm import _RUNTIME_ERRORS
+from backends._ibm_errors import RUNTIME_ERRORS
 from qhybrid.core import (
     BackendNameError,
     BackendRejectedError,
@@ -109,8 +109,8 @@ def test_every_runtime_exception_class_is_mapped_to_its_expected_class() -> None
     names = {c.__name__ for c in classes}
     assert names == set(EXPECTED_CLASS), "a runtime release added or removed exceptions: " \
         f"decide their class: {sorted(names ^ set(EXPECTED_CLASS))}"
-    unmapped = [c.__name__ for c in classes if not issubclass(c, _RUNTIME_ERRORS)]
-    assert unmapped == [], f"add these to backends._ibm mapping: {unmapped}"
+    unmapped = [c.__name__ for c in classes if not issubclass(c, RUNTIME_ERRORS)]
+    assert unmapped == [], f"add these to backends._ibm_errors.RUNTIME_ERRORS: {unmapped}"
     for cls in classes:
         mapped = map_runtime_error(cls("boom"), "ibm:x")
         assert type(mapped) is EXPECTED_CLASS[cls.__name__], cls.__name__
