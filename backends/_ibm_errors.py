@@ -105,5 +105,6 @@ RUNTIME_ERRORS = (
     RuntimeJobFailureError,
     RuntimeJobTimeoutError,
 )
-"""What a call into qiskit-ibm-runtime may raise that :func:`map_runtime_error` translates
-(a test checks every exception class the package defines is among them)."""
+"""What a call into qiskit-ibm-runtime may raise that :func:`map_runtime_error` translates (a
+test checks that every exception class of ``qiskit_ibm_runtime.exceptions`` and
+``qiskit_ibm_runtime.api.exceptions`` is among them)."""

@@ -30,7 +30,7 @@ def _flags_as_flags(params: list[Parameter]) -> None:
             param.metavar = ""
 
 
-class Command(TyperCommand):
+class FlagCommand(TyperCommand):
     """A typer command whose help shows a flag without a value type."""
 
     def get_params(self, ctx: Context) -> list[Parameter]:
@@ -39,10 +39,10 @@ class Command(TyperCommand):
         return params
 
 
-class Group(TyperGroup):
+class FlagGroup(TyperGroup):
     """A typer group whose help, and its commands' help, show a flag without a value type."""
 
-    command_class = Command
+    command_class = FlagCommand
 
     def get_params(self, ctx: Context) -> list[Parameter]:
         params = super().get_params(ctx)
@@ -112,5 +112,9 @@ def emit(document: BaseModel) -> None:
 
 
 def environment_settings() -> Settings:
-    """The settings of this process's environment, read once by the command."""
+    """The settings of this process's environment, read once by the command.
+
+    Raises:
+        InvalidInputError: A ``QHYBRID_*`` variable is unknown or invalid (naming it).
+    """
     return load_settings(os.environ)

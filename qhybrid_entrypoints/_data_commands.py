@@ -12,13 +12,13 @@ from typing import Annotated
 import typer
 
 from qhybrid.core import InvalidInputError, QhybridError
-from qhybrid_entrypoints._console import Command, Group, fail
+from qhybrid_entrypoints._console import FlagCommand, FlagGroup, fail
 
 data_app = typer.Typer(help="Generate the problem instances that dvc.yaml pins.",
-                       no_args_is_help=True, cls=Group)
+                       no_args_is_help=True, cls=FlagGroup)
 
 
-@data_app.command("maxcut", cls=Command)
+@data_app.command("maxcut", cls=FlagCommand)
 def data_maxcut(
     out_path: Annotated[Path, typer.Option("--out", help="Output JSON file.")],
     nodes: Annotated[int, typer.Option(min=3, max=24)] = 10,
@@ -38,7 +38,7 @@ def data_maxcut(
     write_instance(graph, out_path)
 
 
-@data_app.command("circulant", cls=Command)
+@data_app.command("circulant", cls=FlagCommand)
 def data_circulant(
     out_path: Annotated[Path, typer.Option("--out", help="Output JSON file.")],
     nodes: Annotated[int, typer.Option(min=3, max=24)] = 12,
@@ -56,7 +56,7 @@ def data_circulant(
     write_instance(graph, out_path)
 
 
-@data_app.command("qaoa-circuit", cls=Command)
+@data_app.command("qaoa-circuit", cls=FlagCommand)
 def data_qaoa_circuit(
     graph_path: Annotated[Path, typer.Option("--graph", help="A graph instance (JSON).")],
     out_path: Annotated[Path, typer.Option("--out", help="Output OpenQASM 3 file (.qasm).")],
@@ -75,7 +75,7 @@ def data_qaoa_circuit(
     write_qasm3(qaoa_circuit(graph, reps), out_path)
 
 
-@data_app.command("h2", cls=Command)
+@data_app.command("h2", cls=FlagCommand)
 def data_h2(out_path: Annotated[Path, typer.Option("--out", help="Output JSON file.")]) -> None:
     """The H2 (STO-3G, 0.735 Angstrom) two-qubit Hamiltonian."""
     from qhybrid.experiments import h2_hamiltonian, write_instance
@@ -83,7 +83,7 @@ def data_h2(out_path: Annotated[Path, typer.Option("--out", help="Output JSON fi
     write_instance(h2_hamiltonian(), out_path)
 
 
-@data_app.command("metrics", cls=Command)
+@data_app.command("metrics", cls=FlagCommand)
 def data_metrics(
     instances: Annotated[list[Path], typer.Argument(help="Instance files (JSON).")],
     out_path: Annotated[Path, typer.Option("--out", help="Output JSON file.")],
@@ -97,7 +97,7 @@ def data_metrics(
         raise fail(exc, as_json=False) from exc
 
 
-@data_app.command("molecule", cls=Command)
+@data_app.command("molecule", cls=FlagCommand)
 def data_molecule(
     out_path: Annotated[Path, typer.Option("--out", help="Output JSON file.")],
     bond_length: Annotated[float, typer.Option(
@@ -128,7 +128,7 @@ def data_molecule(
     write_instance(instance, out_path)
 
 
-@data_app.command("ghz", cls=Command)
+@data_app.command("ghz", cls=FlagCommand)
 def data_ghz(
     out_path: Annotated[Path, typer.Option("--out", help="Output OpenQASM 3 file (.qasm).")],
     qubits: Annotated[int, typer.Option(min=2, max=16)] = 3,
@@ -139,7 +139,7 @@ def data_ghz(
     write_qasm3(ghz_circuit(qubits), out_path)
 
 
-@data_app.command("ghz-observables", cls=Command)
+@data_app.command("ghz-observables", cls=FlagCommand)
 def data_ghz_observables(
     out_path: Annotated[Path, typer.Option("--out", help="Output JSON file.")],
     qubits: Annotated[int, typer.Option(min=2, max=16)] = 3,

@@ -3,9 +3,12 @@
 What can be checked before a flow starts (:func:`preflight`), the run options from the flags
 (:func:`run_options`), the flow run itself in this process (:func:`run_flow`): the Prefect
 server it uses, a progress bar on stderr, Ctrl-C and SIGTERM handling, the ending of what
-killed commands left running (:func:`recover`) and the wait for Prefect's records; then the
-report printed for a person, with where to see the run in the Prefect and MLflow UIs
-(:func:`prefect_ui_hint`), or as the one JSON document (:func:`flow_command`).
+killed commands left running (:func:`recover`, also for ``leases --release``) and the wait for
+Prefect's records; a qhybrid error or a Ctrl-C as the command's exit (:func:`exits_of`,
+:func:`interrupted`). For ``run`` and ``promote``, all of it in order, then the report printed
+for a person, with where to see the run in the Prefect and MLflow UIs
+(:func:`prefect_ui_hint`), or as the one JSON document (:func:`flow_command`); ``sweep`` uses
+the same parts with its own settings and report (``cli.py``).
 """
 
 from __future__ import annotations
@@ -187,7 +190,11 @@ class _Interrupts:
 def recover(settings: Settings, *, start_server: bool = False) -> None:
     """End what killed commands left RUNNING on this host: their MLflow runs, leases and
     Prefect flow runs (with ``start_server``, a temporary Prefect server is started for the
-    latter only if one needs marking)."""
+    latter only if one needs marking).
+
+    Raises:
+        QhybridError: The state store or the MLflow store could not be read or written.
+    """
     from qhybrid_entrypoints._prefect_server import prefect_server
     from qhybrid_usecases import ABANDONED_REASON, Services, reap_abandoned
 
@@ -265,6 +272,7 @@ def run_flow(title: str, steps: int, call: Callable[[], object], settings: Setti
 
     Raises:
         RunCancelledError: The flow run was cancelled, or ended without a report.
+        QhybridError: The flow failed (its error), or :func:`recover` did.
         KeyboardInterrupt: A Ctrl-C stopped the flow.
         SystemExit: A SIGTERM stopped the flow (exit 143).
     """
@@ -406,6 +414,7 @@ def flow_command(spec_path: Path, kind: str, options_of: Callable[[], RunOptions
 
     Raises:
         typer.Exit: A qhybrid error (its exit code) or a Ctrl-C (130) stopped the command.
+        SystemExit: A SIGTERM stopped the flow (exit 143).
     """
     with exits_of(as_json):
         settings = environment_settings()

@@ -29,8 +29,8 @@ from qhybrid.core import (
     load_spec,
 )
 from qhybrid_entrypoints._console import (
-    Command,
-    Group,
+    FlagCommand,
+    FlagGroup,
     console_logs,
     emit,
     environment_settings,
@@ -55,7 +55,7 @@ app = typer.Typer(
     help="Versioned hybrid quantum-classical experiments, promoted through staged gates.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    cls=Group,
+    cls=FlagGroup,
 )
 app.add_typer(data_app, name="data")
 
@@ -94,7 +94,7 @@ BackendOption = Annotated[str | None, typer.Option(
     metavar="NAME", help="aer, aer-noisy:<fake>, ibm:<device>; default: the spec's ideal backend.")]
 
 
-@app.command(cls=Command)
+@app.command(cls=FlagCommand)
 def run(
     spec: SpecArg,
     backend: BackendOption = None,
@@ -106,7 +106,7 @@ def run(
     flow_command(spec, "run", lambda: run_options(backend, allow_unpinned_data), as_json, verbose)
 
 
-@app.command(cls=Command)
+@app.command(cls=FlagCommand)
 def promote(
     spec: SpecArg,
     as_json: JsonFlag = False,
@@ -120,7 +120,7 @@ def promote(
         raise typer.Exit(EXIT_REFUSED)
 
 
-@app.command(cls=Command)
+@app.command(cls=FlagCommand)
 def sweep(
     spec_path: SpecArg,
     backend: BackendOption = None,
@@ -185,7 +185,7 @@ def sweep(
         out.print(f"Prefect flow run: {report.prefect_flow_run_id}")
 
 
-@app.command(cls=Command)
+@app.command(cls=FlagCommand)
 def experiments(as_json: JsonFlag = False) -> None:
     """Registered experiments, their versions, and which version holds each alias."""
     try:
@@ -220,7 +220,7 @@ def experiments(as_json: JsonFlag = False) -> None:
     out.print(table)
 
 
-@app.command(cls=Command)
+@app.command(cls=FlagCommand)
 def show(
     target: Annotated[str, typer.Argument(
         help="NAME@ALIAS (e.g. qaoa-maxcut-3reg@champion) or an MLflow run id.")],
@@ -294,7 +294,7 @@ def _print_show(report: ShowReport) -> None:
 _SHOWN_TAGS = frozenset({"qhybrid.decision", "qhybrid.reasons", "qhybrid.aliases"})
 
 
-@app.command(cls=Command)
+@app.command(cls=FlagCommand)
 def replay(
     manifest: Annotated[Path, typer.Argument(help="A run manifest (mlruns/manifests/<run>.json).")],
     as_json: JsonFlag = False,
@@ -322,7 +322,7 @@ def replay(
         out.print(f"replayed {report.manifest}: reproduced")
 
 
-@app.command(cls=Command)
+@app.command(cls=FlagCommand)
 def leases(
     release: Annotated[str | None, typer.Option(
         "--release", metavar="FLOW_RUN_ID",
@@ -356,7 +356,7 @@ def leases(
                   f"flow run {lease.flow_run_id}")
 
 
-@app.command(cls=Command)
+@app.command(cls=FlagCommand)
 def serve() -> None:
     """The service on loopback: Prefect server and UI, deployments, one worker per SLA queue,
     the MLflow UI, the job API and its dispatcher. Ctrl-C stops everything."""

@@ -1,6 +1,7 @@
-"""Opening an MLflow store: MLflow's errors translated at this seam, the store reached within a
-deadline, a new SQLite store copied from an empty template of the installed MLflow version and
-kept in write-ahead-log mode.
+"""The MLflow store's seam: MLflow's errors translated into ``TrackingError`` (:func:`mapped`,
+around every ``Tracker`` call), and the store opened: reached within a deadline, a new SQLite
+store copied from an empty template of the installed MLflow version, and every SQLite store set
+to write-ahead-log mode at opening.
 """
 
 from __future__ import annotations

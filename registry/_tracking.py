@@ -40,7 +40,6 @@ _STDOUT = threading.Lock()
 _ARTIFACTS = threading.Lock()
 
 
-
 def _quoted(value: str) -> str:
     """``value`` inside a single-quoted MLflow search string."""
     return value.replace("\\", "\\\\").replace("'", "\\'")

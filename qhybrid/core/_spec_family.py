@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, ClassVar, Final, Literal
+from typing import Annotated, ClassVar, Final, Literal, get_args
 
 from pydantic import (
     Field,
@@ -183,6 +183,6 @@ FamilySpec = Annotated[QaoaMaxcutFamily | VqeFamily | CircuitFamily, Field(discr
 """Every family's options, told apart by ``kind``. A new family adds its model here."""
 
 FAMILY_KINDS: tuple[str, ...] = tuple(
-    str(model.model_fields["kind"].default)
-    for model in (QaoaMaxcutFamily, VqeFamily, CircuitFamily)
+    str(model.model_fields["kind"].default) for model in get_args(get_args(FamilySpec)[0])
 )
+"""The ``kind`` of every family in :data:`FamilySpec`."""
