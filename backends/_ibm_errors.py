@@ -31,6 +31,7 @@ from qiskit_ibm_runtime.exceptions import (
     RuntimeJobTimeoutError,
     RuntimeProgramNotFound,
 )
+from qiskit_ibm_runtime.models.exceptions import BackendConfigurationError, BackendPropertyError
 
 from qhybrid.core import (
     BackendNameError,
@@ -104,7 +105,9 @@ RUNTIME_ERRORS = (
     IBMRuntimeError,
     RuntimeJobFailureError,
     RuntimeJobTimeoutError,
+    BackendConfigurationError,  # a device's reported configuration or properties, unreadable
+    BackendPropertyError,
 )
 """What a call into qiskit-ibm-runtime may raise that :func:`map_runtime_error` translates (a
-test checks that every exception class of ``qiskit_ibm_runtime.exceptions`` and
-``qiskit_ibm_runtime.api.exceptions`` is among them)."""
+test checks that every exception class of every ``exceptions`` module of qiskit-ibm-runtime is
+among them)."""
