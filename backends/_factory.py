@@ -9,7 +9,7 @@ from backends._devices import fake_device
 from backends._faults import FaultyBackend
 from backends._jobs import LocalJobs
 from backends._protocol import Backend
-from backends._store import StateStore
+from backends._store import QpuBudget, StateStore
 from backends._submit import BackendExecutor, ExecutionLog, Runner, Submitter, attempt_once
 from qhybrid.core import MitigationSpec, NoiseSpec, Settings, SpecError, parse_backend_name
 
@@ -113,9 +113,17 @@ def open_executor(
                            field=field, noise=noise)
     submitter = Submitter(backend, store, log or ExecutionLog(), flow_run_id=flow_run_id,
                           breaker_threshold=settings.breaker_threshold,
-                          breaker_cooldown=settings.breaker_cooldown_seconds)
+                          breaker_cooldown=settings.breaker_cooldown_seconds,
+                          budget=qpu_budget(settings))
     return BackendExecutor(submitter, runner, precision=precision, mitigation=mitigation,
                            job_tags=job_tags)
+
+
+def qpu_budget(settings: Settings) -> QpuBudget | None:
+    """The QPU budget the settings set (``QHYBRID_QPU_BUDGET_*``), or None for no limit."""
+    if settings.qpu_budget_seconds is None:
+        return None
+    return QpuBudget(settings.qpu_budget_seconds, settings.qpu_budget_window_seconds)
 
 
 def memory_store() -> StateStore:

@@ -34,7 +34,7 @@ VERSION_TABLE = "qhybrid_alembic_version"
 its own revision there (and ``alembic_version_auth`` for its auth server), and a team may well
 keep MLflow's store and this one in the same PostgreSQL database."""
 
-HEAD = "0005"
+HEAD = "0006"
 """The newest revision in ``_migrations/versions``. Only the fast path reads it (a store already
 there needs no Alembic); the upgrade itself always goes to Alembic's head, so a stale value costs
 time, never correctness. ``tests/backends/test_migrations.py`` keeps the two equal."""
@@ -73,7 +73,7 @@ def migrate(engine: Engine) -> None:
             if _revisions(conn) == {HEAD}:
                 return
         with engine.begin() as conn:
-            _serialise(conn)
+            serialise(conn)
             _upgrade(conn)
 
 
@@ -96,9 +96,12 @@ def _file_lock(engine: Engine) -> Iterator[None]:
         yield
 
 
-def _serialise(conn: Connection) -> None:
+def serialise(conn: Connection) -> None:
+    """Serialise the transaction on ``conn`` with every other one that calls this (a migration,
+    a claim against the QPU budget) until it ends: qhybrid's advisory lock on PostgreSQL;
+    on SQLite ``BEGIN IMMEDIATE``, the database's write lock, taken now."""
     if conn.dialect.name == "postgresql":
-        # Held until the transaction ends, i.e. until the upgrade is committed or rolled back.
+        # Held until the transaction ends, i.e. until it is committed or rolled back.
         conn.execute(select(func.pg_advisory_xact_lock(_PG_LOCK_KEY)))
     elif conn.dialect.name == "sqlite":
         # pysqlite opens no transaction before DDL, so each CREATE would commit on its own;

@@ -4,7 +4,9 @@ Four tables, through SQLAlchemy Core so that SQLite (the default) and PostgreSQL
 
 - ``submissions``: the idempotency ledger. One row per key; the provider job id is written
   before any polling, so a retry or a restarted flow re-attaches instead of paying again. The
-  row keeps the tags its job was submitted with (trace and job ids of the requests it serves).
+  row keeps the tags its job was submitted with (trace and job ids of the requests it serves),
+  and the QPU seconds the backend estimated for it, which the QPU budget counts
+  (:class:`QpuBudget`).
 - ``local_jobs``: the job table of the local providers (Aer, qiskit-ibm-runtime's local mode).
   A simulator job outlives the process that submitted it, as a remote provider's job does.
 - ``breakers``: one circuit breaker per backend, shared by every process.
@@ -25,6 +27,7 @@ from typing import Any
 
 from sqlalchemy import (
     Column,
+    Connection,
     Engine,
     Executable,
     Float,
@@ -37,6 +40,7 @@ from sqlalchemy import (
     and_,
     create_engine,
     event,
+    func,
     insert,
     or_,
     select,
@@ -46,8 +50,14 @@ from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.pool import ConnectionPoolEntry, StaticPool
 
-from backends._schema import migrate
-from qhybrid.core import InvalidInputError, TrackingError, redact_text, redact_url
+from backends._schema import migrate, serialise
+from qhybrid.core import (
+    InvalidInputError,
+    QpuBudgetError,
+    TrackingError,
+    redact_text,
+    redact_url,
+)
 
 _META = MetaData()
 
@@ -62,9 +72,10 @@ SUBMISSIONS = Table(
     Column("owner", String(64)),  # the process that claimed the key last
     Column("attempts", Integer, nullable=False, default=0),
     Column("flow_run_id", String(64)),
-    Column("created", Float, nullable=False),
+    Column("created", Float, nullable=False, index=True),  # the QPU budget's window
     Column("updated", Float, nullable=False),
     Column("tags", Text),  # JSON list: the provider job tags of the claim's submission
+    Column("qpu_seconds", Float),  # the backend's estimate; NULL: nothing charged
 )
 
 LOCAL_JOBS = Table(
@@ -138,6 +149,16 @@ class BreakerRow:
     trips: int
 
 
+@dataclass(frozen=True)
+class QpuBudget:
+    """QPU seconds that every submission to a charging backend may use together, counted by the
+    backends' estimates over the ``window_seconds`` before each claim (``QHYBRID_QPU_BUDGET_*``).
+    """
+
+    seconds: float
+    window_seconds: float
+
+
 _ENGINES: dict[str, Engine] = {}
 _ENGINES_LOCK = threading.Lock()
 
@@ -186,6 +207,37 @@ def _ledger_row(r: Row[Any]) -> LedgerRow:
     return LedgerRow(r.key, r.backend, r.status, r.job_id,
                      json.loads(r.error) if r.error else None, r.attempts, r.updated,
                      tuple(json.loads(r.tags)) if r.tags else ())
+
+
+def _check_budget(conn: Connection, budget: QpuBudget, key: str, charge: float,
+                  now: float) -> None:
+    c = SUBMISSIONS.c
+    spent = float(conn.execute(select(func.coalesce(func.sum(c.qpu_seconds), 0.0)).where(
+        c.created >= now - budget.window_seconds, c.key != key)).scalar_one())
+    if spent + charge > budget.seconds:
+        raise QpuBudgetError(qpu_budget_message(budget, spent, charge),
+                             field="QHYBRID_QPU_BUDGET_SECONDS", provider_status="QPU_BUDGET")
+
+
+def qpu_budget_message(budget: QpuBudget, spent: float, charge: float) -> str:
+    """Why a submission of ``charge`` QPU seconds is refused, ``spent`` seconds being used."""
+    days = budget.window_seconds / 86_400
+    return (f"the QPU budget is spent: this submission needs {charge:.6g} s by the backend's "
+            f"estimate, {max(budget.seconds - spent, 0.0):.6g} s of {budget.seconds:.6g} s are "
+            f"left in the last {days:.6g} days (QHYBRID_QPU_BUDGET_SECONDS, "
+            "QHYBRID_QPU_BUDGET_WINDOW_SECONDS); nothing was sent")
+
+
+def _reclaim(row: dict[str, Any], stale_after: float) -> Executable:
+    """The update that takes a key already in the ledger, if it is free (see ``claim``)."""
+    c = SUBMISSIONS.c
+    free = or_(c.status == "failed",
+               and_(c.status == "submitting",
+                    or_(c.owner == row["owner"], c.updated < row["updated"] - stale_after)))
+    return update(SUBMISSIONS).where(c.key == row["key"], free).values(
+        status="submitting", job_id=None, error=None, owner=row["owner"],
+        flow_run_id=row["flow_run_id"], attempts=c.attempts + 1, updated=row["updated"],
+        tags=row["tags"], qpu_seconds=row["qpu_seconds"])
 
 
 class StateStore:
@@ -247,34 +299,66 @@ class StateStore:
         return _ledger_row(rows[0]) if rows else None
 
     def claim(self, key: str, backend: str, kind: str, flow_run_id: str | None, *,
-              owner: str, stale_after: float, tags: tuple[str, ...] = ()) -> bool:
+              owner: str, stale_after: float, tags: tuple[str, ...] = (),
+              qpu_seconds: float = 0.0, budget: QpuBudget | None = None) -> bool:
         """Claim ``key`` for submission, atomically; written before the provider sees it.
 
         A key is free when it has no row, when its last job failed, or when it is ``submitting``
         under this ``owner`` or under one silent for ``stale_after`` seconds (a crashed process).
-        ``tags`` (the provider job tags of this submission) replace those of an earlier claim.
+        ``tags`` (the provider job tags of this submission) replace those of an earlier claim,
+        and ``qpu_seconds`` (the backend's estimate) its charge.
+
+        With a ``budget`` and a charge, the claim and the check that the budget pays for it are
+        one transaction that no other claim interleaves with (``BEGIN IMMEDIATE`` on SQLite, an
+        advisory lock on PostgreSQL), so two processes cannot both spend the last seconds.
 
         Returns:
             True if this caller now owns the submission; False if another process is submitting
             it or the key already has a job.
+
+        Raises:
+            QpuBudgetError: The budget left in its window does not pay for ``qpu_seconds``.
+            TrackingError: The store cannot be read or written.
         """
         now = time.time()
-        tagged = json.dumps(list(tags)) if tags else None
+        charge = qpu_seconds if qpu_seconds > 0 else None
+        row = {"key": key, "backend": backend, "kind": kind, "status": "submitting",
+               "attempts": 1, "owner": owner, "flow_run_id": flow_run_id, "created": now,
+               "updated": now, "tags": json.dumps(list(tags)) if tags else None,
+               "qpu_seconds": charge}
+        if budget is None or charge is None:
+            try:
+                self._write(insert(SUBMISSIONS).values(**row))
+                return True
+            except TrackingError as exc:
+                if not isinstance(exc.__cause__, IntegrityError):
+                    raise
+            return bool(self._write(_reclaim(row, stale_after)))
         try:
-            self._write(insert(SUBMISSIONS).values(
-                key=key, backend=backend, kind=kind, status="submitting", attempts=1,
-                owner=owner, flow_run_id=flow_run_id, created=now, updated=now, tags=tagged))
-            return True
-        except TrackingError as exc:
-            if not isinstance(exc.__cause__, IntegrityError):
-                raise
+            with self.engine.begin() as conn:
+                serialise(conn)
+                _check_budget(conn, budget, key, charge, now)
+                try:
+                    with conn.begin_nested():  # a savepoint: a taken key leaves the rest valid
+                        conn.execute(insert(SUBMISSIONS).values(**row))
+                    return True
+                except IntegrityError:
+                    return bool(conn.execute(_reclaim(row, stale_after)).rowcount)
+        except SQLAlchemyError as exc:
+            raise TrackingError(f"state store write failed: {exc}") from exc
+
+    def qpu_spent(self, since: float, *, excluding: str | None = None) -> float:
+        """The QPU seconds charged by the claims made since ``since`` (a unix time), less the
+        charge of the key ``excluding`` (a claim about to be made again)."""
         c = SUBMISSIONS.c
-        free = or_(c.status == "failed",
-                   and_(c.status == "submitting",
-                        or_(c.owner == owner, c.updated < now - stale_after)))
-        return bool(self._write(update(SUBMISSIONS).where(c.key == key, free).values(
-            status="submitting", job_id=None, error=None, owner=owner, flow_run_id=flow_run_id,
-            attempts=c.attempts + 1, updated=now, tags=tagged)))
+        query = select(func.coalesce(func.sum(c.qpu_seconds), 0.0)).where(c.created >= since)
+        if excluding is not None:
+            query = query.where(c.key != excluding)
+        return float(self._read(query)[0][0])
+
+    def uncharge(self, key: str) -> None:
+        """``key``'s submission never reached the provider: its QPU seconds are not spent."""
+        self._write(update(SUBMISSIONS).where(SUBMISSIONS.c.key == key).values(qpu_seconds=None))
 
     def submitted(self, key: str, job_id: str) -> None:
         """Record the provider job id of ``key``; done before any polling."""

@@ -15,6 +15,7 @@ already has the job.
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -37,13 +38,14 @@ from backends._protocol import (
     idempotency_key,
     split,
 )
-from backends._store import StateStore
+from backends._store import QpuBudget, StateStore, qpu_budget_message
 from qhybrid.core import (
     DowngradeRecord,
     ExecutionRecord,
     MitigationRecord,
     MitigationSpec,
     QhybridError,
+    QpuBudgetError,
     SubmissionError,
     TransportError,
 )
@@ -141,13 +143,16 @@ class Submitter:
         flow_run_id: The Prefect flow run that owns the leases opened here.
         breaker_threshold: Consecutive failures that open the breaker.
         breaker_cooldown: Seconds the breaker stays open.
+        budget: The QPU budget every new submission with an estimated charge must fit in;
+            None: no limit.
     """
 
     def __init__(self, backend: Backend, store: StateStore, log: ExecutionLog, *,
                  flow_run_id: str | None = None, breaker_threshold: int = 5,
-                 breaker_cooldown: float = 60.0) -> None:
+                 breaker_cooldown: float = 60.0, budget: QpuBudget | None = None) -> None:
         self.backend, self.store, self.log = backend, store, log
         self.flow_run_id = flow_run_id
+        self.budget = budget
         self.breaker = CircuitBreaker(store, backend.name, threshold=breaker_threshold,
                                       cooldown=breaker_cooldown)
         self.remote = backend.remote
@@ -190,10 +195,12 @@ class Submitter:
         return self._collect(key, self._submit(submission, key), fresh=True)
 
     def _submit(self, submission: Submission, key: str) -> str:
+        charge = self.backend.estimate_qpu_seconds(submission)
+        self._check_budget(key, charge)  # before the breaker: a refusal takes no probe slot
         self.breaker.allow()
         if not self.store.claim(key, self.backend.name, submission.kind, self.flow_run_id,
                                 owner=_OWNER, stale_after=_IN_FLIGHT_SECONDS,
-                                tags=submission.tags):
+                                tags=submission.tags, qpu_seconds=charge, budget=self.budget):
             row = self.store.ledger(key)
             if row is not None and row.job_id and row.status in ("submitted", "done"):
                 self.log.count("reattachments")
@@ -207,11 +214,28 @@ class Submitter:
             self._failure(exc)
             if not exc.transient:
                 self.store.finished(key, error=exc.to_dict())
+                if charge > 0:
+                    self.store.uncharge(key)  # the provider refused it: nothing ran
             raise
         self.store.submitted(key, job_id)
-        self.log.submitted(job_id, self.backend.estimate_qpu_seconds(submission))
+        self.log.submitted(job_id, charge)
         self._open_job_lease(job_id)
         return job_id
+
+    def _check_budget(self, key: str, charge: float) -> None:
+        """Refuse, before anything is written, a charge the budget cannot pay for; the claim
+        checks again, atomically, against claims other processes made meanwhile.
+
+        Raises:
+            QpuBudgetError: Naming ``QHYBRID_QPU_BUDGET_SECONDS``.
+        """
+        if self.budget is None or charge <= 0:
+            return
+        spent = self.store.qpu_spent(time.time() - self.budget.window_seconds, excluding=key)
+        if spent + charge > self.budget.seconds:
+            raise QpuBudgetError(qpu_budget_message(self.budget, spent, charge),
+                                 field="QHYBRID_QPU_BUDGET_SECONDS",
+                                 provider_status="QPU_BUDGET")
 
     def _open_job_lease(self, job_id: str) -> None:
         if self.remote:

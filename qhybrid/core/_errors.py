@@ -16,6 +16,7 @@ exit code, an HTTP status) is decided at that entry point, not here.
     │   ├── SubmissionError          the provider refused the request as formed (fail fast)
     │   ├── BackendRejectedError     quota, maintenance, offline (transient)
     │   ├── BreakerOpenError         our circuit breaker refuses the backend for now (fail fast)
+    │   ├── QpuBudgetError           the QPU budget left does not pay for the submission (fail fast)
     │   └── ExecutionError           the job ran and failed
     ├── PostProcessingError          results could not be turned into metrics
     ├── TrackingError                MLflow, promotion log, manifest or state store unusable
@@ -131,6 +132,13 @@ class BreakerOpenError(BackendError):
     """The backend's circuit breaker is open: new work fails fast until the cool-down ends."""
 
     layer = "backend-rejection"
+
+
+class QpuBudgetError(BackendError):
+    """The QPU budget (``QHYBRID_QPU_BUDGET_SECONDS``) left in its window does not pay for the
+    submission's estimated QPU seconds: refused before anything is sent."""
+
+    layer = "budget"
 
 
 class ExecutionError(BackendError):

@@ -60,6 +60,18 @@ class Settings(BaseSettings):
     breaker_cooldown_seconds: float = Field(
         default=60.0, ge=0, le=86_400, description="How long an open breaker fails fast."
     )
+    qpu_budget_seconds: float | None = Field(
+        default=None, gt=0, le=1e9,
+        description="QPU seconds, by the backends' estimates, that every submission to a "
+        "backend that charges them (IBM devices, real or fake) may use together within "
+        "QHYBRID_QPU_BUDGET_WINDOW_SECONDS; a submission that would exceed it is refused "
+        "before it is sent. Unset: no limit.",
+    )
+    qpu_budget_window_seconds: float = Field(
+        default=30 * 86_400, gt=0, le=10 * 365 * 86_400,
+        description="The window the QPU budget counts over, back from each submission "
+        "(default 30 days).",
+    )
     cancel_poll_seconds: float = Field(
         default=1.0, ge=0, le=600,
         description="How often a flow asks Prefect whether it was cancelled while it submits "

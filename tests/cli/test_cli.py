@@ -17,7 +17,8 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from qhybrid.core import YOUNG_COLLECTION_THRESHOLD
+from backends import StateStore
+from qhybrid.core import YOUNG_COLLECTION_THRESHOLD, Settings
 from qhybrid_entrypoints.cli import app
 from tests.conftest import record_env
 
@@ -332,6 +333,19 @@ def test_a_backend_failure_exits_4(prefect_server, monkeypatch: pytest.MonkeyPat
     assert result.exit_code == 4, result.output
     error = json.loads(result.stdout)["error"]
     assert error["error"] == "ExecutionError" and error["transient"] is False
+
+
+def test_a_spent_qpu_budget_exits_4_naming_it_and_sends_nothing(
+        prefect_server, monkeypatch: pytest.MonkeyPatch, settings: Settings) -> None:
+    monkeypatch.setenv("QHYBRID_QPU_BUDGET_SECONDS", "1e-9")
+    result = CliRunner().invoke(app, ["run", str(REPO / "specs" / "vqe-h2.yaml"), "--backend",
+                                      "ibm:fake_manila", "--json"])
+    assert result.exit_code == 4, result.output
+    error = json.loads(result.stdout)["error"]
+    assert (error["error"], error["layer"], error["field"], error["transient"]) == (
+        "QpuBudgetError", "budget", "QHYBRID_QPU_BUDGET_SECONDS", False)
+    assert "nothing was sent" in error["message"]
+    assert StateStore(settings.state_url).count_local_jobs() == 0
 
 
 def test_results_that_cannot_be_analysed_exit_5(prefect_server,
