@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from backends._aer import AerBackend
 from backends._breaker import CircuitBreaker
 from backends._devices import calibration_snapshot, check_width, fake_device
-from backends._factory import memory_store, open_backend, open_engine, open_executor
+from backends._factory import memory_store, open_backend, open_engine, open_executor, qpu_budget
 from backends._faults import FaultyBackend
 from backends._jobs import LocalJobs
 from backends._leases import release_leases
@@ -36,7 +36,7 @@ from backends._protocol import (
     idempotency_key,
     split,
 )
-from backends._store import BreakerRow, LeaseRow, LedgerRow, StateStore
+from backends._store import BreakerRow, LeaseRow, LedgerRow, QpuBudget, StateStore
 from backends._submit import BackendExecutor, ExecutionLog, Runner, Submitter, attempt_once
 from backends._wrapper import BackendWrapper, DescribedWrapper
 
@@ -73,6 +73,7 @@ __all__ = [
     "LocalJobs",
     "Mode",
     "Pub",
+    "QpuBudget",
     "ReportsQueue",
     "Runner",
     "StateStore",
@@ -92,6 +93,7 @@ __all__ = [
     "open_backend",
     "open_engine",
     "open_executor",
+    "qpu_budget",
     "release_leases",
     "split",
 ]

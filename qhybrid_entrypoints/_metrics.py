@@ -4,6 +4,7 @@ every worker's work (collected at scrape time; see :mod:`qhybrid_control._metric
 from __future__ import annotations
 
 import itertools
+import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import get_args
 
@@ -24,7 +25,7 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
 
 import qhybrid_usecases as usecases
-from backends import StateStore
+from backends import QpuBudget, StateStore
 from qhybrid.core import JOB_STATUSES, JobKind
 from qhybrid_control import JobStore, SlaPolicy
 
@@ -59,9 +60,10 @@ class _StoreCollector(Collector):
     """Job-store aggregates as Prometheus families."""
 
     def __init__(self, jobs: JobStore, store: StateStore,
-                 policies: Mapping[str, SlaPolicy], price_per_qpu_second: float) -> None:
+                 policies: Mapping[str, SlaPolicy], price_per_qpu_second: float,
+                 budget: QpuBudget | None) -> None:
         self.jobs, self.store, self.policies = jobs, store, policies
-        self.price = price_per_qpu_second
+        self.price, self.budget = price_per_qpu_second, budget
 
     def collect(self) -> Iterator[Metric]:
         snap = usecases.service_metrics(self.jobs, self.store)
@@ -129,6 +131,17 @@ class _StoreCollector(Collector):
             trips.add_metric([backend], n_trips)
         yield state
         yield trips
+        if self.budget is not None:
+            cap = GaugeMetricFamily("qhybrid_qpu_budget_seconds",
+                                    "QPU seconds the budget allows within its window "
+                                    "(QHYBRID_QPU_BUDGET_SECONDS).")
+            cap.add_metric([], self.budget.seconds)
+            yield cap
+            spent = GaugeMetricFamily("qhybrid_qpu_budget_spent_seconds",
+                                      "QPU seconds charged within the budget's window, by the "
+                                      "backends' estimates (every process's submissions).")
+            spent.add_metric([], self.store.qpu_spent(time.time() - self.budget.window_seconds))
+            yield spent
         target = GaugeMetricFamily("qhybrid_sla_queue_target_seconds",
                                    "Accept-to-start time each SLA class promises.",
                                    labels=["sla"])
@@ -150,10 +163,12 @@ def _counter(name: str, doc: str, label: str, values: Mapping[str, int]) -> Coun
 
 
 class ServiceMetrics:
-    """The API process's registry."""
+    """The API process's registry; with a QPU ``budget``, its cap and what the window has spent
+    (``qhybrid_qpu_budget_seconds``, ``qhybrid_qpu_budget_spent_seconds``)."""
 
     def __init__(self, jobs: JobStore, store: StateStore,
-                 policies: Mapping[str, SlaPolicy], *, price_per_qpu_second: float) -> None:
+                 policies: Mapping[str, SlaPolicy], *, price_per_qpu_second: float,
+                 budget: QpuBudget | None = None) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
         self.requests = Counter("qhybrid_http_requests", "HTTP requests by route and status.",
                                 ["method", "route", "status"], registry=self.registry)
@@ -162,7 +177,8 @@ class ServiceMetrics:
                                  registry=self.registry)
         self.accepts = Counter("qhybrid_jobs_accepted", "Jobs accepted, by kind and SLA class.",
                                ["kind", "sla"], registry=self.registry)
-        self.registry.register(_StoreCollector(jobs, store, policies, price_per_qpu_second))
+        self.registry.register(_StoreCollector(jobs, store, policies, price_per_qpu_second,
+                                               budget))
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         """Count one HTTP request."""

@@ -17,6 +17,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 import qhybrid_usecases as usecases
+from backends import QpuBudget
 from qhybrid.core import Settings
 from qhybrid_control import DEFAULT_POLICIES
 from qhybrid_entrypoints._metrics import ServiceMetrics
@@ -188,12 +189,14 @@ def test_dashboard_queries_parse_and_evaluate(tmp_path: Path) -> None:
 
 @pytest.fixture
 def exposed(settings: Settings) -> set[str]:
-    """The series names the service's /metrics can hold, from a real exposition."""
+    """The series names the service's /metrics can hold, from a real exposition (with a QPU
+    budget set, whose two gauges exist only then)."""
     jobs = usecases.job_store(settings)
     store = usecases.state_store(settings)
     try:
         body, _ = ServiceMetrics(jobs, store, DEFAULT_POLICIES,
-                                 price_per_qpu_second=settings.qpu_price_per_second).render()
+                                 price_per_qpu_second=settings.qpu_price_per_second,
+                                 budget=QpuBudget(seconds=100.0, window_seconds=3600.0)).render()
     finally:
         jobs.engine.dispose()
         store.engine.dispose()
@@ -202,6 +205,30 @@ def exposed(settings: Settings) -> set[str]:
         names |= {family.name + suffix for suffix in SERIES_SUFFIXES[family.type]}
     assert "qhybrid_jobs" in names and "qhybrid_http_requests_total" in names
     return names
+
+
+def test_the_qpu_budget_gauges_show_the_cap_and_what_the_window_spent(
+        settings: Settings) -> None:
+    jobs = usecases.job_store(settings)
+    store = usecases.state_store(settings)
+    budget = QpuBudget(seconds=100.0, window_seconds=3600.0)
+    try:
+        store.claim("k", "ibm:fake_manila", "sample", None, owner="o", stale_after=30,
+                    qpu_seconds=12.5, budget=budget)
+        store.claim("sim", "aer", "sample", None, owner="o", stale_after=30, budget=budget)
+        values = {}
+        for with_budget in (budget, None):
+            body, _ = ServiceMetrics(jobs, store, DEFAULT_POLICIES, price_per_qpu_second=1.0,
+                                     budget=with_budget).render()
+            values[with_budget is not None] = {
+                s.name: s.value for f in text_string_to_metric_families(body.decode())
+                for s in f.samples if s.name.startswith("qhybrid_qpu_budget")}
+    finally:
+        jobs.engine.dispose()
+        store.engine.dispose()
+    assert values[True] == {"qhybrid_qpu_budget_seconds": 100.0,
+                            "qhybrid_qpu_budget_spent_seconds": 12.5}
+    assert values[False] == {}  # no budget set: no series, and the alert stays quiet
 
 
 def test_every_metric_the_rules_use_is_exposed(exposed: set[str]) -> None:
