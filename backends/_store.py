@@ -38,6 +38,7 @@ from sqlalchemy import (
     Table,
     Text,
     and_,
+    case,
     create_engine,
     event,
     func,
@@ -49,6 +50,7 @@ from sqlalchemy import (
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.pool import ConnectionPoolEntry, StaticPool
+from sqlalchemy.sql.elements import ColumnElement
 
 from backends._schema import migrate, serialise
 from qhybrid.core import (
@@ -72,10 +74,13 @@ SUBMISSIONS = Table(
     Column("owner", String(64)),  # the process that claimed the key last
     Column("attempts", Integer, nullable=False, default=0),
     Column("flow_run_id", String(64)),
-    Column("created", Float, nullable=False, index=True),  # the QPU budget's window
+    Column("created", Float, nullable=False),
     Column("updated", Float, nullable=False),
     Column("tags", Text),  # JSON list: the provider job tags of the claim's submission
-    Column("qpu_seconds", Float),  # the backend's estimate; NULL: nothing charged
+    # The backends' estimates of this key's attempts that count (NULL: nothing charged),
+    # and when the last was charged: the QPU budget's window.
+    Column("qpu_seconds", Float),
+    Column("charged_at", Float, index=True),
 )
 
 LOCAL_JOBS = Table(
@@ -209,35 +214,46 @@ def _ledger_row(r: Row[Any]) -> LedgerRow:
                      tuple(json.loads(r.tags)) if r.tags else ())
 
 
-def _check_budget(conn: Connection, budget: QpuBudget, key: str, charge: float,
-                  now: float) -> None:
+def _spent(conn: Connection, since: float) -> float:
     c = SUBMISSIONS.c
-    spent = float(conn.execute(select(func.coalesce(func.sum(c.qpu_seconds), 0.0)).where(
-        c.created >= now - budget.window_seconds, c.key != key)).scalar_one())
-    if spent + charge > budget.seconds:
-        raise QpuBudgetError(qpu_budget_message(budget, spent, charge),
-                             field="QHYBRID_QPU_BUDGET_SECONDS", provider_status="QPU_BUDGET")
+    return float(conn.execute(select(func.coalesce(func.sum(c.qpu_seconds), 0.0)).where(
+        c.charged_at >= since)).scalar_one())
 
 
 def qpu_budget_message(budget: QpuBudget, spent: float, charge: float) -> str:
     """Why a submission of ``charge`` QPU seconds is refused, ``spent`` seconds being used."""
-    days = budget.window_seconds / 86_400
-    return (f"the QPU budget is spent: this submission needs {charge:.6g} s by the backend's "
-            f"estimate, {max(budget.seconds - spent, 0.0):.6g} s of {budget.seconds:.6g} s are "
-            f"left in the last {days:.6g} days (QHYBRID_QPU_BUDGET_SECONDS, "
+    window = budget.window_seconds
+    span = f"{window / 86_400:.6g} days" if window >= 86_400 else f"{window / 3600:.6g} hours"
+    return (f"the QPU budget left does not pay for this submission: it needs {charge:.6g} s "
+            f"by the backend's estimate, and {max(budget.seconds - spent, 0.0):.6g} s of "
+            f"{budget.seconds:.6g} s are left in the last {span} (the window: "
             "QHYBRID_QPU_BUDGET_WINDOW_SECONDS); nothing was sent")
 
 
 def _reclaim(row: dict[str, Any], stale_after: float) -> Executable:
-    """The update that takes a key already in the ledger, if it is free (see ``claim``)."""
+    """The update that takes a key already in the ledger, if it is free (see ``claim``).
+
+    Its charge replaces the key's, but adds to it when the key's last job reached the provider
+    and failed (it may have run): each attempt that may have used the QPU counts.
+    """
     c = SUBMISSIONS.c
     free = or_(c.status == "failed",
                and_(c.status == "submitting",
                     or_(c.owner == row["owner"], c.updated < row["updated"] - stale_after)))
+    charge = row["qpu_seconds"]
+    if charge is not None:
+        ran = and_(c.status == "failed", c.job_id.is_not(None))
+        charge = case((ran, func.coalesce(c.qpu_seconds, 0.0) + charge), else_=charge)
     return update(SUBMISSIONS).where(c.key == row["key"], free).values(
         status="submitting", job_id=None, error=None, owner=row["owner"],
         flow_run_id=row["flow_run_id"], attempts=c.attempts + 1, updated=row["updated"],
-        tags=row["tags"], qpu_seconds=row["qpu_seconds"])
+        tags=row["tags"], qpu_seconds=charge,
+        charged_at=row["charged_at"] if charge is not None else c.charged_at)
+
+
+def _less(charged: ColumnElement[float], refund: float) -> ColumnElement[float | None]:
+    """``charged`` less ``refund``; NULL (nothing charged) when nothing is left."""
+    return case((charged - refund > 1e-12, charged - refund), else_=None)
 
 
 class StateStore:
@@ -305,12 +321,15 @@ class StateStore:
 
         A key is free when it has no row, when its last job failed, or when it is ``submitting``
         under this ``owner`` or under one silent for ``stale_after`` seconds (a crashed process).
-        ``tags`` (the provider job tags of this submission) replace those of an earlier claim,
-        and ``qpu_seconds`` (the backend's estimate) its charge.
+        ``tags`` (the provider job tags of this submission) replace those of an earlier claim.
+        A claim charges ``qpu_seconds`` (the backend's estimate), now: it replaces the key's
+        earlier charge, or adds to it if the key's last job reached the provider and failed.
 
-        With a ``budget`` and a charge, the claim and the check that the budget pays for it are
-        one transaction that no other claim interleaves with (``BEGIN IMMEDIATE`` on SQLite, an
-        advisory lock on PostgreSQL), so two processes cannot both spend the last seconds.
+        With a ``budget``, the claim is written and then every charge of the budget's window
+        summed, in one transaction that no other budgeted claim interleaves with
+        (``BEGIN IMMEDIATE`` on SQLite, an advisory lock on PostgreSQL, at READ COMMITTED so
+        that the sum sees the claims committed while it waited); over the budget, the claim is
+        rolled back. A claim that is not taken charges nothing and is never refused.
 
         Returns:
             True if this caller now owns the submission; False if another process is submitting
@@ -325,7 +344,7 @@ class StateStore:
         row = {"key": key, "backend": backend, "kind": kind, "status": "submitting",
                "attempts": 1, "owner": owner, "flow_run_id": flow_run_id, "created": now,
                "updated": now, "tags": json.dumps(list(tags)) if tags else None,
-               "qpu_seconds": charge}
+               "qpu_seconds": charge, "charged_at": now if charge is not None else None}
         if budget is None or charge is None:
             try:
                 self._write(insert(SUBMISSIONS).values(**row))
@@ -335,41 +354,53 @@ class StateStore:
                     raise
             return bool(self._write(_reclaim(row, stale_after)))
         try:
-            with self.engine.begin() as conn:
-                serialise(conn)
-                _check_budget(conn, budget, key, charge, now)
-                try:
-                    with conn.begin_nested():  # a savepoint: a taken key leaves the rest valid
-                        conn.execute(insert(SUBMISSIONS).values(**row))
+            with self.engine.connect() as conn:
+                if conn.dialect.name == "postgresql":
+                    conn = conn.execution_options(isolation_level="READ COMMITTED")
+                with conn.begin():
+                    serialise(conn)
+                    try:
+                        with conn.begin_nested():  # a savepoint: a taken key leaves the rest
+                            conn.execute(insert(SUBMISSIONS).values(**row))
+                    except IntegrityError:
+                        if not conn.execute(_reclaim(row, stale_after)).rowcount:
+                            return False
+                    spent = _spent(conn, now - budget.window_seconds)
+                    if spent > budget.seconds:
+                        raise QpuBudgetError(
+                            qpu_budget_message(budget, spent - charge, charge),
+                            field="QHYBRID_QPU_BUDGET_SECONDS", provider_status="QPU_BUDGET")
                     return True
-                except IntegrityError:
-                    return bool(conn.execute(_reclaim(row, stale_after)).rowcount)
         except SQLAlchemyError as exc:
             raise TrackingError(f"state store write failed: {exc}") from exc
 
-    def qpu_spent(self, since: float, *, excluding: str | None = None) -> float:
-        """The QPU seconds charged by the claims made since ``since`` (a unix time), less the
-        charge of the key ``excluding`` (a claim about to be made again)."""
+    def qpu_spent(self, since: float) -> float:
+        """The QPU seconds charged since ``since`` (a unix time), by every process."""
         c = SUBMISSIONS.c
-        query = select(func.coalesce(func.sum(c.qpu_seconds), 0.0)).where(c.created >= since)
-        if excluding is not None:
-            query = query.where(c.key != excluding)
-        return float(self._read(query)[0][0])
+        return float(self._read(select(func.coalesce(func.sum(c.qpu_seconds), 0.0)).where(
+            c.charged_at >= since))[0][0])
 
-    def uncharge(self, key: str) -> None:
-        """``key``'s submission never reached the provider: its QPU seconds are not spent."""
-        self._write(update(SUBMISSIONS).where(SUBMISSIONS.c.key == key).values(qpu_seconds=None))
+    def refund(self, key: str, qpu_seconds: float) -> None:
+        """The last attempt of ``key`` never ran (the provider refused it): its charge of
+        ``qpu_seconds`` is taken back, what earlier attempts charged stays."""
+        self._write(update(SUBMISSIONS).where(SUBMISSIONS.c.key == key).values(
+            qpu_seconds=_less(SUBMISSIONS.c.qpu_seconds, qpu_seconds)))
 
     def submitted(self, key: str, job_id: str) -> None:
         """Record the provider job id of ``key``; done before any polling."""
         self._write(update(SUBMISSIONS).where(SUBMISSIONS.c.key == key).values(
             status="submitted", job_id=job_id, updated=time.time()))
 
-    def finished(self, key: str, *, error: dict[str, object] | None = None) -> None:
-        """Record that the job of ``key`` is done, or failed with ``error``."""
-        self._write(update(SUBMISSIONS).where(SUBMISSIONS.c.key == key).values(
-            status="failed" if error else "done",
-            error=json.dumps(error) if error else None, updated=time.time()))
+    def finished(self, key: str, *, error: dict[str, object] | None = None,
+                 refund: float = 0.0) -> None:
+        """Record that the job of ``key`` is done, or failed with ``error``; with ``refund``,
+        in the same write, the failed attempt never ran: its charge is taken back."""
+        values: dict[str, object] = {"status": "failed" if error else "done",
+                                     "error": json.dumps(error) if error else None,
+                                     "updated": time.time()}
+        if refund > 0:
+            values["qpu_seconds"] = _less(SUBMISSIONS.c.qpu_seconds, refund)
+        self._write(update(SUBMISSIONS).where(SUBMISSIONS.c.key == key).values(**values))
 
     def fail_job(self, job_id: str, error: dict[str, object]) -> None:
         """Mark the ledger key of a job that will never finish (e.g. cancelled) as failed, so

@@ -15,7 +15,6 @@ already has the job.
 from __future__ import annotations
 
 import threading
-import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -38,14 +37,14 @@ from backends._protocol import (
     idempotency_key,
     split,
 )
-from backends._store import QpuBudget, StateStore, qpu_budget_message
+from backends._store import QpuBudget, StateStore
 from qhybrid.core import (
+    BackendRejectedError,
     DowngradeRecord,
     ExecutionRecord,
     MitigationRecord,
     MitigationSpec,
     QhybridError,
-    QpuBudgetError,
     SubmissionError,
     TransportError,
 )
@@ -196,7 +195,6 @@ class Submitter:
 
     def _submit(self, submission: Submission, key: str) -> str:
         charge = self.backend.estimate_qpu_seconds(submission)
-        self._check_budget(key, charge)  # before the breaker: a refusal takes no probe slot
         self.breaker.allow()
         if not self.store.claim(key, self.backend.name, submission.kind, self.flow_run_id,
                                 owner=_OWNER, stale_after=_IN_FLIGHT_SECONDS,
@@ -211,31 +209,19 @@ class Submitter:
         try:
             job_id = self.backend.submit(submission, tag=key)
         except QhybridError as exc:
+            # Refused (as formed, or over quota, offline): nothing ran, so nothing is charged.
+            # Lost on the way (TransportError) it may have reached the provider: it stays.
+            refused = charge if isinstance(exc, SubmissionError | BackendRejectedError) else 0.0
             self._failure(exc)
             if not exc.transient:
-                self.store.finished(key, error=exc.to_dict())
-                if charge > 0:
-                    self.store.uncharge(key)  # the provider refused it: nothing ran
+                self.store.finished(key, error=exc.to_dict(), refund=refused)
+            elif refused:
+                self.store.refund(key, refused)
             raise
         self.store.submitted(key, job_id)
         self.log.submitted(job_id, charge)
         self._open_job_lease(job_id)
         return job_id
-
-    def _check_budget(self, key: str, charge: float) -> None:
-        """Refuse, before anything is written, a charge the budget cannot pay for; the claim
-        checks again, atomically, against claims other processes made meanwhile.
-
-        Raises:
-            QpuBudgetError: Naming ``QHYBRID_QPU_BUDGET_SECONDS``.
-        """
-        if self.budget is None or charge <= 0:
-            return
-        spent = self.store.qpu_spent(time.time() - self.budget.window_seconds, excluding=key)
-        if spent + charge > self.budget.seconds:
-            raise QpuBudgetError(qpu_budget_message(self.budget, spent, charge),
-                                 field="QHYBRID_QPU_BUDGET_SECONDS",
-                                 provider_status="QPU_BUDGET")
 
     def _open_job_lease(self, job_id: str) -> None:
         if self.remote:

@@ -15,7 +15,7 @@ import pytest
 import backends._store as store_module
 from backends import StateStore, open_executor
 from backends._store import QpuBudget
-from qhybrid.core import QpuBudgetError, Settings, VqeFamily
+from qhybrid.core import QhybridError, QpuBudgetError, Settings, VqeFamily
 from qhybrid.experiments import build_workload, h2_hamiltonian
 from tests.backends.test_store import postgres_url  # noqa: F401 - the fixture, shared
 
@@ -45,17 +45,37 @@ def test_claims_are_charged_until_the_budget_is_spent(store: StateStore) -> None
     error = info.value
     assert error.field == "QHYBRID_QPU_BUDGET_SECONDS" and not error.transient
     assert "needs 5 s" in error.message and "4 s of 10 s are left" in error.message
-    assert store.ledger("b") is None  # refused before anything was written
+    assert "last 1 hours" in error.message and "nothing was sent" in error.message
+    assert store.ledger("b") is None  # refused: the claim was rolled back
     assert _claim(store, "c", 4.0)  # exactly what is left
     assert _claim(store, "sim", 0.0, backend="aer")  # a simulator is never charged nor refused
     assert store.qpu_spent(0.0) == pytest.approx(10.0)
 
+    # Failed before its job reached the provider: claimed again, charged once.
     store.finished("a", error={"error": "TransportError", "message": "lost"})
-    assert _claim(store, "a", 6.0)  # the same key again: charged once, not twice
+    assert _claim(store, "a", 6.0)
     assert store.qpu_spent(0.0) == pytest.approx(10.0)
-    store.uncharge("c")  # the provider refused it: nothing ran
+    # The provider refused c: its charge is taken back.
+    store.finished("c", error={"error": "SubmissionError", "message": "no"}, refund=4.0)
     assert store.qpu_spent(0.0) == pytest.approx(6.0)
-    assert _claim(store, "d", 4.0)
+    # a's job reached the provider and failed (it may have run): a new attempt adds to it.
+    store.submitted("a", "job-a")
+    store.finished("a", error={"error": "ExecutionError", "message": "failed on the device"})
+    assert _claim(store, "a", 3.0)
+    assert store.qpu_spent(0.0) == pytest.approx(9.0)
+    with pytest.raises(QpuBudgetError, match="1 s of 10 s are left"):
+        _claim(store, "d", 2.0)
+    store.refund("a", 3.0)  # the new attempt was refused over quota (transient): 6 s stay
+    assert store.qpu_spent(0.0) == pytest.approx(6.0)
+
+
+def test_a_claim_that_is_not_taken_charges_nothing_and_is_not_refused(store: StateStore) -> None:
+    assert _claim(store, "a", 9.0, owner="first")
+    # Another process is submitting a: not taken, so not checked against the budget either,
+    # even by a process whose budget is already exceeded.
+    assert not store.claim("a", "ibm:fake_x", "sample", None, owner="second", stale_after=30,
+                           qpu_seconds=9.0, budget=QpuBudget(seconds=1.0, window_seconds=60))
+    assert store.qpu_spent(0.0) == pytest.approx(9.0)
 
 
 def test_charges_older_than_the_window_no_longer_count(store: StateStore) -> None:
@@ -63,27 +83,32 @@ def test_charges_older_than_the_window_no_longer_count(store: StateStore) -> Non
     with pytest.raises(QpuBudgetError):
         _claim(store, "new", 8.0)
     with store.engine.begin() as conn:  # the first claim, two hours ago
-        conn.execute(store_module.SUBMISSIONS.update().values(created=time.time() - 7200))
+        conn.execute(store_module.SUBMISSIONS.update().values(charged_at=time.time() - 7200))
     assert _claim(store, "new", 8.0)
     assert store.qpu_spent(time.time() - BUDGET.window_seconds) == pytest.approx(8.0)
     assert store.qpu_spent(0.0) == pytest.approx(16.0)
+    # The old key, failed, claimed again now: charged now, inside the window.
+    store.finished("old", error={"error": "TransportError", "message": "lost"})
+    with pytest.raises(QpuBudgetError):
+        _claim(store, "old", 8.0)
 
 
 def test_two_claims_for_the_last_seconds_at_once_one_is_refused(
         store: StateStore, monkeypatch: pytest.MonkeyPatch) -> None:
-    # Each claimant, once its check has passed, waits for the other to pass its own check too.
-    # Serialised claims never both get there: the first goes on after the wait, commits, and
-    # the second is checked against it. Unserialised, both would pass and both be charged.
-    both_checked = threading.Barrier(2)
-    checked = store_module._check_budget
+    # Each claimant, once it has written its claim and summed the window, waits for the other
+    # to get there too. Serialised claims never both do: the first goes on after the wait,
+    # commits, and the second sums with it. Unserialised, both would be taken and charged.
+    both_summed = threading.Barrier(2)
+    summed = store_module._spent
 
-    def check_then_wait(*args: object) -> None:
-        checked(*args)  # type: ignore[arg-type]
+    def sum_then_wait(*args: object) -> float:
+        spent = summed(*args)  # type: ignore[arg-type]
         # Broken: the other claimant is waiting for this one's transaction, as it should.
         with contextlib.suppress(threading.BrokenBarrierError):
-            both_checked.wait(timeout=3)
+            both_summed.wait(timeout=3)
+        return spent
 
-    monkeypatch.setattr(store_module, "_check_budget", check_then_wait)
+    monkeypatch.setattr(store_module, "_spent", sum_then_wait)
     outcomes: dict[str, object] = {}
 
     def claim(key: str) -> None:
@@ -97,6 +122,7 @@ def test_two_claims_for_the_last_seconds_at_once_one_is_refused(
         thread.start()
     for thread in threads:
         thread.join(timeout=120)
+    assert sorted(map(repr, outcomes.values()))[-1] == "True"
     assert sorted(type(o).__name__ for o in outcomes.values()) == ["QpuBudgetError", "bool"]
     assert store.qpu_spent(0.0) == pytest.approx(6.0)
 
@@ -123,10 +149,21 @@ def test_an_executor_on_a_fake_device_stops_at_the_budget_and_sends_nothing_more
     assert info.value.recovery == "none: fails fast"
     assert store.count_local_jobs() == 1  # the refused one never reached the device
     assert store.ledger_counts() == {"done": 1}
-    assert device.submitter.breaker.store.breaker("ibm:fake_manila")[0] == "closed"
 
     # What is already paid for re-attaches; a simulator on the same budget is never refused.
     assert device.sample(vqe.measured, point, shots=200, seed=1) == first
     simulator = open_executor("aer", settings, transpiler_seed=1, store=store)
     simulator.sample(vqe.measured, point, shots=200, seed=2)
     assert store.qpu_spent(0.0) == pytest.approx(charge)
+
+
+@pytest.mark.parametrize(("fault", "charged"), [("rejection", False), ("execution", True)])
+def test_a_refused_submission_is_not_charged_and_one_that_ran_is(
+        tmp_path: Path, vqe, fault: str, charged: bool) -> None:
+    store = StateStore(f"sqlite:///{tmp_path}/state.db")
+    settings = Settings(qpu_budget_seconds=1000.0, faults=f"{fault}=1,seed=3")
+    device = open_executor("ibm:fake_manila", settings, transpiler_seed=1, store=store)
+    with pytest.raises(QhybridError):
+        device.sample(vqe.measured, np.array([[0.1, 0.2, 0.3, 0.4]]), shots=200, seed=1)
+    spent = store.qpu_spent(0.0)
+    assert (spent > 0) is charged, spent
