@@ -34,6 +34,7 @@ from sqlalchemy import (
     Integer,
     MetaData,
     Row,
+    Select,
     String,
     Table,
     Text,
@@ -214,10 +215,13 @@ def _ledger_row(r: Row[Any]) -> LedgerRow:
                      tuple(json.loads(r.tags)) if r.tags else ())
 
 
-def _spent(conn: Connection, since: float) -> float:
+def _spent_since(since: float) -> Select[tuple[float]]:
     c = SUBMISSIONS.c
-    return float(conn.execute(select(func.coalesce(func.sum(c.qpu_seconds), 0.0)).where(
-        c.charged_at >= since)).scalar_one())
+    return select(func.coalesce(func.sum(c.qpu_seconds), 0.0)).where(c.charged_at >= since)
+
+
+def _spent(conn: Connection, since: float) -> float:
+    return float(conn.execute(_spent_since(since)).scalar_one())
 
 
 def qpu_budget_message(budget: QpuBudget, spent: float, charge: float) -> str:
@@ -376,9 +380,7 @@ class StateStore:
 
     def qpu_spent(self, since: float) -> float:
         """The QPU seconds charged since ``since`` (a unix time), by every process."""
-        c = SUBMISSIONS.c
-        return float(self._read(select(func.coalesce(func.sum(c.qpu_seconds), 0.0)).where(
-            c.charged_at >= since))[0][0])
+        return float(self._read(_spent_since(since))[0][0])
 
     def refund(self, key: str, qpu_seconds: float) -> None:
         """The last attempt of ``key`` never ran (the provider refused it): its charge of

@@ -37,6 +37,7 @@ class MetricsSnapshot:
     submissions: dict[str, int] = field(default_factory=dict)  # ledger status (state store)
     breakers: dict[str, tuple[str, int]] = field(default_factory=dict)  # state, trips
     oldest_queued: dict[str, float] = field(default_factory=dict)  # sla -> seconds
+    qpu_budget_spent: float | None = None  # charged within the budget's window, if one is set
 
 
 def snapshot(engine: Engine, *, now: float) -> MetricsSnapshot:

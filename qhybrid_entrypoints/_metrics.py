@@ -4,7 +4,6 @@ every worker's work (collected at scrape time; see :mod:`qhybrid_control._metric
 from __future__ import annotations
 
 import itertools
-import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import get_args
 
@@ -66,7 +65,7 @@ class _StoreCollector(Collector):
         self.price, self.budget = price_per_qpu_second, budget
 
     def collect(self) -> Iterator[Metric]:
-        snap = usecases.service_metrics(self.jobs, self.store)
+        snap = usecases.service_metrics(self.jobs, self.store, self.budget)
         jobs = GaugeMetricFamily("qhybrid_jobs", "Jobs by status, kind and SLA class.",
                                  labels=["status", "kind", "sla"])
         # Every combination from the start: a first failure must be an increase from 0.
@@ -131,7 +130,7 @@ class _StoreCollector(Collector):
             trips.add_metric([backend], n_trips)
         yield state
         yield trips
-        if self.budget is not None:
+        if self.budget is not None and snap.qpu_budget_spent is not None:
             cap = GaugeMetricFamily("qhybrid_qpu_budget_seconds",
                                     "QPU seconds the budget allows within its window "
                                     "(QHYBRID_QPU_BUDGET_SECONDS).")
@@ -140,7 +139,7 @@ class _StoreCollector(Collector):
             spent = GaugeMetricFamily("qhybrid_qpu_budget_spent_seconds",
                                       "QPU seconds charged within the budget's window, by the "
                                       "backends' estimates (every process's submissions).")
-            spent.add_metric([], self.store.qpu_spent(time.time() - self.budget.window_seconds))
+            spent.add_metric([], snap.qpu_budget_spent)
             yield spent
         target = GaugeMetricFamily("qhybrid_sla_queue_target_seconds",
                                    "Accept-to-start time each SLA class promises.",

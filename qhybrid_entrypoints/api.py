@@ -33,7 +33,6 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import qhybrid_usecases as usecases
-from backends import qpu_budget
 from qhybrid.core import (
     EvaluateJobRequest,
     InvalidInputError,
@@ -112,7 +111,7 @@ def create_app(settings: Settings, *, cancel_flow_run: Callable[[str], None] | N
     policies = policies_from(settings.sla_policies)
     metrics = ServiceMetrics(jobs, usecases.state_store(settings), policies,
                              price_per_qpu_second=settings.qpu_price_per_second,
-                             budget=qpu_budget(settings))
+                             budget=usecases.qpu_budget(settings))
     # Accepts are CPU-bound and write one database: two threads at a time keep the GIL and the
     # write lock uncontended (with 40 threads, p95 doubled at concurrency 8).
     accepting = anyio.CapacityLimiter(ACCEPT_THREADS)

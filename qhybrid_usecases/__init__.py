@@ -30,6 +30,7 @@ from qhybrid_usecases._jobs import (
     job_result_data,
     job_status,
     job_store,
+    qpu_budget,
     service_metrics,
     state_store,
 )
@@ -149,6 +150,7 @@ __all__ = [
     "open_run",
     "plan_path",
     "preflight",
+    "qpu_budget",
     "reap_abandoned",
     "record_evidence",
     "release_flow_run_leases",

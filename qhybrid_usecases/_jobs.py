@@ -18,7 +18,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from backends import StateStore
+from backends import QpuBudget, StateStore
+from backends import qpu_budget as qpu_budget  # the settings' budget, for entry points
 from qhybrid.core import (
     JOB_REQUEST,
     AnyJobRequest,
@@ -389,9 +390,10 @@ def job_result_data(jobs: JobStore, job_id: str, *, client: str) -> tuple[str, s
     return data[0], data[1]
 
 
-def service_metrics(jobs: JobStore, store: StateStore) -> MetricsSnapshot:
+def service_metrics(jobs: JobStore, store: StateStore,
+                    budget: QpuBudget | None = None) -> MetricsSnapshot:
     """Every worker's work as the stores hold it: jobs, batches, callbacks, the provider
-    submission ledger and the circuit breakers.
+    submission ledger and the circuit breakers; with a QPU ``budget``, what its window spent.
 
     Raises:
         TrackingError: A store cannot be read.
@@ -399,4 +401,6 @@ def service_metrics(jobs: JobStore, store: StateStore) -> MetricsSnapshot:
     snap = metrics_snapshot(jobs.engine, now=jobs.clock())
     snap.submissions = store.ledger_counts()
     snap.breakers = {b.backend: (b.state, b.trips) for b in store.breakers()}
+    if budget is not None:
+        snap.qpu_budget_spent = store.qpu_spent(jobs.clock() - budget.window_seconds)
     return snap
